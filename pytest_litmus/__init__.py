@@ -1,0 +1,56 @@
+"""pytest-litmus: locked instruments, mock stations and measurement logs for test stations.
+
+Importing the package is cheap: the VISA stack loads only when a station opens.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pytest_litmus.errors import (
+    InstrumentError,
+    LitmusError,
+    LockLost,
+    ResourceInUse,
+    SrqTimeout,
+    StationConfigError,
+    StationNotFound,
+    UnknownRole,
+)
+
+if TYPE_CHECKING:
+    from pytest_litmus.connection import StationConnection, connect
+    from pytest_litmus.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "InstrumentError",
+    "LitmusError",
+    "LockLost",
+    "ResourceInUse",
+    "SrqTimeout",
+    "StationConfigError",
+    "StationConnection",
+    "StationNotFound",
+    "UnknownRole",
+    "connect",
+    "hookimpl",
+]
+
+_LAZY = {
+    "connect": "pytest_litmus.connection",
+    "StationConnection": "pytest_litmus.connection",
+    "hookimpl": "pytest_litmus.hookspecs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_litmus' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

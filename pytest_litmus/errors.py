@@ -1,0 +1,155 @@
+"""One error hierarchy for the whole product.
+
+Every error is a :class:`LitmusError` and also the builtin it is a kind of, so
+``except LookupError`` keeps working for callers who do not know this package.
+Errors carry structured fields (``ResourceInUse.holder``) and survive pickling,
+so they cross process boundaries (instrument server, xdist) unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "InstrumentError",
+    "LitmusError",
+    "LockLost",
+    "ResourceInUse",
+    "SrqTimeout",
+    "StationConfigError",
+    "StationNotFound",
+    "UnknownRole",
+]
+
+
+def _rebuild(cls: type[LitmusError], args: tuple[Any, ...], state: dict[str, Any]) -> LitmusError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
+
+class LitmusError(Exception):
+    """Base class of every error raised by pytest-litmus."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take keyword fields in __init__; rebuild from the message and
+        # the instance dict instead, so no subclass needs its own pickling code.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+class StationNotFound(LitmusError, LookupError):
+    """No station file for ``station`` in any of the ``searched`` directories."""
+
+    def __init__(self, station: str, searched: Sequence[Path], available: Sequence[str]) -> None:
+        self.station = station
+        self.searched = [Path(p) for p in searched]
+        self.available = list(available)
+        where = ", ".join(str(p) for p in self.searched) or "(no stations directory found)"
+        have = ", ".join(self.available) if self.available else "none"
+        super().__init__(f"station {station!r} not found in {where}; available stations: {have}")
+
+
+class StationConfigError(LitmusError, ValueError):
+    """A station file, ``litmus.yaml`` or setting has a bad value.
+
+    ``file`` is the file (or the option / environment variable) the value came
+    from, ``key`` the dotted key path, ``expected`` what would have been valid.
+    """
+
+    def __init__(
+        self, file: str | Path | None, key: str, expected: str, got: Any = None, *, has_got: bool = True
+    ) -> None:
+        self.file = str(file) if file is not None else None
+        self.key = key
+        self.expected = expected
+        self.got = got
+        where = f"{self.file}: " if self.file else ""
+        tail = f", got {got!r}" if has_got else ""
+        super().__init__(f"{where}{key}: expected {expected}{tail}")
+
+
+class UnknownRole(LitmusError, LookupError):
+    """A role that the station file does not define."""
+
+    def __init__(self, role: str, station: str, roles: Sequence[str], file: str | Path | None = None) -> None:
+        self.role = role
+        self.station = station
+        self.roles = list(roles)
+        self.file = str(file) if file is not None else None
+        src = f" ({self.file})" if self.file else ""
+        super().__init__(
+            f"station {station!r}{src} has no role {role!r}; its roles are: {', '.join(self.roles) or 'none'}"
+        )
+
+
+class ResourceInUse(LitmusError, RuntimeError):
+    """The resource is locked by someone else; ``holder`` says who."""
+
+    def __init__(self, resource: str, holder: Mapping[str, Any] | None, *, waited: float = 0.0) -> None:
+        self.resource = resource
+        self.holder = dict(holder) if holder else {}
+        self.waited = waited
+        who = _describe_holder(self.holder)
+        super().__init__(f"{resource} is in use by {who}")
+
+
+class LockLost(LitmusError, RuntimeError):
+    """The lock on a resource was taken from under its holder (forced release)."""
+
+    def __init__(self, resource: str, role: str | None = None, by: Mapping[str, Any] | None = None) -> None:
+        self.resource = resource
+        self.role = role
+        self.by = dict(by) if by else {}
+        suffix = f"; now held by {_describe_holder(self.by)}" if self.by else ""
+        label = f"{role} ({resource})" if role else resource
+        super().__init__(f"lock on {label} was released from under this session{suffix}")
+
+
+class InstrumentError(LitmusError, RuntimeError):
+    """The instrument reported errors (drained from its ``SYST:ERR?`` queue)."""
+
+    def __init__(self, resource: str, errors: Sequence[tuple[int, str]], role: str | None = None) -> None:
+        self.resource = resource
+        self.errors = [(int(code), str(msg)) for code, msg in errors]
+        self.role = role
+        label = f"{role} ({resource})" if role else resource
+        listed = "; ".join(f"{code}, {msg}" for code, msg in self.errors)
+        super().__init__(f"{label} reported {len(self.errors)} error(s): {listed}")
+
+
+class SrqTimeout(LitmusError, TimeoutError):
+    """No service request arrived within ``timeout`` seconds."""
+
+    def __init__(
+        self, role: str | None, resource: str, timeout: float | None, status_byte: int | None, mechanism: str = ""
+    ) -> None:
+        self.role = role
+        self.resource = resource
+        self.timeout = timeout
+        self.status_byte = status_byte
+        self.mechanism = mechanism
+        label = f"{role} ({resource})" if role else resource
+        stb = f"0x{status_byte:02x}" if status_byte is not None else "never read"
+        how = f" by {mechanism}" if mechanism else ""
+        super().__init__(f"no service request from {label} within {timeout} s{how}; last status byte {stb}")
+
+
+def _describe_holder(holder: Mapping[str, Any]) -> str:
+    """One line naming a lock holder: pid, user@host, session, station/role, test, since."""
+    if not holder:
+        return "an unknown holder"
+    parts = [f"pid {holder.get('pid', '?')}"]
+    if holder.get("user") or holder.get("host"):
+        parts.append(f"{holder.get('user', '?')}@{holder.get('host', '?')}")
+    if holder.get("session"):
+        parts.append(f"session {holder['session']}")
+    if holder.get("station") or holder.get("role"):
+        parts.append(f"{holder.get('station', '?')}/{holder.get('role', '?')}")
+    if holder.get("nodeid"):
+        parts.append(f"test {holder['nodeid']}")
+    if holder.get("since"):
+        parts.append(f"since {holder['since']}")
+    return ", ".join(parts)
