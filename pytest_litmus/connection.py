@@ -1,0 +1,317 @@
+"""``connect()`` and :class:`StationConnection`: a station session outside or inside pytest.
+
+A connection owns one session: its event file, its instruments (opened lazily,
+per role, and wrapped in proxies) and, in later layers, their locks. The pytest
+fixtures are thin glue over this same object.
+"""
+
+from __future__ import annotations
+
+import atexit
+import getpass
+import os
+import socket
+import sys
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from pytest_litmus.config import StationConfig, load_station, resolve_data_dir
+from pytest_litmus.errors import LitmusError, StationConfigError
+from pytest_litmus.events import EventFile, Recorder, events_path, filter_events, read_events
+from pytest_litmus.hooks import LitmusPluginManager
+from pytest_litmus.instruments import InstrumentProxy, open_driver, proxy_state
+from pytest_litmus.measurements import Measurement, judge
+
+SessionOutcome = Literal["passed", "failed", "errored", "terminated"]
+SESSION_OUTCOMES: tuple[SessionOutcome, ...] = ("passed", "failed", "errored", "terminated")
+
+__all__ = ["SessionOutcome", "StationConnection", "connect"]
+
+
+def connect(
+    station: str | None = None,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    mock: bool = False,
+) -> StationConnection:
+    """A :class:`StationConnection` for ``station`` (None: ``default_station`` of ``litmus.yaml``).
+
+    The data dir resolves: ``data_dir`` -> ``litmus.yaml`` ``data_dir`` ->
+    ``$LITMUS_HOME`` -> the user data dir. Nothing is opened until ``start()``
+    (or ``with``).
+    """
+    config, resolved = load_station(station, data_dir=data_dir)
+    hooks = LitmusPluginManager()
+    hooks.load_setuptools_entrypoints("litmus")
+    return StationConnection(config, data_dir=resolved, mock=mock, hooks=hooks)
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {"python": sys.version.split()[0]}
+    for dist in ("pytest-litmus", "pyvisa", "pyvisa-py", "pyvisa-sim", "pytest"):
+        try:
+            found[dist] = version(dist)
+        except PackageNotFoundError:
+            found[dist] = None
+    return found
+
+
+class StationConnection:
+    """One session on one station: event log, instruments by role, measurements.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. The
+    session outcome on ``__exit__``: no exception -> ``passed``,
+    ``KeyboardInterrupt``/``SystemExit`` -> ``terminated``, other -> ``errored``.
+    """
+
+    def __init__(
+        self,
+        station_config: StationConfig,
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        mock: bool = False,
+        hooks: LitmusPluginManager | None = None,
+        argv: Sequence[str] | None = None,
+    ) -> None:
+        self.config = station_config
+        self.data_dir = Path(data_dir) if data_dir is not None else resolve_data_dir()
+        self.mock = mock
+        self.session_id = str(uuid.uuid4())
+        self.hooks = hooks if hooks is not None else LitmusPluginManager()
+        self.instruments: dict[str, InstrumentProxy] = {}
+        self.counts: Counter[str] = Counter()
+        self._argv = list(argv) if argv is not None else list(sys.argv)
+        self._recorder: Recorder | None = None
+        self._rm: Any = None
+        self._lock = threading.RLock()
+        self._state: Literal["new", "started", "stopped"] = "new"
+        self._outcome: SessionOutcome | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def event_log(self) -> Path:
+        """The session's ``events.jsonl`` (written from :meth:`start` on)."""
+        return events_path(self.data_dir, self.session_id)
+
+    @property
+    def started(self) -> bool:
+        return self._state == "started"
+
+    def start(self) -> StationConnection:
+        """Create the event file and record ``SessionStarted``; returns self."""
+        with self._lock:
+            if self._state != "new":
+                raise LitmusError(f"session {self.session_id} was already {self._state}; one StationConnection per session")
+            writer = EventFile(self.event_log)
+            self._recorder = Recorder(self.session_id, writer, self.hooks)
+            self._state = "started"
+            atexit.register(self._at_exit)
+        self.emit(
+            "SessionStarted",
+            station=self.config.id,
+            station_file=str(self.config.path),
+            description=self.config.description,
+            roles=self.config.roles,
+            mock=self.mock,
+            host=socket.gethostname(),
+            user=_user(),
+            pid=os.getpid(),
+            argv=self._argv,
+            cwd=os.getcwd(),
+            data_dir=str(self.data_dir),
+            versions=_versions(),
+        )
+        return self
+
+    def stop(self, outcome: SessionOutcome = "passed") -> None:
+        """Release every instrument (reverse order), record ``SessionEnded``, close the log."""
+        if outcome not in SESSION_OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(SESSION_OUTCOMES)}, got {outcome!r}")
+        with self._lock:
+            if self._state != "started":
+                return
+            try:
+                for role in reversed(list(self.instruments)):
+                    self._release(role)
+                if self._rm is not None:
+                    self._rm.close()
+                    self._rm = None
+            finally:
+                self._outcome = outcome
+                self.emit("SessionEnded", outcome=outcome, counts=dict(self.counts))
+                assert self._recorder is not None
+                self._recorder.close()
+                self._state = "stopped"
+                atexit.unregister(self._at_exit)
+
+    @property
+    def outcome(self) -> SessionOutcome | None:
+        """The outcome the session ended with; None while it runs."""
+        return self._outcome
+
+    def _at_exit(self) -> None:
+        self.stop("terminated")
+
+    def __enter__(self) -> StationConnection:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.stop("passed")
+        elif issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
+            self.stop("terminated")
+        else:
+            self.stop("errored")
+
+    # ------------------------------------------------------------------ events
+
+    def _require_started(self) -> Recorder:
+        recorder = self._recorder
+        if recorder is None or self._state != "started":
+            raise LitmusError(f"session {self.session_id} is not running: call start() or use 'with connect(...)'")
+        return recorder
+
+    @property
+    def nodeid(self) -> str | None:
+        """The test that instrument calls and measurements are attributed to."""
+        return self._recorder.nodeid if self._recorder is not None else None
+
+    @nodeid.setter
+    def nodeid(self, value: str | None) -> None:
+        self._require_started().nodeid = value
+
+    def emit(self, event_type: str, **fields: Any) -> dict[str, Any]:
+        """Record an event of ``event_type`` with ``fields``; returns it."""
+        return self._require_started().emit(event_type, fields)
+
+    def events(self, event_type: str | Sequence[str] | None = None, role: str | None = None) -> list[dict[str, Any]]:
+        """Events of this session so far, from its file, optionally filtered."""
+        if not self.event_log.exists():
+            return []
+        return list(filter_events(read_events(self.event_log), event_type, role))
+
+    def configure(self, role: str, method: str, **parameters: Any) -> None:
+        """Record an ``InstrumentConfigure`` event (an operation done outside the proxy, e.g. from a UI)."""
+        self.config.role(role)
+        self.emit("InstrumentConfigure", role=role, method=method, parameters=parameters, nodeid=self.nodeid)
+
+    def observe(self, key: str, value: Any, *, units: str | None = None) -> str:
+        """Record an ``Observation`` (a sample outside any limit); returns a reference to it."""
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"observation key must be a non-empty string, got {key!r}")
+        event = self.emit("Observation", key=key, value=value, units=units, nodeid=self.nodeid)
+        return f"channel://{self.session_id}/{key}#{event['seq']}"
+
+    def measure(
+        self, name: str, value: Any, *, units: str | None = None, low: Any = None, high: Any = None
+    ) -> Measurement:
+        """Judge and record a ``Measurement``; returns it (it never raises for a failed value)."""
+        measurement = judge(name, value, units=units, low=low, high=high, nodeid=self.nodeid)
+        self.emit("Measurement", **measurement.fields())
+        with self._lock:
+            self.counts[f"measurements_{measurement.outcome}"] += 1
+        return measurement
+
+    def test_started(self, nodeid: str) -> None:
+        """Record ``TestStarted`` and attribute what follows to ``nodeid``."""
+        self.nodeid = nodeid
+        self.emit("TestStarted", nodeid=nodeid)
+
+    def test_finished(self, nodeid: str, outcome: str, duration: float, message: str | None = None) -> None:
+        """Record ``TestOutcome`` and stop attributing calls to the test."""
+        self.emit("TestOutcome", nodeid=nodeid, outcome=outcome, duration=duration, message=message)
+        with self._lock:
+            self.counts[outcome] += 1
+        self.nodeid = None
+
+    # ------------------------------------------------------------------ instruments
+
+    def _resource_manager(self) -> Any:
+        if self._rm is None:
+            from pytest_litmus.visa import open_resource_manager
+
+            if self.mock and self.config.simulation is None:
+                raise StationConfigError(
+                    self.config.path, "simulation", "a pyvisa-sim file for --mock / mock=True", has_got=False
+                )
+            self._rm = open_resource_manager(self.config.visa_library, simulation=self.config.simulation if self.mock else None)
+        return self._rm
+
+    def instrument(self, role: str) -> InstrumentProxy:
+        """The role's instrument, opened on first use; the same proxy afterwards."""
+        with self._lock:
+            proxy = self.instruments.get(role)
+            if proxy is not None:
+                return proxy
+            recorder = self._require_started()
+            cfg = self.config.role(role)
+            simulation = str(self.config.simulation) if self.mock else None
+            driver = open_driver(self._resource_manager(), self.config, cfg, simulation=simulation)
+            proxy = InstrumentProxy(driver, role=role, resource=cfg.resource, recorder=recorder)
+            self.instruments[role] = proxy
+            idn, idn_error = _identify(driver)
+            self.emit(
+                "InstrumentConnected",
+                role=role,
+                resource=cfg.resource,
+                driver=f"{type(driver).__module__}:{type(driver).__qualname__}",
+                idn=idn,
+                idn_error=idn_error,
+                lock=cfg.lock,
+                mock=self.mock,
+                nodeid=self.nodeid,
+            )
+            return proxy
+
+    def release(self, role: str) -> None:
+        """Close the role's instrument; its proxy refuses further calls."""
+        self.config.role(role)
+        with self._lock:
+            if role in self.instruments:
+                self._release(role)
+
+    def _release(self, role: str) -> None:
+        proxy = self.instruments.pop(role)
+        state = proxy_state(proxy)
+        with state.lock:
+            state.guard = _released(self.config.id, role)
+            try:
+                close = getattr(state.driver, "close", None)
+                if callable(close):
+                    close()
+            finally:
+                self.emit("InstrumentDisconnected", role=role, resource=state.resource, nodeid=self.nodeid)
+
+
+def _released(station: str, role: str) -> Any:
+    def guard() -> None:
+        raise LitmusError(f"role {role!r} of station {station!r} was released; ask the connection for it again")
+
+    return guard
+
+
+def _identify(driver: Any) -> tuple[str | None, str | None]:
+    idn = getattr(driver, "idn", None)
+    if not callable(idn):
+        return None, None
+    try:
+        return str(idn()), None
+    except Exception as exc:  # an instrument without *IDN? still opens
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers)
+        return str(os.getuid()) if hasattr(os, "getuid") else "unknown"

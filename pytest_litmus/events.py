@@ -1,0 +1,299 @@
+"""Per-session event files (JSON Lines): writing, fast encoding, reading back.
+
+A session writes ``<data_dir>/sessions/<session_id>/events.jsonl``: one JSON
+object a line with ``seq``, ``ts``, ``session``, ``type`` and the type's fields.
+Every line goes to the kernel in one ``write`` on an ``O_APPEND`` descriptor, so
+a killed process loses at most the line in flight and concurrent writers never
+interleave within a line. Readers skip a torn last line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from json.encoder import encode_basestring
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_litmus.hooks import LitmusPluginManager
+
+SESSIONS_DIR = "sessions"
+EVENTS_FILE = "events.jsonl"
+#: Strings longer than this (waveforms, binary blocks) are cut in call events.
+MAX_TEXT = 4096
+#: Sequences longer than this are cut to their first items in call events.
+MAX_ITEMS = 64
+
+_encode_event = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def session_dir(data_dir: Path, session_id: str) -> Path:
+    return data_dir / SESSIONS_DIR / session_id
+
+
+def events_path(data_dir: Path, session_id: str) -> Path:
+    return session_dir(data_dir, session_id) / EVENTS_FILE
+
+
+# --------------------------------------------------------------------------- values
+
+
+def json_safe(value: Any, _depth: int = 0) -> Any:
+    """``value`` as something JSON can hold, cut to a bounded size.
+
+    Non-finite floats become the strings ``"nan"``, ``"inf"``, ``"-inf"``;
+    bytes their ``repr``; unknown objects their ``repr``.
+    """
+    kind = type(value)
+    if value is None or kind is bool or kind is int:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else repr(value)
+    if kind is str:
+        return value if len(value) <= MAX_TEXT else f"{value[:MAX_TEXT]}...[{len(value)} chars]"
+    if isinstance(value, (int, float)):
+        return json_safe(float(value) if isinstance(value, float) else int(value), _depth)
+    if _depth < 4 and isinstance(value, (list, tuple)):
+        items = [json_safe(v, _depth + 1) for v in value[:MAX_ITEMS]]
+        if len(value) > MAX_ITEMS:
+            items.append(f"...[{len(value)} items]")
+        return items
+    if _depth < 4 and isinstance(value, dict):
+        return {str(k): json_safe(v, _depth + 1) for k, v in list(value.items())[:MAX_ITEMS]}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return json_safe(repr(value), _depth)
+
+
+def encode_value(value: Any) -> str:
+    """JSON text for one value; the common scalar cases skip the general encoder."""
+    kind = type(value)
+    if kind is str:
+        return encode_basestring(value) if len(value) <= MAX_TEXT else encode_basestring(json_safe(value))
+    if kind is float:
+        return repr(value) if math.isfinite(value) else f'"{value!r}"'
+    if kind is int:
+        return repr(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    return _encode_event(json_safe(value))
+
+
+def encode_args(args: tuple[Any, ...]) -> str:
+    if not args:
+        return "[]"
+    if len(args) == 1:
+        return f"[{encode_value(args[0])}]"
+    return "[" + ",".join(encode_value(a) for a in args[:MAX_ITEMS]) + "]"
+
+
+def encode_line(event: dict[str, Any]) -> bytes:
+    """One event as a JSON line (bytes, newline-terminated)."""
+    try:
+        text = _encode_event(event)
+    except (TypeError, ValueError):
+        text = _encode_event(json_safe(event))
+    return (text + "\n").encode()
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class EventFile:
+    """The default ``litmus_event`` implementation: appends each event to the session file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+
+    def litmus_event(self, event: dict[str, Any]) -> None:
+        self.write(encode_line(event))
+
+    def write(self, line: bytes) -> None:
+        fd = self.fd
+        if fd is None:
+            return
+        written = os.write(fd, line)
+        while written < len(line):  # short writes are rare on regular files, but legal
+            written += os.write(fd, line[written:])
+
+    def close(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+class Recorder:
+    """Numbers events, stamps them, and hands them to the writer and subscribers.
+
+    One lock orders everything: lines appear in the file in ``seq`` order, and a
+    subscriber sees events in that order too.
+    """
+
+    def __init__(self, session: str, writer: EventFile, hooks: LitmusPluginManager) -> None:
+        self.session = session
+        self.writer = writer
+        self.hooks = hooks
+        self.nodeid: str | None = None
+        self._seq = 0
+        self._lock = threading.RLock()
+        self._session_json = encode_basestring(session)
+        self._caller = hooks.hook.litmus_event
+        hooks.register(writer, name="litmus-eventlog")
+
+    def _writer_only(self) -> bool:
+        impls = self._caller.get_hookimpls()
+        return len(impls) == 1 and impls[0].plugin is self.writer
+
+    def emit(self, type: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Record one event; returns it as subscribers saw it."""
+        with self._lock:
+            self._seq += 1
+            event = {"seq": self._seq, "ts": time.time(), "session": self.session, "type": type, **fields}
+            self.hooks.dispatch(event)
+            return event
+
+    def instrument_call(
+        self,
+        role: str,
+        method: str,
+        head: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        result: Any,
+        error: str | None,
+        duration: float,
+    ) -> None:
+        """Record an ``InstrumentCall``; ``head`` is ``role`` and ``method`` pre-encoded.
+
+        This is the hot path (every instrument call), so when the file writer is
+        the only subscriber the line is built directly, without an event dict.
+        """
+        with self._lock:
+            self._seq += 1
+            if self._writer_only():
+                nodeid = self.nodeid
+                line = (
+                    f'{{"seq":{self._seq},"ts":{time.time()!r},"session":{self._session_json},'
+                    f'"type":"InstrumentCall",{head},"args":{encode_args(args)},'
+                    + (f'"kwargs":{_encode_event(json_safe(kwargs))},' if kwargs else "")
+                    + (f'"error":{encode_basestring(error)},' if error is not None else f'"result":{encode_value(result)},')
+                    + f'"duration":{duration!r},"nodeid":{encode_basestring(nodeid) if nodeid is not None else "null"}}}\n'
+                )
+                self.writer.write(line.encode())
+                return
+            event: dict[str, Any] = {
+                "seq": self._seq,
+                "ts": time.time(),
+                "session": self.session,
+                "type": "InstrumentCall",
+                "role": role,
+                "method": method,
+                "args": json_safe(list(args)),
+            }
+            if kwargs:
+                event["kwargs"] = json_safe(kwargs)
+            if error is not None:
+                event["error"] = error
+            else:
+                event["result"] = json_safe(result)
+            event["duration"] = duration
+            event["nodeid"] = self.nodeid
+            self.hooks.dispatch(event)
+
+    def close(self) -> None:
+        with self._lock:
+            self.writer.close()
+            if self.hooks.is_registered(self.writer):
+                self.hooks.unregister(self.writer)
+
+
+def call_head(role: str, method: str) -> str:
+    """The constant part of an ``InstrumentCall`` line for one role and method."""
+    return f'"role":{encode_basestring(role)},"method":{encode_basestring(method)}'
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class SessionLog:
+    """What a session's event file holds."""
+
+    path: Path
+    events: list[dict[str, Any]] = field(default_factory=list)
+    #: The last line was cut off (the writer died mid-line); it is not in ``events``.
+    torn: bool = False
+    #: Lines other than the last that were not valid JSON objects (skipped).
+    bad_lines: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Whether the session ended (a ``SessionEnded`` event is present)."""
+        return any(e.get("type") == "SessionEnded" for e in reversed(self.events))
+
+    @property
+    def started(self) -> dict[str, Any] | None:
+        return next((e for e in self.events if e.get("type") == "SessionStarted"), None)
+
+    @property
+    def ended(self) -> dict[str, Any] | None:
+        return next((e for e in reversed(self.events) if e.get("type") == "SessionEnded"), None)
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_session(path: Path | str) -> SessionLog:
+    """Read an event file; a torn last line is skipped and flagged, never raised."""
+    path = Path(path)
+    log = SessionLog(path)
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    tail = lines.pop()  # after the last newline: empty, or a line the writer never finished
+    if tail.strip():
+        log.torn = True
+    for raw in lines:
+        if not raw.strip():
+            continue
+        event = _parse(raw)
+        if event is None:
+            log.bad_lines += 1
+        else:
+            log.events.append(event)
+    return log
+
+
+def read_events(path: Path | str) -> list[dict[str, Any]]:
+    """Every complete event in an event file, in file order."""
+    return read_session(path).events
+
+
+def filter_events(
+    events: Iterable[dict[str, Any]], event_type: str | Iterable[str] | None = None, role: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """Events of ``event_type`` (one name or several) and ``role``, both optional."""
+    types = {event_type} if isinstance(event_type, str) else set(event_type) if event_type is not None else None
+    for event in events:
+        if types is not None and event.get("type") not in types:
+            continue
+        if role is not None and event.get("role") != role:
+            continue
+        yield event

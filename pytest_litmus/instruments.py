@@ -1,0 +1,151 @@
+"""Opening instruments and the proxy every instrument call goes through.
+
+The proxy serialises calls per instrument with one re-entrant lock (PyVISA
+sessions are not thread-safe: a write and its read must never interleave with
+another thread's), times each public call, and records it as an
+``InstrumentCall`` event. Wrapped methods are cached on the proxy, so after the
+first call a method costs one lock, two clock reads and one line write.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import threading
+from collections.abc import Callable
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from pytest_litmus.errors import StationConfigError
+
+if TYPE_CHECKING:
+    from pytest_litmus.config import InstrumentConfig, StationConfig
+    from pytest_litmus.events import Recorder
+
+#: Called before every instrument call, under the instrument lock; raises to refuse it
+#: (a released role, a lock taken from under its holder).
+Guard = Callable[[], None]
+
+_MISSING = object()
+
+
+def load_driver(station: StationConfig, instrument: InstrumentConfig) -> type[Any]:
+    """Import the role's driver class from its ``module:Class`` path."""
+    key = f"instruments.{instrument.role}.driver"
+    module_name, _, qualname = instrument.driver.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise StationConfigError(
+            station.path, key, f"an importable class ({type(exc).__name__}: {exc})", instrument.driver
+        ) from None
+    if not inspect.isclass(target):
+        raise StationConfigError(station.path, key, "a class taking the opened pyvisa resource", instrument.driver)
+    return target
+
+
+def open_driver(rm: Any, station: StationConfig, instrument: InstrumentConfig, *, simulation: str | None = None) -> Any:
+    """Open the role's VISA resource on ``rm`` and wrap it in its driver."""
+    driver_class = load_driver(station, instrument)
+    try:
+        resource = rm.open_resource(instrument.resource, **instrument.open_kwargs())
+    except Exception as exc:
+        where = f" (simulation file {simulation})" if simulation else ""
+        exc.add_note(f"opening role {instrument.role!r} of station {station.id!r} at {instrument.resource}{where}")
+        raise
+    try:
+        return driver_class(resource)
+    except Exception:
+        resource.close()
+        raise
+
+
+class _State:
+    __slots__ = ("driver", "role", "resource", "recorder", "lock", "guard")
+
+    def __init__(self, driver: Any, role: str, resource: str, recorder: Recorder, guard: Guard | None) -> None:
+        self.driver = driver
+        self.role = role
+        self.resource = resource
+        self.recorder = recorder
+        self.lock = threading.RLock()
+        self.guard = guard
+
+
+class InstrumentProxy:
+    """Stands in for a driver: same methods, serialised per instrument, recorded.
+
+    Public methods are wrapped; properties are read and set under the lock and
+    recorded (a set as ``name=``); other attributes pass through. Attributes
+    starting with ``_`` pass through unwrapped.
+    """
+
+    def __init__(self, driver: Any, *, role: str, resource: str, recorder: Recorder, guard: Guard | None = None) -> None:
+        object.__setattr__(self, "_litmus", _State(driver, role, resource, recorder, guard))
+
+    def __getattr__(self, name: str) -> Any:
+        state: _State = object.__getattribute__(self, "_litmus")
+        if name.startswith("_"):
+            return getattr(state.driver, name)
+        static = inspect.getattr_static(type(state.driver), name, _MISSING)
+        if isinstance(static, property):
+            return _call(state, name, lambda: getattr(state.driver, name), (), {})
+        value = getattr(state.driver, name)
+        if not callable(value):
+            return value
+        wrapper = _wrap(state, name, value)
+        object.__setattr__(self, name, wrapper)
+        return wrapper
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        state: _State = object.__getattribute__(self, "_litmus")
+        _call(state, f"{name}=", lambda: setattr(state.driver, name, value), (value,), {})
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(dir(object.__getattribute__(self, "_litmus").driver)))
+
+    def __repr__(self) -> str:
+        state: _State = object.__getattribute__(self, "_litmus")
+        return f"<InstrumentProxy {state.role} {state.resource} {type(state.driver).__name__}>"
+
+
+def proxy_state(proxy: InstrumentProxy) -> _State:
+    """The proxy's internals: driver, role, resource, recorder, lock, guard (for the library's own use)."""
+    state: _State = object.__getattribute__(proxy, "_litmus")
+    return state
+
+
+def _call(state: _State, name: str, func: Callable[[], Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    from pytest_litmus.events import call_head
+
+    return _wrap(state, name, lambda *a, **k: func(), head=call_head(state.role, name))(*args, **kwargs)
+
+
+def _wrap(state: _State, name: str, method: Callable[..., Any], head: str | None = None) -> Callable[..., Any]:
+    from pytest_litmus.events import call_head
+
+    lock = state.lock
+    record = state.recorder.instrument_call
+    role = state.role
+    head = head or call_head(role, name)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            guard = state.guard
+            if guard is not None:
+                guard()
+            start = perf_counter()
+            try:
+                result = method(*args, **kwargs)
+            except Exception as exc:
+                record(role, name, head, args, kwargs, None, f"{type(exc).__name__}: {exc}", perf_counter() - start)
+                raise
+            record(role, name, head, args, kwargs, result, None, perf_counter() - start)
+            return result
+
+    call.__name__ = name
+    call.__doc__ = getattr(method, "__doc__", None)
+    call.__wrapped__ = method  # type: ignore[attr-defined]
+    return call

@@ -1,0 +1,69 @@
+"""Measurements: a value with units and limits, judged passed or failed."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from numbers import Real
+from typing import Any, Literal
+
+Outcome = Literal["passed", "failed"]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One recorded value. ``outcome`` is ``failed`` when it lies outside ``low``..``high``.
+
+    Limits are inclusive; a missing limit is open. A measurement with no limits
+    passes once recorded (as in OpenHTF). NaN fails any limit.
+    """
+
+    name: str
+    value: Any
+    units: str | None = None
+    low: float | None = None
+    high: float | None = None
+    outcome: Outcome = "passed"
+    nodeid: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "passed"
+
+    def describe(self) -> str:
+        """``rail_3v3 = 3.6 V, limits [3.2, 3.4]: failed``"""
+        units = f" {self.units}" if self.units else ""
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "+inf" if self.high is None else f"{self.high:g}"
+        return f"{self.name} = {self.value!r}{units}, limits [{low}, {high}]: {self.outcome}"
+
+    def fields(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_limit(name: str, which: str, limit: Any) -> float | None:
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, Real):
+        raise TypeError(f"measurement {name!r}: {which} must be a number or None, got {limit!r}")
+    return float(limit)
+
+
+def judge(
+    name: str, value: Any, *, units: str | None = None, low: Any = None, high: Any = None, nodeid: str | None = None
+) -> Measurement:
+    """A :class:`Measurement` with its outcome decided; bad arguments raise ``TypeError`` / ``ValueError``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"measurement name must be a non-empty string, got {name!r}")
+    lo = _check_limit(name, "low", low)
+    hi = _check_limit(name, "high", high)
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"measurement {name!r}: low {lo:g} is above high {hi:g}")
+    outcome: Outcome = "passed"
+    if lo is not None or hi is not None:
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise TypeError(f"measurement {name!r} has limits, so its value must be a number, got {value!r}")
+        number = float(value)
+        if math.isnan(number) or (lo is not None and number < lo) or (hi is not None and number > hi):
+            outcome = "failed"
+    return Measurement(name, value, units, lo, hi, outcome, nodeid)

@@ -1,0 +1,290 @@
+"""The pytest glue: ``--station`` into a session, role fixtures, measurements, outcomes.
+
+Without a station (no ``--station``, ``LITMUS_STATION``, ``litmus_station`` or
+``default_station``) the plugin registers nothing beyond its options and two
+fixtures: no VISA import, no file written, no per-test hook.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_litmus import options
+from pytest_litmus.errors import LitmusError
+
+if TYPE_CHECKING:
+    from pytest_litmus.config import ProjectConfig, StationConfig
+    from pytest_litmus.connection import SessionOutcome, StationConnection
+    from pytest_litmus.hooks import LitmusPluginManager
+    from pytest_litmus.measurements import Measurement
+
+
+@dataclass
+class Active:
+    """What the plugin resolved for this run (kept under :data:`ACTIVE`)."""
+
+    station: StationConfig
+    data_dir: Path
+    mock: bool
+    lock_timeout: float | None
+    sources: dict[str, str]
+    hooks: LitmusPluginManager
+    connection: StationConnection | None = None
+
+
+ACTIVE = pytest.StashKey[Active]()
+MEASUREMENTS = pytest.StashKey[list["Measurement"]]()
+REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+# pytest exit status -> session outcome (pytest.ExitCode values)
+_SESSION_OUTCOME: dict[int, SessionOutcome] = {0: "passed", 1: "failed", 2: "terminated", 3: "errored", 4: "errored", 5: "passed"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    options.add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        active = _resolve(config)
+    except LitmusError as exc:
+        raise pytest.UsageError(f"litmus: {exc}") from None
+    if active is None:
+        return
+    config.stash[ACTIVE] = active
+    from pytest_litmus.hooks import bridge_pytest_plugin
+
+    bridge = types.SimpleNamespace(pytest_plugin_registered=bridge_pytest_plugin(active.hooks))
+    config.pluginmanager.register(bridge, "litmus-hook-bridge")
+    config.pluginmanager.register(_role_fixtures(active.station), "litmus-roles")
+    config.pluginmanager.register(SessionPlugin(active), "litmus-session")
+
+
+def _resolve(config: pytest.Config) -> Active | None:
+    from pytest_litmus.config import find_project_config, load_station, resolve_data_dir
+
+    start = Path(config.invocation_params.dir)
+    station = options.resolve(config, "station")
+    station_id, source = station.value, station.source
+    project = find_project_config(start)
+    if station_id is None:
+        if project is None or project.default_station is None:
+            return None
+        station_id, source = project.default_station, f"default_station in {project.path}"
+    data_dir_setting = options.resolve(config, "data_dir")
+    data_dir = resolve_data_dir(data_dir_setting.value, project=project, start=start)
+    loaded, data_dir = load_station(station_id, data_dir=data_dir, start=start)
+    mock = options.resolve(config, "mock")
+    timeout = options.resolve(config, "lock_timeout")
+    from pytest_litmus.hooks import LitmusPluginManager
+
+    return Active(
+        station=loaded,
+        data_dir=data_dir,
+        mock=bool(mock.value),
+        lock_timeout=timeout.value,
+        sources={
+            "station": source,
+            "mock": mock.source,
+            "data_dir": _data_dir_source(data_dir_setting, project),
+            "lock_timeout": timeout.source,
+        },
+        hooks=LitmusPluginManager(),
+    )
+
+
+def _data_dir_source(setting: options.Resolved, project: ProjectConfig | None) -> str:
+    import os
+
+    if setting.value is not None:
+        return setting.source
+    if project is not None and project.data_dir is not None:
+        return f"data_dir in {project.path}"
+    return "LITMUS_HOME" if os.environ.get("LITMUS_HOME") else "user data dir"
+
+
+def _role_fixtures(station: StationConfig) -> types.ModuleType:
+    """A plugin module with one fixture per role, named after it."""
+    module = types.ModuleType(f"pytest_litmus.roles[{station.id}]")
+
+    def make(role: str) -> Any:
+        def fixture(station: StationConnection) -> Any:
+            return station.instrument(role)
+
+        fixture.__doc__ = f"The {role!r} instrument of station {station.id!r} (locked for the session)."
+        return pytest.fixture(name=role)(fixture)
+
+    for role in station.roles:
+        setattr(module, f"litmus_role_{role}", make(role))
+    return module
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    active = config.stash.get(ACTIVE, None)
+    if active is None:
+        return None
+    src = active.sources
+    timeout = "none (wait forever)" if active.lock_timeout is None else f"{active.lock_timeout:g} s"
+    session = active.connection.session_id if active.connection else "-"
+    return [
+        f"litmus: station {active.station.id} ({active.station.path}) [{src['station']}]",
+        f"litmus: mock {'on' if active.mock else 'off'} [{src['mock']}], lock timeout {timeout} [{src['lock_timeout']}]",
+        f"litmus: data dir {active.data_dir} [{src['data_dir']}], session {session}",
+    ]
+
+
+# ---------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def station(pytestconfig: pytest.Config) -> StationConnection:
+    """The session's :class:`StationConnection`: instruments by role, events, locks held for the session."""
+    active = pytestconfig.stash.get(ACTIVE, None)
+    if active is None or active.connection is None:
+        pytest.fail(
+            "no station selected: pass --station ID, set LITMUS_STATION or the litmus_station ini key, "
+            "or default_station in litmus.yaml",
+            pytrace=False,
+        )
+    return active.connection
+
+
+class Measure:
+    """The ``measure`` fixture's value: call it to record a measurement for this test."""
+
+    def __init__(self, connection: StationConnection, item: pytest.Item) -> None:
+        self._connection = connection
+        self._item = item
+
+    def __call__(
+        self, name: str, value: Any, *, units: str | None = None, low: Any = None, high: Any = None
+    ) -> Measurement:
+        """Record ``value`` as ``name``; outside ``low``..``high`` the test fails after its body."""
+        m = self._connection.measure(name, value, units=units, low=low, high=high)
+        self._item.stash.setdefault(MEASUREMENTS, []).append(m)
+        prefix = f"measurement.{name}"
+        self._item.user_properties.extend(
+            [(prefix, value), (f"{prefix}.units", m.units or ""), (f"{prefix}.low", "" if m.low is None else m.low),
+             (f"{prefix}.high", "" if m.high is None else m.high), (f"{prefix}.outcome", m.outcome)]
+        )
+        return m
+
+    @property
+    def failed(self) -> list[Measurement]:
+        """This test's out-of-limit measurements so far."""
+        return [m for m in self._item.stash.get(MEASUREMENTS, []) if not m.passed]
+
+
+@pytest.fixture
+def measure(request: pytest.FixtureRequest, station: StationConnection) -> Measure:
+    """``measure(name, value, *, units=None, low=None, high=None)``: record a measurement for this test."""
+    return Measure(station, request.node)
+
+
+# ---------------------------------------------------------------------- session
+
+
+def _failure_text(report: pytest.TestReport) -> str | None:
+    if not report.failed:
+        return None
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else report.longreprtext.strip().splitlines()[-1:]
+    text = text if isinstance(text, str) else " ".join(text)
+    return text[:1000]
+
+
+def _test_outcome(reports: dict[str, pytest.TestReport]) -> tuple[str, str | None]:
+    """One outcome per test from its phase reports, as pytest's summary counts them."""
+    setup, call, teardown = reports.get("setup"), reports.get("call"), reports.get("teardown")
+    if setup is not None and setup.failed:
+        return "error", _failure_text(setup)
+    if setup is not None and setup.skipped:
+        return ("xfailed" if hasattr(setup, "wasxfail") else "skipped"), None
+    outcome, message = "passed", None
+    if call is not None:
+        if call.failed:
+            outcome, message = "failed", _failure_text(call)
+        elif call.skipped:
+            outcome = "xfailed" if hasattr(call, "wasxfail") else "skipped"
+        elif hasattr(call, "wasxfail"):
+            outcome = "xpassed"
+    if teardown is not None and teardown.failed and outcome in ("passed", "xpassed", "xfailed", "skipped"):
+        return "error", _failure_text(teardown)
+    return outcome, message
+
+
+@dataclass
+class SessionPlugin:
+    """Hooks that run only when a station is active."""
+
+    active: Active
+    reports: dict[str, dict[str, pytest.TestReport]] = field(default_factory=dict)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        from pytest_litmus.connection import StationConnection
+
+        a = self.active
+        connection = StationConnection(
+            a.station, data_dir=a.data_dir, mock=a.mock, hooks=a.hooks, argv=[sys.argv[0], *session.config.invocation_params.args]
+        )
+        connection.start()
+        a.connection = connection
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        connection = self.active.connection
+        if connection is not None:
+            connection.stop(_SESSION_OUTCOME.get(int(exitstatus), "errored"))
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        if self.active.connection is not None:
+            self.active.connection.test_started(nodeid)
+        self.reports[nodeid] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.reports.setdefault(report.nodeid, {})[report.when] = report
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        reports = self.reports.pop(nodeid, {})
+        if self.active.connection is None:
+            return
+        outcome, message = _test_outcome(reports)
+        duration = sum(r.duration for r in reports.values())
+        self.active.connection.test_finished(nodeid, outcome, duration, message)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
+        result = yield
+        failed = [m for m in item.stash.get(MEASUREMENTS, []) if not m.passed]
+        if failed:
+            lines = "\n".join(f"  {m.describe()}" for m in failed)
+            pytest.fail(f"{len(failed)} measurement(s) out of limits:\n{lines}", pytrace=False)
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        if call.when == "setup" and call.excinfo is not None:
+            self._explain_missing_role(call.excinfo.value, item)
+        report = yield
+        measured = item.stash.get(MEASUREMENTS, None)
+        if call.when == "call" and measured:
+            report.sections.append(("litmus measurements", "\n".join(m.describe() for m in measured)))
+        return report
+
+    def _explain_missing_role(self, error: BaseException, item: pytest.Item) -> None:
+        """A missing fixture in a station run is most likely a role the station lacks: say so."""
+        if not isinstance(error, pytest.FixtureLookupError) or error.msg is not None or not error.argname:
+            return
+        st = self.active.station
+        error.msg = (
+            f"fixture {error.argname!r} not found: station {st.id!r} ({st.path}) has no role {error.argname!r}; "
+            f"its roles are: {', '.join(st.roles)}"
+        )
