@@ -1,0 +1,837 @@
+"""Per-resource instrument locks across processes: host ``flock`` locks plus optional VISA locks.
+
+One lock file per resource address under ``<data_dir>/locks/``, locked with the
+kernel's ``flock`` (exclusive or shared), so a holder that dies for any reason,
+SIGKILL included, releases at once. Beside each lock, every holder writes a JSON
+record (pid, host, user, session, station, role, test, since, mode, kind); the
+records say who holds a lock but never decide who may take it: only ``flock``
+excludes.
+
+The exclusive lock is filelock's own descriptor lock (:func:`filelock.lock_descriptor`),
+so a plain :class:`filelock.FileLock` on a lock file contends with us. filelock has
+no shared ``flock`` (its :class:`filelock.ReadWriteLock` is SQLite record locks and
+measured ~1.1 ms per acquire+release here), so the shared mode is ``LOCK_SH``.
+
+Use: one :class:`LockOwner` per session; :meth:`LockOwner.acquire` returns a
+:class:`Lease`; call :meth:`Lease.check` before each instrument call (it raises
+:class:`~pytest_litmus.errors.LockLost` when ``litmus locks release --force``
+took the lock away); :meth:`LockOwner.release_all` at the end.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import functools
+import getpass
+import hashlib
+import itertools
+import json
+import logging
+import os
+import random
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import filelock
+
+from pytest_litmus.config import LOCK_MODES, LockMode
+from pytest_litmus.errors import LitmusError, LockLost, ResourceInUse
+
+__all__ = [
+    "BACKOFF_CAP",
+    "BACKOFF_START",
+    "Lease",
+    "LockKind",
+    "LockModeConflict",
+    "LockOwner",
+    "LockState",
+    "NoSuchLock",
+    "ReleaseResult",
+    "list_locks",
+    "lock_key",
+    "locks_dir",
+    "release_lock",
+    "holder_alive",
+    "release_visa_lock",
+    "take_visa_lock",
+]
+
+_LOG = logging.getLogger(__name__)
+
+LOCKS_DIR = "locks"
+LOCK_SUFFIX = ".lock"
+RECORD_SUFFIX = ".json"
+#: First pause of a waiting acquire, in seconds; it doubles up to :data:`BACKOFF_CAP`.
+BACKOFF_START = 0.001
+#: Longest pause between two attempts: a freed lock is taken within this (plus one attempt).
+BACKOFF_CAP = 0.025
+#: The ``requested_key`` every litmus session uses for shared VISA locks, so they share.
+VISA_SHARED_KEY = "litmus"
+_VI_ERROR_NSUP_OPER = -1073807257  # pyvisa.constants.StatusCode.error_nonsupported_operation
+_VI_ERROR_RSRC_LOCKED = -1073807345
+_VI_ERROR_TMO = -1073807339
+_VI_TMO_INFINITE = 0xFFFFFFFF
+_CONTENTION = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES})
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+
+#: ``host`` a host flock only; ``visa`` a host flock and an instrument-side VISA lock; ``none`` no lock.
+LockKind = Literal["host", "visa", "none"]
+State = Literal["held", "free", "stale"]
+
+
+class NoSuchLock(LitmusError, LookupError):
+    """There is no lock file for ``resource`` under ``locks_dir``."""
+
+    def __init__(self, resource: str, locks_dir: str | os.PathLike[str]) -> None:
+        self.resource = resource
+        self.locks_dir = str(locks_dir)
+        super().__init__(f"no lock for {resource} in {self.locks_dir}")
+
+
+class LockModeConflict(LitmusError, RuntimeError):
+    """An owner holding a shared lock asked for the same resource exclusively (no upgrades)."""
+
+    def __init__(self, resource: str, held: str, requested: str) -> None:
+        self.resource = resource
+        self.held = held
+        self.requested = requested
+        super().__init__(f"{resource} is held {held} by this session; release it before asking for it {requested}")
+
+
+# --------------------------------------------------------------------------- names and identity
+
+
+def locks_dir(data_dir: str | os.PathLike[str]) -> Path:
+    """``<data_dir>/locks``."""
+    return Path(data_dir) / LOCKS_DIR
+
+
+@functools.lru_cache(maxsize=256)
+def _canonical_resource(resource: str) -> str:
+    """VISA resource names are case-insensitive and have aliases (``GPIB::17`` is ``GPIB0::17::INSTR``)."""
+    text = resource.strip().upper()
+    try:
+        from pyvisa import rname
+
+        return str(rname.to_canonical_name(text)).upper()
+    except Exception:  # not a VISA name pyvisa parses: lock the text as given
+        return text
+
+
+@functools.lru_cache(maxsize=256)
+def lock_key(resource: str) -> str:
+    """A file-name-safe key for a resource address: readable text plus a short hash of its canonical form."""
+    canonical = _canonical_resource(resource)
+    text = re.sub(r"[^A-Za-z0-9_-]+", "_", canonical).strip("_")[:60] or "resource"
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    return f"{text}-{digest}"
+
+
+def _start_token(pid: int) -> int | None:
+    """The process start time in clock ticks (Linux), so a reused pid is not mistaken for the holder."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _identity() -> dict[str, Any]:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry (containers)
+        user = str(os.getuid())
+    pid = os.getpid()
+    return {"pid": pid, "host": socket.gethostname(), "user": user, "start": _start_token(pid)}
+
+
+def _this_identity() -> dict[str, Any]:
+    ident = _identity()
+    if ident["pid"] != os.getpid():  # forked since: this is another process
+        _identity.cache_clear()
+        ident = _identity()
+    return dict(ident)
+
+
+def holder_alive(record: Mapping[str, Any]) -> bool:
+    """Whether the process a record names still runs; a holder on another host counts as alive."""
+    if record.get("host") != socket.gethostname():
+        return True
+    try:
+        pid = int(record["pid"])
+        os.kill(pid, 0)
+    except (KeyError, TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # exists, another user's
+        pass
+    start = record.get("start")
+    return start is None or _start_token(pid) in (None, start)
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _seconds_since(iso: Any) -> float | None:
+    try:
+        return max(0.0, (datetime.now(timezone.utc) - datetime.fromisoformat(str(iso))).total_seconds())
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- flock on one file
+
+
+def _try_flock(fd: int, *, shared: bool) -> bool:
+    """One non-blocking ``flock``; False on contention."""
+    if not shared:
+        return filelock.lock_descriptor(fd, blocking=False)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in _CONTENTION:
+            return False
+        raise
+    return True
+
+
+def _unlock_close(fd: int) -> None:
+    # Unlock before closing: a child forked without exec shares the open file and would keep the flock.
+    try:
+        filelock.unlock_descriptor(fd)
+    finally:
+        os.close(fd)
+
+
+def _same_file(path: Path, st: os.stat_result) -> bool:
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev)
+
+
+def _try_lock_path(path: Path, *, shared: bool) -> tuple[int, os.stat_result] | None:
+    """Lock ``path`` if free: open, ``flock``, then check the path still names the locked inode.
+
+    A forced release unlinks the lock file; an acquirer that opened the old inode
+    before that and then won its ``flock`` holds a lock nobody else can see, so it
+    drops it and retries on the new file at once (the standard unlink-safe pattern).
+    """
+    while True:
+        fd = os.open(path, _OPEN_FLAGS, 0o666)
+        try:
+            if not _try_flock(fd, shared=shared):
+                os.close(fd)
+                return None
+            st = os.fstat(fd)
+            if _same_file(path, st):
+                return fd, st
+        except BaseException:
+            os.close(fd)
+            raise
+        _unlock_close(fd)
+
+
+# --------------------------------------------------------------------------- holder records
+
+
+def _record_name(key: str, token: str) -> str:
+    return f"{key}.{token}{RECORD_SUFFIX}"
+
+
+def _record_paths(folder: Path, key: str) -> list[Path]:
+    prefix = f"{key}."
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    return [folder / n for n in names if n.startswith(prefix) and n.endswith(RECORD_SUFFIX)]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # gone, or not ours
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _read_records(folder: Path, key: str) -> list[dict[str, Any]]:
+    """Every holder record of ``key``, oldest first."""
+    records = [r for r in map(_read_json, _record_paths(folder, key)) if r is not None]
+    return sorted(records, key=lambda r: str(r.get("since", "")))
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write atomically (temp file and rename): a reader sees the old record or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _current_holders(folder: Path, key: str, inode: int | None) -> list[dict[str, Any]]:
+    """Records of live holders of the lock file's current inode (a forced-out holder's record is not one)."""
+    return [
+        r for r in _read_records(folder, key) if holder_alive(r) and (inode is None or r.get("inode") == inode)
+    ]
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def _holder_summary(holders: list[dict[str, Any]]) -> dict[str, Any]:
+    """One holder mapping for errors: the oldest holder, plus ``holders`` listing all when shared."""
+    if not holders:
+        return {}
+    first = dict(holders[0])
+    if len(holders) > 1:
+        first["holders"] = holders
+    return first
+
+
+# --------------------------------------------------------------------------- leases and owners
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is None or timeout == float("inf"):
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+        raise ValueError(f"lock timeout must be seconds >= 0 or None (wait forever), got {timeout!r}")
+    return float(timeout)
+
+
+def _wait_for_lock(
+    path: Path,
+    *,
+    shared: bool,
+    timeout: float | None,
+    on_contended: Callable[[], None] | None,
+) -> tuple[tuple[int, os.stat_result] | None, float]:
+    """Attempt, then back off 1 ms doubling to :data:`BACKOFF_CAP` (with jitter) until locked or timed out.
+
+    Returns the locked (fd, stat), or None on timeout, and the seconds waited.
+    """
+    start = time.monotonic()
+    delay = BACKOFF_START
+    while True:
+        got = _try_lock_path(path, shared=shared)
+        if got is not None:
+            return got, time.monotonic() - start
+        remaining = None if timeout is None else start + timeout - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return None, time.monotonic() - start
+        if on_contended is not None:  # about to wait: say once who holds it
+            on_contended()
+            on_contended = None
+        pause = delay * random.uniform(0.5, 1.0)
+        time.sleep(pause if remaining is None else min(pause, remaining))
+        delay = min(delay * 2, BACKOFF_CAP)
+
+
+_TOKENS = itertools.count(1)
+
+
+class Lease:
+    """One owner's hold on one resource: re-entrant, released by :meth:`release` or its owner."""
+
+    def __init__(
+        self,
+        owner: LockOwner | None,
+        resource: str,
+        mode: LockMode,
+        *,
+        role: str = "",
+        waited: float = 0.0,
+        fd: int = -1,
+        st: os.stat_result | None = None,
+        record: dict[str, Any] | None = None,
+    ) -> None:
+        self.owner = owner
+        self.resource = resource
+        self.mode: LockMode = mode
+        self.role = role
+        self.waited = waited
+        self.record: dict[str, Any] = record or {}
+        self.kind: LockKind = "host" if fd >= 0 else "none"
+        self.depth = 1
+        self._fd = fd
+        self._ident = (st.st_ino, st.st_dev) if st is not None else (0, 0)
+        self._key = lock_key(resource) if owner is not None else ""
+        self._folder = locks_dir(owner.data_dir) if owner is not None else Path()
+        self._lock_path = self._folder / f"{self._key}{LOCK_SUFFIX}"
+        self._record_path = self._folder / _record_name(self._key, self.record.get("token", "none"))
+        self._visa: Any = None
+
+    @property
+    def held(self) -> bool:
+        return self.depth > 0
+
+    @property
+    def lock_path(self) -> Path:
+        return self._lock_path
+
+    def check(self) -> None:
+        """Raise :class:`LockLost` if the lock was taken from under this lease (one ``stat``, ~1 us)."""
+        if self._fd < 0:
+            return
+        try:
+            now = os.stat(self._lock_path)
+        except FileNotFoundError:
+            raise self._lost(None) from None
+        if (now.st_ino, now.st_dev) != self._ident:
+            raise self._lost(now.st_ino)
+
+    def _lost(self, inode: int | None) -> LockLost:
+        holders = _current_holders(self._folder, self._key, inode) if inode is not None else []
+        return LockLost(self.resource, self.role or None, _holder_summary(holders))
+
+    def annotate(self, **fields: Any) -> None:
+        """Update holder-record fields (``nodeid`` of the running test, ``kind``) and rewrite the record."""
+        self.record.update(fields)
+        if self._fd >= 0:
+            _write_json(self._record_path, self.record)
+
+    def take_visa(self, resource: Any, timeout: float | None = 0.0) -> LockKind:
+        """Also take the instrument-side VISA lock on the opened pyvisa ``resource``; records the kind taken.
+
+        It is unlocked before the host lock when this lease is released.
+        """
+        if self._fd < 0:
+            return "none"
+        kind = take_visa_lock(resource, self.mode, timeout)
+        if kind == "visa":
+            self._visa = resource
+        self.kind = kind
+        self.annotate(kind=kind)
+        return kind
+
+    def release(self) -> None:
+        """Release one level; the lock itself goes when the last level does."""
+        if self.owner is not None:
+            self.owner.release(self.resource)
+        else:
+            self._drop(all_levels=True)
+
+    def _drop(self, *, all_levels: bool) -> bool:
+        """Drop one level (or all); True when the lock itself was released."""
+        if self.depth <= 0:
+            return False
+        self.depth = 0 if all_levels else self.depth - 1
+        if self.depth > 0:
+            return False
+        self._release_physical()
+        return True
+
+    def _release_physical(self) -> None:
+        if self._visa is not None:
+            visa, self._visa = self._visa, None
+            release_visa_lock(visa, "visa")
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            _unlink(self._record_path)
+            _unlock_close(fd)
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<Lease {self.resource} {self.mode} {self.kind} depth={self.depth}>"
+
+
+@dataclass
+class LockOwner:
+    """Holds one session's locks: re-entrant per resource, released in reverse acquisition order.
+
+    ``data_dir`` is the litmus data dir (locks go in ``<data_dir>/locks/``);
+    ``session`` and ``station`` go into every holder record.
+    """
+
+    data_dir: Path
+    session: str = ""
+    station: str = ""
+    _leases: dict[str, Lease] = field(default_factory=dict, init=False, repr=False)
+    _mutex: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+
+    @property
+    def leases(self) -> list[Lease]:
+        """Held leases in acquisition order."""
+        with self._mutex:
+            return list(self._leases.values())
+
+    def lease(self, resource: str) -> Lease | None:
+        """The lease this owner holds on ``resource``, if any."""
+        return self._leases.get(lock_key(resource))
+
+    def acquire(
+        self,
+        resource: str,
+        *,
+        mode: LockMode = "exclusive",
+        timeout: float | None = 0.0,
+        role: str = "",
+        nodeid: str = "",
+        on_contended: Callable[[Mapping[str, Any]], None] | None = None,
+    ) -> Lease:
+        """Lock ``resource`` (a VISA address) for this owner and return the lease.
+
+        ``timeout`` in seconds as PyVISA's: 0 fails at once, a positive number
+        waits that long, None waits forever. Raises :class:`ResourceInUse` with the
+        current holder (``holder["holders"]`` lists all when several share it) and
+        ``waited``. ``on_contended(holder)`` is called once if the first attempt
+        finds the lock held and it is going to wait (for a ``LockContended`` event). Mode ``none`` returns
+        a lease that locks nothing.
+        """
+        if mode not in LOCK_MODES:
+            raise ValueError(f"lock mode must be one of {', '.join(LOCK_MODES)}, got {mode!r}")
+        limit = _check_timeout(timeout)
+        if mode == "none":
+            return Lease(None, resource, mode, role=role)
+        key = lock_key(resource)
+        again = self._reenter(key, resource, mode)
+        if again is not None:
+            return again
+        lease = self._acquire_new(resource, key, mode, limit, role=role, nodeid=nodeid, on_contended=on_contended)
+        with self._mutex:
+            again = self._reenter(key, resource, mode)  # another thread of this owner got there first
+            if again is not None:
+                lease._drop(all_levels=True)
+                return again
+            self._leases[key] = lease
+        return lease
+
+    def _reenter(self, key: str, resource: str, mode: LockMode) -> Lease | None:
+        with self._mutex:
+            lease = self._leases.get(key)
+            if lease is None:
+                return None
+            if lease.mode == "shared" and mode == "exclusive":
+                raise LockModeConflict(resource, lease.mode, mode)
+            lease.depth += 1
+            return lease
+
+    def _acquire_new(
+        self,
+        resource: str,
+        key: str,
+        mode: LockMode,
+        timeout: float | None,
+        *,
+        role: str,
+        nodeid: str,
+        on_contended: Callable[[Mapping[str, Any]], None] | None,
+    ) -> Lease:
+        folder = locks_dir(self.data_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{key}{LOCK_SUFFIX}"
+        notify = None
+        if on_contended is not None:
+            callback = on_contended
+
+            def notify() -> None:
+                callback(_holder_summary(_current_holders(folder, key, _inode(path))))
+
+        got, waited = _wait_for_lock(path, shared=mode == "shared", timeout=timeout, on_contended=notify)
+        if got is None:
+            holders = _current_holders(folder, key, _inode(path))
+            raise ResourceInUse(resource, _holder_summary(holders), waited=waited)
+        fd, st = got
+        try:
+            record = self._record(resource, key, mode, role, nodeid, st)
+            _publish(folder, key, fd, st, record, exclusive=mode == "exclusive")
+        except BaseException:
+            _unlock_close(fd)
+            raise
+        return Lease(self, resource, mode, role=role, waited=waited, fd=fd, st=st, record=record)
+
+    def _record(
+        self, resource: str, key: str, mode: LockMode, role: str, nodeid: str, st: os.stat_result
+    ) -> dict[str, Any]:
+        ident = _this_identity()
+        return {
+            **ident,
+            "resource": resource,
+            "key": key,
+            "session": self.session,
+            "station": self.station,
+            "role": role,
+            "nodeid": nodeid,
+            "since": _now_iso(),
+            "mode": mode,
+            "kind": "host",
+            "inode": st.st_ino,
+            "token": f"{ident['pid']}-{next(_TOKENS)}",
+        }
+
+    def release(self, resource: str) -> None:
+        """Release one level of this owner's lease on ``resource`` (no-op if not held)."""
+        key = lock_key(resource)
+        with self._mutex:
+            lease = self._leases.get(key)
+            if lease is not None and lease._drop(all_levels=False):
+                del self._leases[key]
+
+    def release_all(self) -> None:
+        """Release every lease, all levels, newest first (on stop, session end, KeyboardInterrupt)."""
+        with self._mutex:
+            leases = list(self._leases.values())
+            self._leases.clear()
+        errors: list[BaseException] = []
+        for lease in reversed(leases):
+            try:
+                lease._drop(all_levels=True)
+            except Exception as exc:  # release the others; report the first failure
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> LockOwner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release_all()
+
+
+def _publish(folder: Path, key: str, fd: int, st: os.stat_result, record: Mapping[str, Any], *, exclusive: bool) -> None:
+    """Write the holder record; an exclusive holder first clears records of holders that are gone."""
+    if st.st_size == 0:  # name the resource inside the lock file, for listings once the records are gone
+        os.pwrite(fd, str(record["resource"]).encode(), 0)
+    if exclusive:
+        for stale in _record_paths(folder, key):
+            _unlink(stale)
+    _write_json(folder / _record_name(key, str(record["token"])), record)
+
+
+# --------------------------------------------------------------------------- listing and releasing
+
+
+@dataclass(frozen=True)
+class LockState:
+    """What ``litmus locks`` shows for one lock file."""
+
+    resource: str
+    key: str
+    state: State
+    holders: list[dict[str, Any]]
+    held_for: float | None
+    path: str
+
+    @property
+    def mode(self) -> str | None:
+        return str(self.holders[0].get("mode")) if self.holders else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "resource": self.resource,
+            "key": self.key,
+            "state": self.state,
+            "mode": self.mode,
+            "held_for": self.held_for,
+            "holders": self.holders,
+            "path": self.path,
+        }
+
+
+def _probe_exclusive_holder(path: Path) -> tuple[bool, int | None]:
+    """(whether an exclusive flock is held, inode) without disturbing shared holders.
+
+    The probe is one ``LOCK_SH | LOCK_NB``: it never waits and never blocks a
+    shared holder or acquirer. On a free or shared lock it holds a shared lock
+    for the microseconds of the probe, so an exclusive waiter retries at its next
+    back-off tick; only an exclusive ``timeout=0`` try at that very instant could
+    fail. A shared holding is told from the holder records.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return False, None
+    try:
+        locked = _try_flock(fd, shared=True)
+        return not locked, os.fstat(fd).st_ino
+    finally:
+        os.close(fd)
+
+
+def _resource_name(path: Path, records: list[dict[str, Any]]) -> str:
+    if records:
+        return str(records[0].get("resource", path.stem))
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip() or path.stem
+    except OSError:
+        return path.stem
+
+
+def _lock_state(folder: Path, path: Path) -> LockState:
+    key = path.name[: -len(LOCK_SUFFIX)]
+    exclusive_held, inode = _probe_exclusive_holder(path)
+    records = _read_records(folder, key)
+    live = [r for r in records if r.get("inode") == inode and holder_alive(r)]
+    state: State
+    if exclusive_held or any(r.get("mode") == "shared" for r in live):
+        state, shown = "held", live
+    elif records:
+        state, shown = "stale", records
+    else:
+        state, shown = "free", []
+    held_for = _seconds_since(shown[0].get("since")) if state == "held" and shown else None
+    return LockState(_resource_name(path, records), key, state, shown, held_for, str(path))
+
+
+def list_locks(data_dir: str | os.PathLike[str]) -> list[LockState]:
+    """The state of every lock under ``<data_dir>/locks/``, sorted by resource.
+
+    ``held``: a process holds it (holders: the live records); ``stale``: records
+    name a holder but nobody holds the lock (the holder died); ``free``: neither.
+    """
+    folder = locks_dir(data_dir)
+    try:
+        paths = sorted(folder.glob(f"*{LOCK_SUFFIX}"))
+    except FileNotFoundError:
+        return []
+    return sorted((_lock_state(folder, p) for p in paths), key=lambda s: s.resource)
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    """What :func:`release_lock` did: ``cleaned`` (nobody held it) or ``broken`` (forced from a live holder)."""
+
+    resource: str
+    action: Literal["cleaned", "broken"]
+    holders: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"resource": self.resource, "action": self.action, "holders": self.holders}
+
+
+def release_lock(data_dir: str | os.PathLike[str], resource: str, *, force: bool = False) -> ReleaseResult:
+    """Free the lock on ``resource``.
+
+    If no process holds it (its holder died), remove its files: ``cleaned``. If
+    a live process holds it, raise :class:`ResourceInUse` naming it, unless
+    ``force``: then unlink the lock file so the next acquirer gets a new one
+    (the old holder's next :meth:`Lease.check` raises :class:`LockLost`):
+    ``broken``, with the holders whose lock was broken. :class:`NoSuchLock` if
+    there is no lock file. ``resource`` is an address or a lock key.
+    """
+    folder = locks_dir(data_dir)
+    key = _find_key(folder, resource)
+    path = folder / f"{key}{LOCK_SUFFIX}"
+    if not path.exists():
+        raise NoSuchLock(resource, folder)
+    got = _try_lock_path(path, shared=False)
+    if got is not None:
+        return _clean(folder, key, path, got[0])
+    holders = _current_holders(folder, key, _inode(path))
+    if not force:
+        raise ResourceInUse(_resource_name(path, holders) if holders else resource, _holder_summary(holders))
+    _unlink(path)
+    for record in holders:
+        _unlink(folder / _record_name(key, str(record.get("token"))))
+    return ReleaseResult(_resource_name(path, holders) if holders else resource, "broken", holders)
+
+
+def _find_key(folder: Path, resource: str) -> str:
+    """``resource`` may be an address or a key as listed; the key if its lock file exists."""
+    if (folder / f"{resource}{LOCK_SUFFIX}").exists():
+        return resource
+    return lock_key(resource)
+
+
+def _clean(folder: Path, key: str, path: Path, fd: int) -> ReleaseResult:
+    """Holding the lock: remove its records and the lock file (waiters that opened it retry on a new one)."""
+    try:
+        records = _read_records(folder, key)
+        resource = _resource_name(path, records)
+        for record_path in _record_paths(folder, key):
+            _unlink(record_path)
+        _unlink(path)
+    finally:
+        _unlock_close(fd)
+    return ReleaseResult(resource, "cleaned", records)
+
+
+# --------------------------------------------------------------------------- VISA locks
+
+
+def _visa_timeout_ms(timeout: float | None) -> int:
+    limit = _check_timeout(timeout)
+    return _VI_TMO_INFINITE if limit is None else int(limit * 1000)
+
+
+def _visa_error_code(exc: BaseException) -> int | None:
+    code = getattr(exc, "error_code", None)
+    return int(code) if isinstance(code, int) else None
+
+
+def _unsupported(exc: BaseException) -> bool:
+    """``NotImplementedError`` or ``VisaIOError(VI_ERROR_NSUP_OPER)``: the backend takes no VISA locks."""
+    return isinstance(exc, NotImplementedError) or _visa_error_code(exc) == _VI_ERROR_NSUP_OPER
+
+
+def take_visa_lock(resource: Any, mode: LockMode, timeout: float | None = 0.0) -> LockKind:
+    """Take the instrument-side VISA lock on an opened pyvisa resource; the kind of lock now held.
+
+    ``exclusive``: ``lock_excl``; ``shared``: ``lock(requested_key="litmus")``.
+    Returns ``visa``, or ``host`` where the backend takes no VISA locks (pyvisa-sim,
+    pyvisa-py on anything but VXI-11), or ``none`` for mode ``none``. A VISA lock
+    held elsewhere (timeout, resource locked) raises :class:`ResourceInUse`.
+    """
+    if mode == "none":
+        return "none"
+    timeout_ms = _visa_timeout_ms(timeout)
+    try:
+        if mode == "shared":
+            resource.lock(timeout=timeout_ms, requested_key=VISA_SHARED_KEY)
+        else:
+            resource.lock_excl(timeout=timeout_ms)
+    except Exception as exc:
+        if _unsupported(exc):
+            return "host"
+        if _visa_error_code(exc) in (_VI_ERROR_TMO, _VI_ERROR_RSRC_LOCKED):
+            name = str(getattr(resource, "resource_name", resource))
+            holder = {"kind": "visa", "host": "another VISA session (maybe another machine)"}
+            raise ResourceInUse(name, holder, waited=timeout or 0.0) from exc
+        raise
+    return "visa"
+
+
+def release_visa_lock(resource: Any, kind: str) -> None:
+    """Undo :func:`take_visa_lock` (only when it returned ``visa``); a failure is logged, not raised.
+
+    Closing a VISA session releases its locks anyway, so an unlock that fails on a
+    closed session is harmless.
+    """
+    if kind != "visa":
+        return
+    try:
+        resource.unlock()
+    except Exception as exc:
+        _LOG.warning("could not unlock the VISA lock on %s: %s", getattr(resource, "resource_name", resource), exc)
+

@@ -1,0 +1,71 @@
+"""Start and talk to lock-holder subprocesses (``holder.py``) from the tests."""
+
+from __future__ import annotations
+
+import base64
+import json
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+#: Hang guard only: a child that says nothing for this long has failed the test.
+PATIENCE = 60.0
+
+
+class Child:
+    """A ``holder.py`` process; ``expect(event)`` waits for its next JSON line."""
+
+    def __init__(self, data_dir: Path, resource: str, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "holder.py"), str(data_dir), resource, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.pid = self.proc.pid
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put("")
+
+    def expect(self, event: str) -> dict[str, Any]:
+        line = self._lines.get(timeout=PATIENCE)
+        assert line, f"child {self.pid} exited (rc={self.proc.wait()}) before saying {event!r}"
+        message: dict[str, Any] = json.loads(line)
+        assert message["event"] == event, message
+        return message
+
+    def send(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=PATIENCE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def unpickle(text: str) -> Any:
+    return pickle.loads(base64.b64decode(text))
+
+
+def hold(data_dir: Path, resource: str, *args: str) -> Child:
+    """A child that has locked ``resource``."""
+    child = Child(data_dir, resource, *args)
+    child.expect("locked")
+    return child
