@@ -23,6 +23,10 @@ _registry_lock = threading.Lock()
 def fresh_sim_library(simulation: str | Path) -> VisaLibraryBase:
     """A simulator library on ``simulation`` with its own, fresh device state.
 
+    The library is :class:`pytest_litmus.sim.LitmusSimLibrary` (pyvisa-sim plus
+    VISA locks, the IEEE 488.2 status model and service requests), so mock and
+    ``@sim`` stations both get locks and SRQ.
+
     pyvisa caches libraries per (class, path) for the life of the process, so a
     second session on the same file would see the first one's state (and a
     ``ResourceManager`` bound to it). Constructing outside that cache gives each
@@ -30,9 +34,10 @@ def fresh_sim_library(simulation: str | Path) -> VisaLibraryBase:
     """
     from pyvisa.highlevel import VisaLibraryBase
     from pyvisa.util import LibraryPath
-    from pyvisa_sim.highlevel import SimVisaLibrary
 
-    cls = SimVisaLibrary
+    from pytest_litmus.sim.library import LitmusSimLibrary
+
+    cls = LitmusSimLibrary
     key = (cls, LibraryPath(str(simulation), "user specified"))
     with _registry_lock:
         VisaLibraryBase._registry.pop(key, None)

@@ -1,0 +1,313 @@
+"""pytest-litmus' VISA library: pyvisa-sim plus locks, the status model and service requests.
+
+:class:`LitmusSimLibrary` subclasses pyvisa-sim's ``SimVisaLibrary`` and adds
+the VISA operations it leaves out (``lock``, ``unlock``, ``read_stb``,
+``clear``, ``assert_trigger``, ``enable_event``, ``disable_event``,
+``discard_events``, ``wait_on_event``, ``install_handler``,
+``uninstall_handler``), with the return conventions of pyvisa's
+``VisaLibraryBase``: errors go through ``handle_return_value``, which raises
+``VisaIOError``. Waits are on each device's condition variable, never polls.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyvisa import constants
+from pyvisa_sim.highlevel import SimVisaLibrary
+
+from pytest_litmus.sim.device import SimDevice
+from pytest_litmus.sim.locks import timeout_seconds
+from pytest_litmus.sim.simfile import DeviceExtension, load_extensions
+
+__all__ = ["LitmusSimLibrary"]
+
+log = logging.getLogger(__name__)
+StatusCode = constants.StatusCode
+EventType = constants.EventType
+Mechanism = constants.EventMechanism
+SRQ = EventType.service_request
+
+#: VI_ATTR_MAX_QUEUE_LENGTH default: older events are dropped past it.
+EVENT_QUEUE_LENGTH = 50
+
+
+@dataclass
+class _SessionEvents:
+    """Service-request state of one session (guarded by its device's condition)."""
+
+    device: SimDevice
+    queue_enabled: bool = False
+    handler_enabled: bool = False
+    queue: deque[EventType] = field(default_factory=lambda: deque(maxlen=EVENT_QUEUE_LENGTH))
+    handlers: list[tuple[Any, Any]] = field(default_factory=list)
+
+
+class EventContext:
+    """A VISA event context handle: answers ``VI_ATTR_EVENT_TYPE``."""
+
+    def __init__(self, event_type: EventType) -> None:
+        self.event_type = event_type
+
+    def get_attribute(self, attribute: Any) -> tuple[Any, StatusCode]:
+        if attribute == constants.EventAttribute.event_type:
+            return self.event_type, StatusCode.success
+        return 0, StatusCode.error_nonsupported_attribute
+
+
+class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ships no type information
+    """A simulated VISA library; build one with :func:`pytest_litmus.sim.resource_manager`."""
+
+    def _init(self) -> None:
+        super()._init()
+        path = str(self.library_path)
+        extensions = {} if path == "unset" else load_extensions(path)
+        self._events: dict[int, _SessionEvents] = {}
+        for name in self.devices.list_resources():
+            SimDevice.adopt(self.devices[name], extensions.get(name, DeviceExtension()), self._service_request)
+
+    def device(self, resource_name: str) -> SimDevice:
+        """The simulated device behind ``resource_name`` (to flip its capabilities in tests)."""
+        from pyvisa.rname import to_canonical_name
+
+        device: SimDevice = self.devices[to_canonical_name(resource_name)]
+        return device
+
+    # -- sessions ------------------------------------------------------------
+
+    def open(
+        self,
+        session: Any,
+        resource_name: str,
+        access_mode: constants.AccessModes = constants.AccessModes.no_lock,
+        open_timeout: Any = constants.VI_TMO_IMMEDIATE,
+    ) -> tuple[Any, StatusCode]:
+        handle, status = super().open(session, resource_name, access_mode, open_timeout)
+        if status != StatusCode.success:
+            return handle, status
+        device = self._device_of(handle)
+        assert device is not None
+        with device.cond:
+            self._events[handle] = _SessionEvents(device)
+        lock_type = None
+        if access_mode & constants.AccessModes.exclusive_lock:
+            lock_type = constants.Lock.exclusive
+        elif access_mode & constants.AccessModes.shared_lock:
+            lock_type = constants.Lock.shared
+        if lock_type is not None:
+            _key, lock_status = device.locks.acquire(handle, lock_type, int(open_timeout), None)
+            if lock_status < 0:
+                self.close(handle)
+                return 0, lock_status
+        return handle, status
+
+    def close(self, session: Any) -> StatusCode:
+        state = self._events.pop(session, None)
+        if state is not None:
+            state.device.locks.release_all(session)
+            with state.device.cond:
+                state.device.cond.notify_all()
+        status: StatusCode = super().close(session)
+        return status
+
+    # -- I/O -----------------------------------------------------------------
+
+    def write(self, session: Any, data: bytes) -> tuple[int, StatusCode]:
+        device = self._device_of(session)
+        if device is None:
+            result: tuple[int, StatusCode] = super().write(session, data)
+            return result
+        with device.cond:
+            if not device.locks.allows(session):
+                return 0, self._check(session, StatusCode.error_resource_locked)
+            count, status = super().write(session, data)
+        return count, self._check(session, status)
+
+    def read(self, session: Any, count: int) -> tuple[bytes, StatusCode]:
+        device = self._device_of(session)
+        if device is None:
+            result: tuple[bytes, StatusCode] = super().read(session, count)
+            return result
+        timeout, _ = self.sessions[session].get_attribute(constants.ResourceAttribute.timeout_value)
+        with device.cond:
+            if not device.locks.allows(session):
+                return b"", self._check(session, StatusCode.error_resource_locked)
+            if not device.cond.wait_for(device.has_output, timeout_seconds(timeout)):
+                if not device.status.answer_deferred:
+                    device.query_unterminated()
+                return b"", self._check(session, StatusCode.error_timeout)
+            data, status = super().read(session, count)
+            device.status.update()
+        return data, status
+
+    def read_stb(self, session: Any) -> tuple[int, StatusCode]:
+        device = self._device_of(session)
+        if device is None:
+            return 0, self._check(session, StatusCode.error_invalid_object)
+        with device.cond:
+            code = self._io_status(session, device, supported=device.serial_poll)
+            if code < 0:
+                return 0, self._check(session, code)
+            stb = device.serial_poll_byte()
+        return stb, self._check(session, StatusCode.success)
+
+    def clear(self, session: Any) -> StatusCode:
+        return self._device_call(session, SimDevice.device_clear)
+
+    def assert_trigger(self, session: Any, protocol: constants.TriggerProtocol) -> StatusCode:
+        return self._device_call(session, SimDevice.trigger)
+
+    # -- locks ---------------------------------------------------------------
+
+    def lock(
+        self, session: Any, lock_type: constants.Lock, timeout: int, requested_key: str | None = None
+    ) -> tuple[str, StatusCode]:
+        device = self._device_of(session)
+        if device is None:
+            return "", self._check(session, StatusCode.error_invalid_object)
+        key, status = device.locks.acquire(session, lock_type, timeout, requested_key)
+        return key, self._check(session, status)
+
+    def unlock(self, session: Any) -> StatusCode:
+        device = self._device_of(session)
+        if device is None:
+            return self._check(session, StatusCode.error_invalid_object)
+        return self._check(session, device.locks.release(session))
+
+    # -- service request events -------------------------------------------------
+
+    def enable_event(
+        self, session: Any, event_type: EventType, mechanism: Mechanism, context: None = None
+    ) -> StatusCode:
+        state = self._event_state(session, event_type)
+        if not state.device.service_requests:
+            return self._check(session, StatusCode.error_nonsupported_operation)
+        with state.device.cond:
+            if mechanism == Mechanism.queue:
+                already, state.queue_enabled = state.queue_enabled, True
+            elif mechanism == Mechanism.handler:
+                if not state.handlers:
+                    return self._check(session, StatusCode.error_handler_not_installed)
+                already, state.handler_enabled = state.handler_enabled, True
+            else:
+                return self._check(session, StatusCode.error_invalid_mechanism)
+        return self._check(
+            session, StatusCode.success_event_already_enabled if already else StatusCode.success
+        )
+
+    def disable_event(self, session: Any, event_type: EventType, mechanism: Mechanism) -> StatusCode:
+        state = self._event_state(session, event_type, EventType.all_enabled)
+        with state.device.cond:
+            was = state.queue_enabled or state.handler_enabled
+            if mechanism & Mechanism.queue:
+                state.queue_enabled = False
+            if mechanism & Mechanism.handler:
+                state.handler_enabled = False
+            state.device.cond.notify_all()  # wakes wait_on_event, which then reports "not enabled"
+        return self._check(session, StatusCode.success if was else StatusCode.success_event_already_disabled)
+
+    def discard_events(self, session: Any, event_type: EventType, mechanism: Mechanism) -> StatusCode:
+        state = self._event_state(session, event_type, EventType.all_enabled)
+        with state.device.cond:
+            empty = not state.queue
+            if mechanism & Mechanism.queue:
+                state.queue.clear()
+        return self._check(session, StatusCode.success_queue_already_empty if empty else StatusCode.success)
+
+    def wait_on_event(self, session: Any, in_event_type: EventType, timeout: int) -> tuple[EventType, Any, StatusCode]:
+        state = self._event_state(session, in_event_type, EventType.all_enabled)
+        with state.device.cond:
+            if not state.queue_enabled and not state.queue:
+                return in_event_type, None, self._check(session, StatusCode.error_not_enabled)
+            state.device.cond.wait_for(lambda: bool(state.queue) or not state.queue_enabled, timeout_seconds(timeout))
+            if not state.queue:
+                code = StatusCode.error_timeout if state.queue_enabled else StatusCode.error_not_enabled
+                return in_event_type, None, self._check(session, code)
+            event_type = state.queue.popleft()
+        context = self._register(EventContext(event_type))
+        return event_type, context, self._check(session, StatusCode.success)
+
+    def install_handler(self, session: Any, event_type: EventType, handler: Any, user_handle: Any) -> tuple[Any, Any, Any, StatusCode]:
+        state = self._event_state(session, event_type)
+        with state.device.cond:
+            state.handlers.append((handler, user_handle))
+        return handler, user_handle, handler, self._check(session, StatusCode.success)
+
+    def uninstall_handler(self, session: Any, event_type: EventType, handler: Any, user_handle: Any = None) -> StatusCode:
+        state = self._event_state(session, event_type)
+        with state.device.cond:
+            for entry in state.handlers:
+                if entry[0] == handler and entry[1] is user_handle:
+                    state.handlers.remove(entry)
+                    break
+            else:
+                return self._check(session, StatusCode.error_invalid_handler_reference)
+            if not state.handlers:
+                state.handler_enabled = False
+        return self._check(session, StatusCode.success)
+
+    def _service_request(self, device: SimDevice) -> None:
+        """The device asserted SRQ (called under its condition): queue it or call handlers."""
+        for session, state in list(self._events.items()):
+            if state.device is not device:
+                continue
+            if state.queue_enabled:
+                state.queue.append(SRQ)
+            if state.handler_enabled:
+                for handler, user_handle in list(state.handlers):
+                    threading.Thread(
+                        target=self._call_handler, args=(session, handler, user_handle), daemon=True
+                    ).start()
+        device.cond.notify_all()
+
+    def _call_handler(self, session: Any, handler: Any, user_handle: Any) -> None:
+        context = self._register(EventContext(SRQ))
+        try:
+            handler(session, SRQ, context, user_handle)
+        except Exception:  # a handler's failure must not kill the simulator
+            log.exception("service request handler %r failed", handler)
+        finally:
+            self.sessions.pop(context, None)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _check(self, session: Any, code: StatusCode) -> StatusCode:
+        """pyvisa's convention: record the status, raise ``VisaIOError`` if it is an error."""
+        status: StatusCode = self.handle_return_value(session, code)
+        return status
+
+    def _event_state(self, session: Any, event_type: EventType, *also: EventType) -> _SessionEvents:
+        """The session's event state; ``VisaIOError`` for a bad session or an event type other than SRQ."""
+        state = self._events.get(session)
+        if state is None:
+            self._check(session, StatusCode.error_invalid_object)
+        if event_type != SRQ and event_type not in also:
+            self._check(session, StatusCode.error_invalid_event)
+        assert state is not None
+        return state
+
+    def _device_of(self, session: Any) -> SimDevice | None:
+        sess = self.sessions.get(session)
+        device = getattr(sess, "device", None)
+        return device if isinstance(device, SimDevice) else None
+
+    def _io_status(self, session: Any, device: SimDevice, *, supported: bool = True) -> StatusCode:
+        if not supported:
+            return StatusCode.error_nonsupported_operation
+        if not device.locks.allows(session):
+            return StatusCode.error_resource_locked
+        return StatusCode.success
+
+    def _device_call(self, session: Any, action: Any) -> StatusCode:
+        device = self._device_of(session)
+        if device is None:
+            return self._check(session, StatusCode.error_invalid_object)
+        with device.cond:
+            code = self._io_status(session, device)
+            if code == StatusCode.success:
+                action(device)
+        return self._check(session, code)

@@ -1,0 +1,147 @@
+"""The ``litmus:`` extension of pyvisa-sim simulation files, read and validated.
+
+pyvisa-sim ignores keys it does not know, so a simulation file may carry, on a
+device or on a resource, a ``litmus:`` mapping::
+
+    devices:
+      dmm:
+        litmus:
+          operations:
+            INIT: 0.2                       # INIT completes 0.2 s after it is received
+            "CAL:SELF": {seconds: 1.5, device_error: '-330,"Self-test failed"'}
+          service_requests: true            # enable_event(service_request) supported
+          serial_poll: true                 # read_stb supported
+    resources:
+      GPIB0::9::INSTR:
+        device: dmm
+        litmus: {service_requests: false}   # per resource, over the device's
+
+Every mistake is a :class:`~pytest_litmus.errors.StationConfigError` naming
+the file, the key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pytest_litmus.errors import StationConfigError
+
+__all__ = ["DeviceExtension", "Operation", "load_extensions"]
+
+_EXTENSION_KEYS = ("operations", "service_requests", "serial_poll")
+_OPERATION_KEYS = ("seconds", "device_error")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A command that starts an operation completing ``seconds`` later."""
+
+    command: str
+    seconds: float
+    device_error: str | None = None
+
+    def matches(self, command: str) -> bool:
+        """The command's header is this operation's (case-insensitive, arguments allowed)."""
+        header = command.split(" ", 1)[0]
+        return header.upper() == self.command.upper()
+
+
+@dataclass(frozen=True)
+class DeviceExtension:
+    """What the ``litmus:`` keys say about one simulated resource."""
+
+    operations: tuple[Operation, ...] = ()
+    service_requests: bool = True
+    serial_poll: bool = True
+
+    def operation_for(self, command: str) -> Operation | None:
+        return next((op for op in self.operations if op.matches(command)), None)
+
+
+def load_extensions(path: str | Path) -> dict[str, DeviceExtension]:
+    """The extension of each resource of the simulation file ``path``, by canonical resource name."""
+    from pyvisa.rname import to_canonical_name
+
+    path = Path(path)
+    data = _read(path)
+    extensions: dict[str, DeviceExtension] = {}
+    resources = data.get("resources") or {}
+    if not isinstance(resources, Mapping):
+        return extensions
+    for resource, spec in resources.items():
+        if not isinstance(spec, Mapping) or spec.get("bundled") in (True, "true", "True"):
+            continue
+        device = spec.get("device")
+        source, devices = (path, data)
+        if spec.get("filename"):
+            source = path.parent / str(spec["filename"])
+            devices = _read(source)
+        device_dict = (devices.get("devices") or {}).get(device) or {}
+        ext = _parse(device_dict.get("litmus"), source, f"devices.{device}.litmus", DeviceExtension())
+        ext = _parse(spec.get("litmus"), path, f"resources.{resource}.litmus", ext)
+        extensions[to_canonical_name(str(resource))] = ext
+    return extensions
+
+
+def _read(path: Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fp:
+        data = yaml.safe_load(fp)
+    return data if isinstance(data, dict) else {}
+
+
+def _parse(raw: Any, file: Path, key: str, base: DeviceExtension) -> DeviceExtension:
+    if raw is None:
+        return base
+    if not isinstance(raw, Mapping):
+        raise StationConfigError(file, key, "a mapping with keys " + ", ".join(_EXTENSION_KEYS), raw)
+    _no_unknown_keys(raw, _EXTENSION_KEYS, file, key)
+    changes: dict[str, Any] = {}
+    for flag in ("service_requests", "serial_poll"):
+        if flag in raw:
+            if not isinstance(raw[flag], bool):
+                raise StationConfigError(file, f"{key}.{flag}", "true or false", raw[flag])
+            changes[flag] = raw[flag]
+    if "operations" in raw:
+        changes["operations"] = _operations(raw["operations"], file, f"{key}.operations")
+    return replace(base, **changes)
+
+
+def _operations(raw: Any, file: Path, key: str) -> tuple[Operation, ...]:
+    if not isinstance(raw, Mapping):
+        raise StationConfigError(file, key, "a mapping of command to seconds", raw)
+    operations = []
+    for command, spec in raw.items():
+        where = f"{key}.{command}"
+        if not isinstance(command, str) or not command.strip():
+            raise StationConfigError(file, where, "a command string", command)
+        device_error = None
+        if isinstance(spec, Mapping):
+            _no_unknown_keys(spec, _OPERATION_KEYS, file, where)
+            if "seconds" not in spec:
+                raise StationConfigError(file, f"{where}.seconds", "a duration in seconds", has_got=False)
+            device_error = spec.get("device_error")
+            if device_error is not None and not isinstance(device_error, str):
+                raise StationConfigError(file, f"{where}.device_error", 'an error string like \'-300,"Failed"\'', device_error)
+            seconds = _seconds(spec["seconds"], file, f"{where}.seconds")
+        else:
+            seconds = _seconds(spec, file, where)
+        operations.append(Operation(command.strip(), seconds, device_error))
+    return tuple(operations)
+
+
+def _seconds(raw: Any, file: Path, key: str) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw < 0:
+        raise StationConfigError(file, key, "a duration in seconds, a number >= 0", raw)
+    return float(raw)
+
+
+def _no_unknown_keys(raw: Mapping[Any, Any], allowed: tuple[str, ...], file: Path, key: str) -> None:
+    for name in raw:
+        if name not in allowed:
+            raise StationConfigError(file, f"{key}.{name}", "one of " + ", ".join(allowed), name)
