@@ -1,0 +1,129 @@
+"""One simulated instrument served as raw SCPI over TCP (what ``litmus emulate`` runs).
+
+Each connection is a session of the simulator: newline-terminated commands in,
+newline-terminated answers out, as on a LAN instrument's SOCKET port, so
+pyvisa-py reaches it as ``TCPIP0::127.0.0.1::<port>::SOCKET``. An ``*OPC?``
+holds that connection's parser until its operation completes, like a real
+instrument. There is no serial poll on a socket: poll with ``*STB?``.
+"""
+
+from __future__ import annotations
+
+import socketserver
+import threading
+from pathlib import Path
+from types import TracebackType
+
+from pytest_litmus.errors import StationConfigError
+from pytest_litmus.sim.device import SimDevice
+from pytest_litmus.sim.library import LitmusSimLibrary
+
+__all__ = ["LOOPBACK", "Emulator"]
+
+LOOPBACK = "127.0.0.1"
+
+
+class _Connection(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        emulator = self.server.emulator
+        library, device = emulator.library, emulator.device
+        session, _ = library.open(emulator.rm_session, emulator.resource)
+        try:
+            for raw in self.rfile:
+                line = raw.rstrip(b"\r\n")
+                if not line.strip():
+                    continue
+                library.write(session, line + device.query_eom)
+                self._send_answers(device, emulator)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            library.close(session)
+
+    def _send_answers(self, device: SimDevice, emulator: Emulator) -> None:
+        with device.cond:
+            device.cond.wait_for(lambda: not device.status.answer_deferred or emulator.closed)
+            messages = []
+            while message := device.take_message():
+                messages.append(message)
+        eom = device.response_eom
+        for message in messages:
+            body = message[: -len(eom)] if eom and message.endswith(eom) else message
+            self.wfile.write(body + b"\n")
+        self.wfile.flush()
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    emulator: Emulator
+
+
+class Emulator:
+    """Serve ``resource`` of ``simulation`` on ``host:port`` (port 0: a free one)."""
+
+    def __init__(
+        self, simulation: str | Path, *, resource: str | None = None, host: str = LOOPBACK, port: int = 0
+    ) -> None:
+        from pytest_litmus.visa import fresh_sim_library
+
+        library = fresh_sim_library(simulation)
+        assert isinstance(library, LitmusSimLibrary)
+        self.library = library
+        resources = list(library.devices.list_resources())
+        if resource is not None:
+            from pyvisa.rname import to_canonical_name
+
+            resource = to_canonical_name(resource)
+        if resource is None and len(resources) == 1:
+            resource = resources[0]
+        if resource is None or resource not in resources:
+            raise StationConfigError(simulation, "--resource", "one of " + ", ".join(resources), resource)
+        self.resource = resource
+        self.device = library.device(resource)
+        self.rm_session, _ = library.open_default_resource_manager()
+        self.closed = False
+        self._server = _Server((host, port), _Connection)
+        self._server.emulator = self
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def visa_resource(self) -> str:
+        """The VISA resource string a client opens: ``TCPIP0::host::port::SOCKET``."""
+        host, port = self.address
+        return f"TCPIP0::{host}::{port}::SOCKET"
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever(poll_interval=0.5)
+
+    def start(self) -> Emulator:
+        """Serve on a daemon thread (for tests and benchmarks)."""
+        self._thread = threading.Thread(target=self.serve_forever, name="litmus-emulate", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self.closed = True
+        with self.device.cond:
+            self.device.cond.notify_all()
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+        self._server.server_close()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Emulator {self.resource} on {self.visa_resource}>"
+
