@@ -1,0 +1,172 @@
+"""``litmus locks``: who holds which instrument; ``litmus locks release RESOURCE`` frees one.
+
+Exit codes: 0 done; 1 refused (the holder is alive: use ``--force``) or another
+error; 2 usage; 3 no such lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pytest_litmus.config import resolve_data_dir
+from pytest_litmus.errors import LitmusError, ResourceInUse
+from pytest_litmus.locking import LockState, NoSuchLock, ReleaseResult, list_locks, release_lock
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_NO_SUCH_LOCK = 3
+
+COLUMNS = ("RESOURCE", "STATE", "PID", "USER@HOST", "SESSION", "STATION/ROLE", "TEST", "HELD FOR")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("locks", help="list instrument locks; release one", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="print JSON (one object per refresh with --watch)")
+    parser.add_argument("--watch", action="store_true", help="refresh the list until interrupted")
+    parser.add_argument("--interval", type=_positive, default=1.0, metavar="S", help="seconds between refreshes (1)")
+    parser.add_argument("--count", type=int, default=None, metavar="N", help="with --watch: stop after N refreshes")
+    parser.set_defaults(func=run_list)
+    sub = parser.add_subparsers(dest="locks_command", metavar="ACTION")
+    release = sub.add_parser("release", help="free a lock whose holder is gone (or any, with --force)")
+    release.add_argument("resource", metavar="RESOURCE", help="VISA address (or lock key) as listed")
+    release.add_argument("--force", action="store_true", help="break the lock even if its holder is alive")
+    release.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the result as JSON")
+    release.set_defaults(func=run_release)
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text}")
+    return value
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    return resolve_data_dir(args.data_dir)
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def run_list(args: argparse.Namespace) -> int:
+    data_dir = _data_dir(args)
+    if not args.watch:
+        _show(data_dir, args.json)
+        return EXIT_OK
+    shown = 0
+    try:
+        while args.count is None or shown < args.count:
+            if shown:
+                time.sleep(args.interval)
+            if not args.json and shown:
+                print()
+            _show(data_dir, args.json, stamp=True)
+            shown += 1
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+def _show(data_dir: Path, as_json: bool, *, stamp: bool = False) -> None:
+    states = list_locks(data_dir)
+    if as_json:
+        doc = {"data_dir": str(data_dir), "time": _now(), "locks": [s.to_dict() for s in states]}
+        print(json.dumps(doc, sort_keys=True), flush=True)
+        return
+    if stamp:
+        print(f"# {_now()}  {data_dir / 'locks'}")
+    print(format_table(states) if states else f"no locks in {data_dir / 'locks'}", flush=True)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _rows(states: list[LockState]) -> Iterator[tuple[str, ...]]:
+    """One row per holder; a lock nobody holds gets one row of its own."""
+    for state in states:
+        for holder in state.holders or [{}]:
+            yield _row(state, holder)
+
+
+def _row(state: LockState, holder: dict[str, Any]) -> tuple[str, ...]:
+    label = state.state if state.state != "held" or not holder else f"held {holder.get('mode', '')}".strip()
+    who = f"{holder.get('user', '?')}@{holder.get('host', '?')}" if holder else "-"
+    where = f"{holder.get('station') or '-'}/{holder.get('role') or '-'}" if holder else "-"
+    return (
+        state.resource,
+        label,
+        str(holder.get("pid", "-")),
+        who,
+        str(holder.get("session") or "-"),
+        where,
+        str(holder.get("nodeid") or "-"),
+        format_duration(state.held_for),
+    )
+
+
+def format_table(states: list[LockState]) -> str:
+    """The lock list as an aligned text table."""
+    rows = [COLUMNS, *_rows(states)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def format_duration(seconds: float | None) -> str:
+    """``4.2s``, ``5m03s``, ``2h04m``; ``-`` for none."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+# --------------------------------------------------------------------------- releasing
+
+
+def run_release(args: argparse.Namespace) -> int:
+    as_json = bool(getattr(args, "json", False))
+    try:
+        result = release_lock(_data_dir(args), args.resource, force=args.force)
+    except NoSuchLock as exc:
+        return _fail(as_json, EXIT_NO_SUCH_LOCK, "no_such_lock", str(exc), [])
+    except ResourceInUse as exc:
+        holders = exc.holder.get("holders") or ([exc.holder] if exc.holder else [])
+        message = f"{exc}; it is alive, so the lock was not released (use --force to break it)"
+        return _fail(as_json, EXIT_REFUSED, "holder_alive", message, holders)
+    except LitmusError as exc:
+        return _fail(as_json, EXIT_REFUSED, "error", str(exc), [])
+    if as_json:
+        print(json.dumps({"ok": True, **result.to_dict()}, sort_keys=True))
+    else:
+        print(_describe(result))
+    return EXIT_OK
+
+
+def _describe(result: ReleaseResult) -> str:
+    named = (f"pid {h.get('pid', '?')} ({h.get('user', '?')}@{h.get('host', '?')})" for h in result.holders)
+    pids = ", ".join(dict.fromkeys(named))  # shared holders of one process once
+    if result.action == "broken":
+        return f"broke the lock on {result.resource} held by {pids or 'an unknown holder'}"
+    if pids:
+        return f"released the stale lock on {result.resource} left by {pids}, which is gone"
+    return f"removed the lock on {result.resource}; nobody held it"
+
+
+def _fail(as_json: bool, code: int, error: str, message: str, holders: list[Any]) -> int:
+    if as_json:
+        print(json.dumps({"ok": False, "error": error, "message": message, "holders": holders}, sort_keys=True))
+    print(f"litmus locks: {message}", file=sys.stderr)
+    return code
