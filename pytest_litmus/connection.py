@@ -247,6 +247,13 @@ class StationConnection:
             self._rm = open_resource_manager(self.config.visa_library, simulation=self.config.simulation if self.mock else None)
         return self._rm
 
+    def _simulation_file(self) -> str | None:
+        """The simulation file instruments open on, if they are simulated."""
+        if self.mock:
+            return str(self.config.simulation)
+        argument, _, backend = (self.config.visa_library or "").rpartition("@")
+        return argument if backend == "sim" and argument else None
+
     def instrument(self, role: str) -> InstrumentProxy:
         """The role's instrument, opened on first use; the same proxy afterwards."""
         with self._lock:
@@ -255,7 +262,7 @@ class StationConnection:
                 return proxy
             recorder = self._require_started()
             cfg = self.config.role(role)
-            simulation = str(self.config.simulation) if self.mock else None
+            simulation = self._simulation_file()
             driver = open_driver(self._resource_manager(), self.config, cfg, simulation=simulation)
             proxy = InstrumentProxy(driver, role=role, resource=cfg.resource, recorder=recorder)
             self.instruments[role] = proxy

@@ -47,8 +47,18 @@ def load_driver(station: StationConfig, instrument: InstrumentConfig) -> type[An
 
 
 def open_driver(rm: Any, station: StationConfig, instrument: InstrumentConfig, *, simulation: str | None = None) -> Any:
-    """Open the role's VISA resource on ``rm`` and wrap it in its driver."""
+    """Open the role's VISA resource on ``rm`` and wrap it in its driver.
+
+    ``simulation`` names the simulation file when ``rm`` is simulated, so a
+    resource the file lacks is reported against it.
+    """
     driver_class = load_driver(station, instrument)
+    if simulation is not None and instrument.resource not in rm.list_resources("?*"):
+        # pyvisa-sim "opens" an unknown resource as session 0 and fails only later.
+        raise StationConfigError(
+            simulation, "resources", f"an entry for {instrument.resource} (role {instrument.role!r} of station {station.id!r})",
+            has_got=False,
+        )
     try:
         resource = rm.open_resource(instrument.resource, **instrument.open_kwargs())
     except Exception as exc:

@@ -1,0 +1,67 @@
+"""The error hierarchy: builtin bases, structured fields, pickling across processes."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_litmus import (
+    InstrumentError,
+    LitmusError,
+    LockLost,
+    ResourceInUse,
+    SrqTimeout,
+    StationConfigError,
+    StationNotFound,
+    UnknownRole,
+)
+
+HOLDER = {"pid": 4242, "host": "bench-3", "user": "op", "session": "s-1", "station": "cell-7", "role": "dmm",
+          "nodeid": "tests/test_power.py::test_rail", "since": "2026-11-21T06:00:00+00:00"}
+
+EXAMPLES = [
+    StationNotFound("cell-9", [Path("/p/stations")], ["cell-7"]),
+    StationConfigError("/p/stations/cell-7.yaml", "instruments.dmm.lock", "one of exclusive, shared, none", "sometimes"),
+    UnknownRole("scope", "cell-7", ["dmm", "psu"], "/p/stations/cell-7.yaml"),
+    ResourceInUse("GPIB0::17::INSTR", HOLDER, waited=1.5),
+    LockLost("GPIB0::17::INSTR", "psu", HOLDER),
+    InstrumentError("GPIB0::17::INSTR", [(-113, "Undefined header")], role="psu"),
+    SrqTimeout("dmm", "TCPIP0::1.2.3.4::inst0::INSTR", 2.0, 0x10, "read_stb"),
+]
+
+
+@pytest.mark.parametrize(
+    ("err", "builtin"),
+    list(zip(EXAMPLES, [LookupError, ValueError, LookupError, RuntimeError, RuntimeError, RuntimeError, TimeoutError])),
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else v.__name__,
+)
+def test_each_error_is_a_litmus_error_and_its_builtin(err: LitmusError, builtin: type[Exception]) -> None:
+    assert isinstance(err, LitmusError) and isinstance(err, builtin)
+
+
+@pytest.mark.parametrize("err", EXAMPLES, ids=lambda e: type(e).__name__)
+def test_pickle_round_trip_keeps_message_and_fields(err: LitmusError) -> None:
+    copy = pickle.loads(pickle.dumps(err))
+    assert type(copy) is type(err) and str(copy) == str(err) and copy.__dict__ == err.__dict__
+
+
+def test_resource_in_use_names_the_holder() -> None:
+    err = ResourceInUse("GPIB0::17::INSTR", HOLDER)
+    assert err.holder["pid"] == 4242
+    for part in ("pid 4242", "op@bench-3", "session s-1", "cell-7/dmm", "tests/test_power.py::test_rail", "since"):
+        assert part in str(err)
+
+
+def test_errors_cross_a_process_boundary(tmp_path: Path) -> None:
+    blob = tmp_path / "err.pickle"
+    code = (
+        "import pickle, sys; from pytest_litmus import ResourceInUse;"
+        f"pickle.dump(ResourceInUse('GPIB0::17::INSTR', {HOLDER!r}, waited=0.5), open(sys.argv[1], 'wb'))"
+    )
+    subprocess.run([sys.executable, "-c", code, str(blob)], check=True)
+    err = pickle.loads(blob.read_bytes())
+    assert isinstance(err, ResourceInUse) and err.holder == HOLDER and err.waited == 0.5

@@ -1,0 +1,118 @@
+"""Event files: line format, the fast path, subscribers, reading back torn files."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_litmus.events import EventFile, Recorder, call_head, encode_line, filter_events, read_events, read_session
+from pytest_litmus.hooks import LitmusPluginManager, SubscriberWarning
+
+
+@pytest.fixture
+def hooks() -> LitmusPluginManager:
+    return LitmusPluginManager()
+
+
+@pytest.fixture
+def recorder(tmp_path: Path, hooks: LitmusPluginManager) -> Iterator[Recorder]:
+    rec = Recorder("s-1", EventFile(tmp_path / "s-1" / "events.jsonl"), hooks)
+    yield rec
+    rec.close()
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def litmus_event(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+
+def record_calls(rec: Recorder) -> None:
+    rec.nodeid = "t.py::test_a"
+    rec.instrument_call("dmm", "query", call_head("dmm", "query"), ("MEAS?",), {}, "3.3", None, 1.5e-5)
+    rec.nodeid = None
+    rec.instrument_call("psu", "set", call_head("psu", "set"), (5.0, True), {"ch": 2}, None, None, 2e-5)
+    rec.instrument_call("psu", "bad", call_head("psu", "bad"), (), {}, None, "ValueError: no", 1e-5)
+
+
+def test_every_line_has_seq_ts_session_type(recorder: Recorder) -> None:
+    recorder.emit("SessionStarted", {"station": "cell-7"})
+    record_calls(recorder)
+    events = read_events(recorder.writer.path)
+    assert [e["seq"] for e in events] == [1, 2, 3, 4]
+    for event in events:
+        assert {"seq", "ts", "session", "type"} <= event.keys() and event["session"] == "s-1"
+        assert isinstance(event["ts"], float)
+
+
+def test_fast_path_lines_equal_what_subscribers_see(recorder: Recorder, hooks: LitmusPluginManager, tmp_path: Path) -> None:
+    record_calls(recorder)  # writer alone: the direct line builder
+    collector = Collector()
+    hooks.register(collector)
+    record_calls(recorder)  # with a subscriber: the generic dict path
+    fast, slow = read_events(recorder.writer.path)[:3], read_events(recorder.writer.path)[3:]
+    assert slow == collector.events
+    for a, b in zip(fast, slow, strict=True):
+        assert list(a) == list(b)  # same keys, same order
+        assert {k: v for k, v in a.items() if k not in ("seq", "ts")} == {k: v for k, v in b.items() if k not in ("seq", "ts")}
+
+
+def test_a_raising_subscriber_is_a_warning_and_the_others_still_get_the_event(
+    recorder: Recorder, hooks: LitmusPluginManager
+) -> None:
+    class Broken:
+        def litmus_event(self, event: dict[str, Any]) -> None:
+            raise RuntimeError("dashboard down")
+
+    collector = Collector()
+    hooks.register(Broken(), name="broken")
+    hooks.register(collector)
+    with pytest.warns(SubscriberWarning, match="'broken' raised RuntimeError: dashboard down"):
+        recorder.emit("Observation", {"key": "t", "value": 1})
+    assert [e["type"] for e in collector.events] == ["Observation"]
+    assert [e["type"] for e in read_events(recorder.writer.path)] == ["Observation"]
+
+
+def test_non_finite_and_odd_values_never_break_a_line() -> None:
+    line = encode_line({"seq": 1, "value": float("nan"), "obj": object(), "path": Path("/x")})
+    event = json.loads(line)
+    assert event["value"] == "nan" and event["obj"].startswith("<object") and event["path"] == "/x"
+
+
+def test_a_torn_last_line_is_skipped_and_flagged(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"seq":1,"type":"SessionStarted"}\n{"seq":2,"type":"TestStarted"}\n{"seq":3,"ty')
+    log = read_session(path)
+    assert [e["seq"] for e in log.events] == [1, 2]
+    assert log.torn and not log.complete and log.bad_lines == 0
+    assert log.started == {"seq": 1, "type": "SessionStarted"} and log.ended is None
+
+
+def test_a_complete_session_and_a_corrupt_middle_line(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"seq":1,"type":"SessionStarted"}\nnot json\n[1]\n{"seq":2,"type":"SessionEnded"}\n')
+    log = read_session(path)
+    assert log.complete and not log.torn and log.bad_lines == 2 and log.ended == {"seq": 2, "type": "SessionEnded"}
+
+
+def test_filter_by_type_and_role() -> None:
+    events = [{"type": "InstrumentCall", "role": "dmm"}, {"type": "InstrumentCall", "role": "psu"}, {"type": "Measurement"}]
+    assert list(filter_events(events, "InstrumentCall", "psu")) == [events[1]]
+    assert list(filter_events(events, ["Measurement", "InstrumentCall"])) == events
+    assert list(filter_events(events)) == events
+
+
+def test_closed_recorder_unregisters_its_writer(tmp_path: Path, hooks: LitmusPluginManager) -> None:
+    rec = Recorder("s-2", EventFile(tmp_path / "e.jsonl"), hooks)
+    rec.close()
+    assert hooks.subscribers() == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rec.writer.close()  # closing twice is harmless

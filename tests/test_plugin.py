@@ -1,0 +1,295 @@
+"""The pytest plugin, driven through pytester: options, fixtures, measurements, outcomes, events."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_litmus.events import read_session
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def esc(pattern: str) -> str:
+    """An fnmatch pattern matching ``[`` and ``]`` literally (``*`` still matches)."""
+    return pattern.replace("[", "\0").replace("]", "[]]").replace("\0", "[[]")
+
+
+def session_events(pytester: pytest.Pytester) -> list[dict[str, Any]]:
+    (path,) = (pytester.path / "home" / "sessions").glob("*/events.jsonl")
+    log = read_session(path)
+    assert log.complete and not log.torn
+    return log.events
+
+
+def test_importing_the_plugin_costs_no_visa_import() -> None:
+    code = "import sys, pytest_litmus.plugin; print(sorted(m for m in sys.modules if m.startswith(('pyvisa', 'yaml', 'filelock'))))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_without_a_station_nothing_is_imported_or_written(station_project: pytest.Pytester) -> None:
+    station_project.makepyfile(
+        """
+        import sys
+        def test_plain():
+            assert not [m for m in sys.modules if m.startswith("pyvisa")]
+        """
+    )
+    result = station_project.runpytest()
+    result.assert_outcomes(passed=1)
+    assert not (station_project.path / "home").exists()
+    assert "litmus:" not in result.stdout.str()
+
+
+def test_station_fixture_without_a_station_says_how_to_select_one(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(station): pass")
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*no station selected: pass --station ID*"])
+
+
+@pytest.mark.parametrize(
+    ("how", "source"),
+    [
+        ("option", "[--station]"),
+        ("env", "[LITMUS_STATION]"),
+        ("ini", "[ini litmus_station]"),
+        ("litmus.yaml", "[default_station in *litmus.yaml]"),
+    ],
+)
+def test_every_door_selects_the_station_and_the_header_says_which(
+    station_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, how: str, source: str
+) -> None:
+    args = ["--mock"]
+    if how == "option":
+        args.append("--station=cell-7")
+    elif how == "env":
+        monkeypatch.setenv("LITMUS_STATION", "cell-7")
+    elif how == "ini":
+        station_project.makeini("[pytest]\nlitmus_station = cell-7\n")
+    else:
+        station_project.makefile(".yaml", litmus="default_station: cell-7\n")
+    station_project.makepyfile("def test_x(dmm): assert dmm.measure_voltage() > 3")
+    result = station_project.runpytest(*args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([esc(f"litmus: station cell-7 (*cell-7.yaml) {source}"), esc("litmus: mock on [--mock]*")])
+
+
+def test_option_beats_env_beats_ini(station_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copy(station_project.path / "stations" / "cell-7.yaml", station_project.path / "stations" / "cell-8.yaml")
+    (station_project.path / "stations" / "cell-8.yaml").write_text(
+        (station_project.path / "stations" / "cell-8.yaml").read_text().replace("station: cell-7", "station: cell-8")
+    )
+    station_project.makeini("[pytest]\nlitmus_station = nope\nlitmus_mock = true\nlitmus_lock_timeout = 2.5\n")
+    monkeypatch.setenv("LITMUS_STATION", "cell-8")
+    station_project.makepyfile("def test_x(): pass")
+    result = station_project.runpytest()
+    result.stdout.fnmatch_lines([esc("litmus: station cell-8 * [LITMUS_STATION]"), esc("litmus: mock on [ini litmus_mock], lock timeout 2.5 s [ini litmus_lock_timeout]")])
+    result = station_project.runpytest("--station", "cell-7", "--litmus-lock-timeout", "none")
+    result.stdout.fnmatch_lines([esc("litmus: station cell-7 * [--station]"), esc("*lock timeout none (wait forever) [--litmus-lock-timeout]")])
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ({"LITMUS_MOCK": "maybe"}, "environment variable LITMUS_MOCK: mock: expected 1, true, yes, on or 0, false, no, off, got 'maybe'"),
+        ({"LITMUS_LOCK_TIMEOUT": "-1"}, "environment variable LITMUS_LOCK_TIMEOUT: lock_timeout: expected seconds >= 0*"),
+        ({"LITMUS_STATION": "../etc"}, "*station: expected a plain station name*"),
+        ({"LITMUS_STATION": "cell-9"}, "*station 'cell-9' not found in *; available stations: cell-7"),
+    ],
+)
+def test_bad_settings_are_usage_errors_naming_their_source(
+    station_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, setup: dict[str, str], message: str
+) -> None:
+    monkeypatch.setenv("LITMUS_STATION", "cell-7")
+    for key, value in setup.items():
+        monkeypatch.setenv(key, value)
+    station_project.makepyfile("def test_x(): pass")
+    result = station_project.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: litmus: {message}"])
+
+
+def test_a_broken_station_file_is_a_usage_error_naming_file_and_key(station_project: pytest.Pytester) -> None:
+    path = station_project.path / "stations" / "cell-7.yaml"
+    path.write_text(path.read_text().replace("lock: exclusive", "lock: exclusively"))
+    station_project.makepyfile("def test_x(): pass")
+    result = station_project.runpytest("--station", "cell-7", "--mock")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: litmus: *cell-7.yaml: instruments.dmm.lock: expected one of exclusive, shared, none, got 'exclusively'"])
+
+
+def test_role_fixtures_and_a_missing_role(station_project: pytest.Pytester) -> None:
+    station_project.makepyfile(
+        """
+        def test_roles(dmm, psu, station):
+            assert station.instrument("dmm") is dmm
+            assert "34465A" in dmm.idn() and "HMP4040" in psu.idn()
+        def test_scope(scope):
+            pass
+        """
+    )
+    result = station_project.runpytest("--station", "cell-7", "--mock")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*fixture 'scope' not found: station 'cell-7' (*cell-7.yaml) has no role 'scope'; its roles are: dmm, psu"]
+    )
+
+
+def test_out_of_limit_measurements_fail_the_test_after_its_body(station_project: pytest.Pytester) -> None:
+    station_project.makepyfile(
+        """
+        reached = []
+        def test_rails(dmm, measure):
+            measure("low_rail", 1.0, units="V", low=3.2, high=3.4)
+            measure("rail_3v3", dmm.measure_voltage(), units="V", low=3.2, high=3.4)
+            measure("ripple", 0.5, units="V", high=0.01)
+            reached.append(True)
+        def test_body_ran_to_the_end():
+            assert reached == [True]
+        def test_bad_arguments(measure):
+            measure("x", "text", low=1)
+        """
+    )
+    result = station_project.runpytest("--station", "cell-7", "--mock", "--junitxml=junit.xml")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_rails _*",
+            "2 measurement(s) out of limits:",
+            esc("  low_rail = 1.0 V, limits [3.2, 3.4]: failed"),
+            esc("  ripple = 0.5 V, limits [-inf, 0.01]: failed"),
+            "*- litmus measurements -*",
+            esc("rail_3v3 = 3.3012 V, limits [3.2, 3.4]: passed"),
+        ]
+    )
+    result.stdout.fnmatch_lines(["*TypeError: measurement 'x' has limits, so its value must be a number*"])
+    measurements = [e for e in session_events(station_project) if e["type"] == "Measurement"]
+    assert [(m["name"], m["outcome"]) for m in measurements] == [("low_rail", "failed"), ("rail_3v3", "passed"), ("ripple", "failed")]
+    assert all(m["nodeid"] == "test_out_of_limit_measurements_fail_the_test_after_its_body.py::test_rails" for m in measurements)
+    junit = (station_project.path / "junit.xml").read_text()
+    assert '<property name="measurement.rail_3v3" value="3.3012" />' in junit
+    assert '<property name="measurement.low_rail.outcome" value="failed" />' in junit
+
+
+OUTCOMES = """
+import pytest
+
+def test_pass(dmm):
+    dmm.measure_voltage()
+
+def test_fail(psu):
+    psu.set_voltage(1.0)
+    assert False, "rail never came up"
+
+@pytest.mark.skip(reason="no fixture on this cell")
+def test_skip():
+    pass
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("fixture exploded")
+
+def test_error(broken):
+    pass
+
+@pytest.mark.xfail(reason="known")
+def test_xfail(measure):
+    measure("v", 9.0, high=1.0)
+
+@pytest.mark.xfail(reason="fixed since", strict=False)
+def test_xpass():
+    pass
+"""
+
+
+def test_outcomes_and_event_file_content(station_project: pytest.Pytester) -> None:
+    station_project.makepyfile(test_outcomes=OUTCOMES)
+    result = station_project.runpytest("--station", "cell-7", "--mock")
+    result.assert_outcomes(passed=1, failed=1, skipped=1, errors=1, xfailed=1, xpassed=1)
+    events = session_events(station_project)
+    assert events[0]["type"] == "SessionStarted" and events[-1]["type"] == "SessionEnded"
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    outcomes = {e["nodeid"].split("::")[1]: e for e in events if e["type"] == "TestOutcome"}
+    assert {k: v["outcome"] for k, v in outcomes.items()} == {
+        "test_pass": "passed", "test_fail": "failed", "test_skip": "skipped",
+        "test_error": "error", "test_xfail": "xfailed", "test_xpass": "xpassed",
+    }
+    assert outcomes["test_fail"]["message"].startswith("AssertionError: rail never came up")
+    assert outcomes["test_error"]["message"] == "RuntimeError: fixture exploded"
+    started = [e["nodeid"] for e in events if e["type"] == "TestStarted"]
+    assert started == [e["nodeid"] for e in events if e["type"] == "TestOutcome"]
+    call = next(e for e in events if e["type"] == "InstrumentCall" and e["method"] == "set_voltage")
+    assert call["nodeid"].endswith("::test_fail") and call["args"] == [1.0]
+    ended = events[-1]
+    assert ended["outcome"] == "failed"
+    assert ended["counts"] == {
+        "passed": 1, "failed": 1, "skipped": 1, "error": 1, "xfailed": 1, "xpassed": 1, "measurements_failed": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "outcome"),
+    [("def test_x(): pass", "passed"), ("def test_x(): raise KeyboardInterrupt", "terminated")],
+)
+def test_session_outcome(station_project: pytest.Pytester, body: str, outcome: str) -> None:
+    station_project.makepyfile(body)
+    station_project.runpytest("--station", "cell-7", "--mock")
+    assert session_events(station_project)[-1]["outcome"] == outcome
+
+
+def test_conftest_subscribers_receive_events_and_a_broken_one_is_a_warning(station_project: pytest.Pytester) -> None:
+    station_project.makeconftest(
+        """
+        import json
+        seen = []
+        def litmus_event(event):
+            seen.append(event["type"])
+            if event["type"] == "SessionEnded":
+                open("seen.json", "w").write(json.dumps(seen))
+
+        class Broken:
+            def litmus_event(self, event):
+                raise RuntimeError("dashboard unreachable")
+
+        def pytest_configure(config):
+            config.pluginmanager.register(Broken(), "broken-dashboard")
+        """
+    )
+    station_project.makepyfile("def test_x(dmm): dmm.measure_voltage()")
+    result = station_project.runpytest("--station", "cell-7", "--mock", "-W", "always")
+    result.assert_outcomes(passed=1)
+    seen = json.loads((station_project.path / "seen.json").read_text())
+    assert seen == ["SessionStarted", "TestStarted", "InstrumentConnected", "InstrumentCall", "TestOutcome",
+                    "InstrumentDisconnected", "SessionEnded"]
+    assert [e["type"] for e in session_events(station_project)] == seen
+
+
+def test_the_examples_run_on_the_mock_station(station_project: pytest.Pytester) -> None:
+    shutil.copytree(REPO / "examples", station_project.path / "examples")
+    result = station_project.runpytest("examples", "--station", "cell-7", "--mock")
+    result.assert_outcomes(passed=5, xfailed=1)
+    events = session_events(station_project)
+    types = [e["type"] for e in events]
+    assert types[0] == "SessionStarted" and types[-1] == "SessionEnded"
+    assert types.count("TestStarted") == types.count("TestOutcome") == 6
+    connected = {e["role"]: e for e in events if e["type"] == "InstrumentConnected"}
+    assert set(connected) == {"dmm", "psu"} and all(c["idn"] for c in connected.values())
+    assert types.index("InstrumentConnected") > types.index("TestStarted")
+    measurements = {e["name"]: e for e in events if e["type"] == "Measurement"}
+    assert measurements["rail_3v3"]["value"] == 3.3012 and measurements["rail_3v3"]["units"] == "V"
+    assert measurements["rail_3v3_rev_c"]["outcome"] == "failed"
+    assert all(m["outcome"] == "passed" for k, m in measurements.items() if k != "rail_3v3_rev_c")
+    outcomes = [e["outcome"] for e in events if e["type"] == "TestOutcome"]
+    assert outcomes == ["passed"] * 5 + ["xfailed"]
+    # the session fixture switched the supply off after the last test, before the session closed
+    last_call = [e for e in events if e["type"] == "InstrumentCall"][-1]
+    assert (last_call["method"], last_call["args"]) == ("output", [False])
+    assert events[-1]["outcome"] == "passed"
