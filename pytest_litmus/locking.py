@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import filelock
 
@@ -213,7 +213,7 @@ def _unlock_close(fd: int) -> None:
         os.close(fd)
 
 
-def _same_file(path: Path, st: os.stat_result) -> bool:
+def _same_file(path: str, st: os.stat_result) -> bool:
     try:
         now = os.stat(path)
     except FileNotFoundError:
@@ -221,7 +221,7 @@ def _same_file(path: Path, st: os.stat_result) -> bool:
     return (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev)
 
 
-def _try_lock_path(path: Path, *, shared: bool) -> tuple[int, os.stat_result] | None:
+def _try_lock_path(path: str, *, shared: bool) -> tuple[int, os.stat_result] | None:
     """Lock ``path`` if free: open, ``flock``, then check the path still names the locked inode.
 
     A forced release unlinks the lock file; an acquirer that opened the old inode
@@ -246,55 +246,73 @@ def _try_lock_path(path: Path, *, shared: bool) -> tuple[int, os.stat_result] | 
 # --------------------------------------------------------------------------- holder records
 
 
-def _record_name(key: str, token: str) -> str:
-    return f"{key}.{token}{RECORD_SUFFIX}"
+class _Files(NamedTuple):
+    """The files of one lock, as plain strings (pathlib costs more than the syscalls here)."""
+
+    folder: str
+    key: str
+
+    @classmethod
+    def of(cls, data_dir: str | os.PathLike[str], key: str) -> _Files:
+        return cls(os.path.join(os.fspath(data_dir), LOCKS_DIR), key)
+
+    @property
+    def lock(self) -> str:
+        return os.path.join(self.folder, f"{self.key}{LOCK_SUFFIX}")
+
+    def record(self, token: object) -> str:
+        return os.path.join(self.folder, f"{self.key}.{token}{RECORD_SUFFIX}")
+
+    def records(self) -> list[str]:
+        """Paths of every holder record of this lock."""
+        prefix = f"{self.key}."
+        try:
+            names = os.listdir(self.folder)
+        except FileNotFoundError:
+            return []
+        return [os.path.join(self.folder, n) for n in names if n.startswith(prefix) and n.endswith(RECORD_SUFFIX)]
 
 
-def _record_paths(folder: Path, key: str) -> list[Path]:
-    prefix = f"{key}."
+def _read_json(path: str) -> dict[str, Any] | None:
     try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        return []
-    return [folder / n for n in names if n.startswith(prefix) and n.endswith(RECORD_SUFFIX)]
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as handle:
+            data = json.loads(handle.read())
     except (OSError, ValueError):  # gone, or not ours
         return None
     return data if isinstance(data, dict) else None
 
 
-def _read_records(folder: Path, key: str) -> list[dict[str, Any]]:
-    """Every holder record of ``key``, oldest first."""
-    records = [r for r in map(_read_json, _record_paths(folder, key)) if r is not None]
+def _read_records(files: _Files) -> list[dict[str, Any]]:
+    """Every holder record of the lock, oldest first."""
+    records = [r for r in map(_read_json, files.records()) if r is not None]
     return sorted(records, key=lambda r: str(r.get("since", "")))
 
 
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+def _write_json(path: str, data: Mapping[str, Any]) -> None:
     """Write atomically (temp file and rename): a reader sees the old record or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        os.write(fd, json.dumps(data, sort_keys=True).encode())
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
 
 
-def _unlink(path: Path) -> None:
+def _unlink(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
 
 
-def _current_holders(folder: Path, key: str, inode: int | None) -> list[dict[str, Any]]:
+def _current_holders(files: _Files, inode: int | None) -> list[dict[str, Any]]:
     """Records of live holders of the lock file's current inode (a forced-out holder's record is not one)."""
-    return [
-        r for r in _read_records(folder, key) if holder_alive(r) and (inode is None or r.get("inode") == inode)
-    ]
+    return [r for r in _read_records(files) if holder_alive(r) and (inode is None or r.get("inode") == inode)]
 
 
-def _inode(path: Path) -> int | None:
+def _inode(path: str) -> int | None:
     try:
         return os.stat(path).st_ino
     except FileNotFoundError:
@@ -323,7 +341,7 @@ def _check_timeout(timeout: float | None) -> float | None:
 
 
 def _wait_for_lock(
-    path: Path,
+    path: str,
     *,
     shared: bool,
     timeout: float | None,
@@ -362,6 +380,7 @@ class Lease:
         resource: str,
         mode: LockMode,
         *,
+        files: _Files | None = None,
         role: str = "",
         waited: float = 0.0,
         fd: int = -1,
@@ -378,10 +397,9 @@ class Lease:
         self.depth = 1
         self._fd = fd
         self._ident = (st.st_ino, st.st_dev) if st is not None else (0, 0)
-        self._key = lock_key(resource) if owner is not None else ""
-        self._folder = locks_dir(owner.data_dir) if owner is not None else Path()
-        self._lock_path = self._folder / f"{self._key}{LOCK_SUFFIX}"
-        self._record_path = self._folder / _record_name(self._key, self.record.get("token", "none"))
+        self._files = files or _Files("", "")
+        self._lock_path = self._files.lock
+        self._record_path = self._files.record(self.record.get("token"))
         self._visa: Any = None
 
     @property
@@ -390,7 +408,7 @@ class Lease:
 
     @property
     def lock_path(self) -> Path:
-        return self._lock_path
+        return Path(self._lock_path)
 
     def check(self) -> None:
         """Raise :class:`LockLost` if the lock was taken from under this lease (one ``stat``, ~1 us)."""
@@ -404,7 +422,7 @@ class Lease:
             raise self._lost(now.st_ino)
 
     def _lost(self, inode: int | None) -> LockLost:
-        holders = _current_holders(self._folder, self._key, inode) if inode is not None else []
+        holders = _current_holders(self._files, inode) if inode is not None else []
         return LockLost(self.resource, self.role or None, _holder_summary(holders))
 
     def annotate(self, **fields: Any) -> None:
@@ -548,28 +566,26 @@ class LockOwner:
         nodeid: str,
         on_contended: Callable[[Mapping[str, Any]], None] | None,
     ) -> Lease:
-        folder = locks_dir(self.data_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{key}{LOCK_SUFFIX}"
+        files = _Files.of(self.data_dir, key)
+        os.makedirs(files.folder, exist_ok=True)
         notify = None
         if on_contended is not None:
             callback = on_contended
 
             def notify() -> None:
-                callback(_holder_summary(_current_holders(folder, key, _inode(path))))
+                callback(_holder_summary(_current_holders(files, _inode(files.lock))))
 
-        got, waited = _wait_for_lock(path, shared=mode == "shared", timeout=timeout, on_contended=notify)
+        got, waited = _wait_for_lock(files.lock, shared=mode == "shared", timeout=timeout, on_contended=notify)
         if got is None:
-            holders = _current_holders(folder, key, _inode(path))
-            raise ResourceInUse(resource, _holder_summary(holders), waited=waited)
+            raise ResourceInUse(resource, _holder_summary(_current_holders(files, _inode(files.lock))), waited=waited)
         fd, st = got
         try:
             record = self._record(resource, key, mode, role, nodeid, st)
-            _publish(folder, key, fd, st, record, exclusive=mode == "exclusive")
+            _publish(files, fd, st, record, exclusive=mode == "exclusive")
         except BaseException:
             _unlock_close(fd)
             raise
-        return Lease(self, resource, mode, role=role, waited=waited, fd=fd, st=st, record=record)
+        return Lease(self, resource, mode, files=files, role=role, waited=waited, fd=fd, st=st, record=record)
 
     def _record(
         self, resource: str, key: str, mode: LockMode, role: str, nodeid: str, st: os.stat_result
@@ -619,14 +635,14 @@ class LockOwner:
         self.release_all()
 
 
-def _publish(folder: Path, key: str, fd: int, st: os.stat_result, record: Mapping[str, Any], *, exclusive: bool) -> None:
+def _publish(files: _Files, fd: int, st: os.stat_result, record: Mapping[str, Any], *, exclusive: bool) -> None:
     """Write the holder record; an exclusive holder first clears records of holders that are gone."""
     if st.st_size == 0:  # name the resource inside the lock file, for listings once the records are gone
         os.pwrite(fd, str(record["resource"]).encode(), 0)
     if exclusive:
-        for stale in _record_paths(folder, key):
+        for stale in files.records():
             _unlink(stale)
-    _write_json(folder / _record_name(key, str(record["token"])), record)
+    _write_json(files.record(record["token"]), record)
 
 
 # --------------------------------------------------------------------------- listing and releasing
@@ -659,7 +675,7 @@ class LockState:
         }
 
 
-def _probe_exclusive_holder(path: Path) -> tuple[bool, int | None]:
+def _probe_exclusive_holder(path: str) -> tuple[bool, int | None]:
     """(whether an exclusive flock is held, inode) without disturbing shared holders.
 
     The probe is one ``LOCK_SH | LOCK_NB``: it never waits and never blocks a
@@ -679,19 +695,19 @@ def _probe_exclusive_holder(path: Path) -> tuple[bool, int | None]:
         os.close(fd)
 
 
-def _resource_name(path: Path, records: list[dict[str, Any]]) -> str:
+def _resource_name(files: _Files, records: list[dict[str, Any]]) -> str:
+    """The address from the holder records, else from inside the lock file, else the key."""
     if records:
-        return str(records[0].get("resource", path.stem))
+        return str(records[0].get("resource", files.key))
     try:
-        return path.read_text(encoding="utf-8", errors="replace").strip() or path.stem
+        return Path(files.lock).read_text(encoding="utf-8", errors="replace").strip() or files.key
     except OSError:
-        return path.stem
+        return files.key
 
 
-def _lock_state(folder: Path, path: Path) -> LockState:
-    key = path.name[: -len(LOCK_SUFFIX)]
-    exclusive_held, inode = _probe_exclusive_holder(path)
-    records = _read_records(folder, key)
+def _lock_state(files: _Files) -> LockState:
+    exclusive_held, inode = _probe_exclusive_holder(files.lock)
+    records = _read_records(files)
     live = [r for r in records if r.get("inode") == inode and holder_alive(r)]
     state: State
     if exclusive_held or any(r.get("mode") == "shared" for r in live):
@@ -701,7 +717,7 @@ def _lock_state(folder: Path, path: Path) -> LockState:
     else:
         state, shown = "free", []
     held_for = _seconds_since(shown[0].get("since")) if state == "held" and shown else None
-    return LockState(_resource_name(path, records), key, state, shown, held_for, str(path))
+    return LockState(_resource_name(files, records), files.key, state, shown, held_for, files.lock)
 
 
 def list_locks(data_dir: str | os.PathLike[str]) -> list[LockState]:
@@ -710,12 +726,12 @@ def list_locks(data_dir: str | os.PathLike[str]) -> list[LockState]:
     ``held``: a process holds it (holders: the live records); ``stale``: records
     name a holder but nobody holds the lock (the holder died); ``free``: neither.
     """
-    folder = locks_dir(data_dir)
     try:
-        paths = sorted(folder.glob(f"*{LOCK_SUFFIX}"))
+        names = os.listdir(locks_dir(data_dir))
     except FileNotFoundError:
         return []
-    return sorted((_lock_state(folder, p) for p in paths), key=lambda s: s.resource)
+    keys = [n[: -len(LOCK_SUFFIX)] for n in names if n.endswith(LOCK_SUFFIX)]
+    return sorted((_lock_state(_Files.of(data_dir, k)) for k in keys), key=lambda s: s.resource)
 
 
 @dataclass(frozen=True)
@@ -740,38 +756,36 @@ def release_lock(data_dir: str | os.PathLike[str], resource: str, *, force: bool
     ``broken``, with the holders whose lock was broken. :class:`NoSuchLock` if
     there is no lock file. ``resource`` is an address or a lock key.
     """
-    folder = locks_dir(data_dir)
-    key = _find_key(folder, resource)
-    path = folder / f"{key}{LOCK_SUFFIX}"
-    if not path.exists():
-        raise NoSuchLock(resource, folder)
-    got = _try_lock_path(path, shared=False)
+    files = _find(data_dir, resource)
+    if not os.path.exists(files.lock):
+        raise NoSuchLock(resource, files.folder)
+    got = _try_lock_path(files.lock, shared=False)
     if got is not None:
-        return _clean(folder, key, path, got[0])
-    holders = _current_holders(folder, key, _inode(path))
+        return _clean(files, got[0])
+    holders = _current_holders(files, _inode(files.lock))
+    name = _resource_name(files, holders) if holders else resource
     if not force:
-        raise ResourceInUse(_resource_name(path, holders) if holders else resource, _holder_summary(holders))
-    _unlink(path)
+        raise ResourceInUse(name, _holder_summary(holders))
+    _unlink(files.lock)
     for record in holders:
-        _unlink(folder / _record_name(key, str(record.get("token"))))
-    return ReleaseResult(_resource_name(path, holders) if holders else resource, "broken", holders)
+        _unlink(files.record(record.get("token")))
+    return ReleaseResult(name, "broken", holders)
 
 
-def _find_key(folder: Path, resource: str) -> str:
-    """``resource`` may be an address or a key as listed; the key if its lock file exists."""
-    if (folder / f"{resource}{LOCK_SUFFIX}").exists():
-        return resource
-    return lock_key(resource)
+def _find(data_dir: str | os.PathLike[str], resource: str) -> _Files:
+    """``resource`` may be an address or a key as listed."""
+    as_key = _Files.of(data_dir, resource)
+    return as_key if os.path.exists(as_key.lock) else _Files.of(data_dir, lock_key(resource))
 
 
-def _clean(folder: Path, key: str, path: Path, fd: int) -> ReleaseResult:
+def _clean(files: _Files, fd: int) -> ReleaseResult:
     """Holding the lock: remove its records and the lock file (waiters that opened it retry on a new one)."""
     try:
-        records = _read_records(folder, key)
-        resource = _resource_name(path, records)
-        for record_path in _record_paths(folder, key):
+        records = _read_records(files)
+        resource = _resource_name(files, records)
+        for record_path in files.records():
             _unlink(record_path)
-        _unlink(path)
+        _unlink(files.lock)
     finally:
         _unlock_close(fd)
     return ReleaseResult(resource, "cleaned", records)
