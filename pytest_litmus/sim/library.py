@@ -102,7 +102,7 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
             _key, lock_status = device.locks.acquire(handle, lock_type, int(open_timeout), None)
             if lock_status < 0:
                 self.close(handle)
-                return 0, lock_status
+                return 0, self._check(None, lock_status)
         return handle, status
 
     def close(self, session: Any) -> StatusCode:

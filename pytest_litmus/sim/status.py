@@ -225,7 +225,9 @@ class StatusModel:
         return self._set_mask(argument, "ese")
 
     def _sre(self, argument: str) -> Reply:
-        return self._set_mask(argument, "sre")
+        reply = self._set_mask(argument, "sre")
+        self.sre &= ~RQS  # bit 6 of SRE is ignored and reads back 0 (IEEE 488.2, 11.3.2.3)
+        return reply
 
     def _esr_query(self, _argument: str) -> Reply:
         value, self.esr = self.esr, 0
