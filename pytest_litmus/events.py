@@ -88,10 +88,13 @@ def encode_value(value: Any) -> str:
 
 
 def encode_args(args: tuple[Any, ...]) -> str:
+    if len(args) == 1:
+        only = args[0]
+        if type(only) is str and len(only) <= MAX_TEXT:
+            return f"[{encode_basestring(only)}]"
+        return f"[{encode_value(only)}]"
     if not args:
         return "[]"
-    if len(args) == 1:
-        return f"[{encode_value(args[0])}]"
     return "[" + ",".join(encode_value(a) for a in args[:MAX_ITEMS]) + "]"
 
 
@@ -146,16 +149,33 @@ class Recorder:
         self.session = session
         self.writer = writer
         self.hooks = hooks
-        self.nodeid: str | None = None
+        self._nodeid: str | None = None
+        self._nodeid_json = "null"
         self._seq = 0
         self._lock = threading.RLock()
         self._session_json = encode_basestring(session)
         self._caller = hooks.hook.litmus_event
+        self._seen_generation = -1
+        self._alone = False
         hooks.register(writer, name="litmus-eventlog")
 
+    @property
+    def nodeid(self) -> str | None:
+        """The test that events are attributed to (None outside tests)."""
+        return self._nodeid
+
+    @nodeid.setter
+    def nodeid(self, value: str | None) -> None:
+        with self._lock:
+            self._nodeid = value
+            self._nodeid_json = "null" if value is None else encode_basestring(value)
+
     def _writer_only(self) -> bool:
-        impls = self._caller.get_hookimpls()
-        return len(impls) == 1 and impls[0].plugin is self.writer
+        if self.hooks.generation != self._seen_generation:
+            impls = self._caller.get_hookimpls()
+            self._alone = len(impls) == 1 and impls[0].plugin is self.writer
+            self._seen_generation = self.hooks.generation
+        return self._alone
 
     def emit(self, type: str, fields: dict[str, Any]) -> dict[str, Any]:
         """Record one event; returns it as subscribers saw it."""
@@ -184,13 +204,16 @@ class Recorder:
         with self._lock:
             self._seq += 1
             if self._writer_only():
-                nodeid = self.nodeid
+                if kwargs or error is not None:
+                    middle = (f'"kwargs":{_encode_event(json_safe(kwargs))},' if kwargs else "") + (
+                        f'"error":{encode_basestring(error)},' if error is not None else f'"result":{encode_value(result)},'
+                    )
+                else:
+                    middle = f'"result":{encode_value(result)},'
                 line = (
                     f'{{"seq":{self._seq},"ts":{time.time()!r},"session":{self._session_json},'
-                    f'"type":"InstrumentCall",{head},"args":{encode_args(args)},'
-                    + (f'"kwargs":{_encode_event(json_safe(kwargs))},' if kwargs else "")
-                    + (f'"error":{encode_basestring(error)},' if error is not None else f'"result":{encode_value(result)},')
-                    + f'"duration":{duration!r},"nodeid":{encode_basestring(nodeid) if nodeid is not None else "null"}}}\n'
+                    f'"type":"InstrumentCall",{head},"args":{encode_args(args)},{middle}'
+                    f'"duration":{duration!r},"nodeid":{self._nodeid_json}}}\n'
                 )
                 self.writer.write(line.encode())
                 return
@@ -210,7 +233,7 @@ class Recorder:
             else:
                 event["result"] = json_safe(result)
             event["duration"] = duration
-            event["nodeid"] = self.nodeid
+            event["nodeid"] = self._nodeid
             self.hooks.dispatch(event)
 
     def close(self) -> None:

@@ -39,6 +39,16 @@ class LitmusPluginManager(pluggy.PluginManager):
     def __init__(self) -> None:
         super().__init__(hookspecs.PROJECT)
         self.add_hookspecs(hookspecs)
+        #: Bumped on every (un)registration, so hot paths can cache who subscribes.
+        self.generation = 0
+
+    def register(self, plugin: Any, name: str | None = None) -> str | None:
+        self.generation += 1
+        return super().register(plugin, name)
+
+    def unregister(self, plugin: Any | None = None, name: str | None = None) -> Any | None:
+        self.generation += 1
+        return super().unregister(plugin, name)
 
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
         if not name.startswith("litmus_"):
