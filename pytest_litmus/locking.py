@@ -221,6 +221,13 @@ def _same_file(path: str, st: os.stat_result) -> bool:
     return (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev)
 
 
+def _open_lock_file(path: str) -> int:
+    try:
+        return os.open(path, _OPEN_FLAGS, 0o666)
+    except PermissionError:  # another user's lock file: flock needs no write access
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+
+
 def _try_lock_path(path: str, *, shared: bool) -> tuple[int, os.stat_result] | None:
     """Lock ``path`` if free: open, ``flock``, then check the path still names the locked inode.
 
@@ -229,7 +236,7 @@ def _try_lock_path(path: str, *, shared: bool) -> tuple[int, os.stat_result] | N
     drops it and retries on the new file at once (the standard unlink-safe pattern).
     """
     while True:
-        fd = os.open(path, _OPEN_FLAGS, 0o666)
+        fd = _open_lock_file(path)
         try:
             if not _try_flock(fd, shared=shared):
                 os.close(fd)
@@ -291,7 +298,7 @@ def _read_records(files: _Files) -> list[dict[str, Any]]:
 def _write_json(path: str, data: Mapping[str, Any]) -> None:
     """Write atomically (temp file and rename): a reader sees the old record or the new one."""
     head, name = os.path.split(path)
-    tmp = os.path.join(head, f".{name}.tmp")
+    tmp = os.path.join(head, f".{name}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
     try:
         os.write(fd, json.dumps(data, sort_keys=True).encode())
@@ -411,7 +418,10 @@ class Lease:
         return Path(self._lock_path)
 
     def check(self) -> None:
-        """Raise :class:`LockLost` if the lock was taken from under this lease (one ``stat``, ~1 us)."""
+        """Raise :class:`LockLost` if the lock was taken from under this lease (one ``stat``, ~1 us).
+
+        A released lease (or one of mode ``none``) has nothing to lose: no-op.
+        """
         if self._fd < 0:
             return
         try:
@@ -434,11 +444,17 @@ class Lease:
     def take_visa(self, resource: Any, timeout: float | None = 0.0) -> LockKind:
         """Also take the instrument-side VISA lock on the opened pyvisa ``resource``; records the kind taken.
 
-        It is unlocked before the host lock when this lease is released.
+        It is unlocked before the host lock when this lease is released. If the
+        VISA lock is refused (:class:`ResourceInUse`), this lease is released
+        (one level) before the error propagates.
         """
-        if self._fd < 0:
-            return "none"
-        kind = take_visa_lock(resource, self.mode, timeout)
+        if self._fd < 0 or self._visa is not None:
+            return self.kind
+        try:
+            kind = take_visa_lock(resource, self.mode, timeout)
+        except BaseException:
+            self.release()
+            raise
         if kind == "visa":
             self._visa = resource
         self.kind = kind
@@ -446,9 +462,9 @@ class Lease:
         return kind
 
     def release(self) -> None:
-        """Release one level; the lock itself goes when the last level does."""
+        """Release one level; the lock itself goes when the last level does. No-op once released."""
         if self.owner is not None:
-            self.owner.release(self.resource)
+            self.owner._release_lease(self)
         else:
             self._drop(all_levels=True)
 
@@ -481,7 +497,7 @@ class Lease:
         return f"<Lease {self.resource} {self.mode} {self.kind} depth={self.depth}>"
 
 
-@dataclass
+@dataclass(eq=False)
 class LockOwner:
     """Holds one session's locks: re-entrant per resource, released in reverse acquisition order.
 
@@ -608,10 +624,14 @@ class LockOwner:
 
     def release(self, resource: str) -> None:
         """Release one level of this owner's lease on ``resource`` (no-op if not held)."""
-        key = lock_key(resource)
+        lease = self.lease(resource)
+        if lease is not None:
+            self._release_lease(lease)
+
+    def _release_lease(self, lease: Lease) -> None:
         with self._mutex:
-            lease = self._leases.get(key)
-            if lease is not None and lease._drop(all_levels=False):
+            key = lease._files.key
+            if self._leases.get(key) is lease and lease._drop(all_levels=False):
                 del self._leases[key]
 
     def release_all(self) -> None:
@@ -638,7 +658,10 @@ class LockOwner:
 def _publish(files: _Files, fd: int, st: os.stat_result, record: Mapping[str, Any], *, exclusive: bool) -> None:
     """Write the holder record; an exclusive holder first clears records of holders that are gone."""
     if st.st_size == 0:  # name the resource inside the lock file, for listings once the records are gone
-        os.pwrite(fd, str(record["resource"]).encode(), 0)
+        try:
+            os.pwrite(fd, str(record["resource"]).encode(), 0)
+        except OSError:  # opened read-only (another user's file): the name is only a convenience
+            pass
     if exclusive:
         for stale in files.records():
             _unlink(stale)

@@ -320,6 +320,21 @@ def test_lease_unlocks_visa_before_the_host_lock(owner: LockOwner, tmp_path: Pat
     assert seen == ["held"] and list_locks(tmp_path)[0].state == "free"
 
 
+def test_refused_visa_lock_releases_the_host_lease(owner: LockOwner, tmp_path: Path) -> None:
+    lease = owner.acquire(DMM)
+    with pytest.raises(ResourceInUse):
+        lease.take_visa(FakeResource(_visa_error("error_timeout")), 0)
+    assert owner.leases == [] and list_locks(tmp_path)[0].state == "free"
+
+
+def test_releasing_a_stale_lease_leaves_the_new_one_alone(owner: LockOwner) -> None:
+    old = owner.acquire(DMM)
+    old.release()
+    new = owner.acquire(DMM)
+    old.release()
+    assert new.held and owner.leases == [new]
+
+
 def test_errors_pickle() -> None:
     err = LockLost(DMM, "dmm", {"pid": 1, "host": "h"})
     back = pickle.loads(pickle.dumps(err))
