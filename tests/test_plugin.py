@@ -42,7 +42,7 @@ def test_without_a_station_nothing_is_imported_or_written(station_project: pytes
             assert not [m for m in sys.modules if m.startswith("pyvisa")]
         """
     )
-    result = station_project.runpytest()
+    result = station_project.runpytest_subprocess()  # a fresh interpreter: nothing imported before
     result.assert_outcomes(passed=1)
     assert not (station_project.path / "home").exists()
     assert "litmus:" not in result.stdout.str()
@@ -241,7 +241,7 @@ def test_outcomes_and_event_file_content(station_project: pytest.Pytester) -> No
 )
 def test_session_outcome(station_project: pytest.Pytester, body: str, outcome: str) -> None:
     station_project.makepyfile(body)
-    station_project.runpytest("--station", "cell-7", "--mock")
+    station_project.runpytest("--station", "cell-7", "--mock", no_reraise_ctrlc=True)
     assert session_events(station_project)[-1]["outcome"] == outcome
 
 
