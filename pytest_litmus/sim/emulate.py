@@ -9,8 +9,10 @@ instrument. There is no serial poll on a socket: poll with ``*STB?``.
 
 from __future__ import annotations
 
+import socket
 import socketserver
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -21,26 +23,41 @@ from pytest_litmus.sim.library import LitmusSimLibrary
 __all__ = ["LOOPBACK", "Emulator"]
 
 LOOPBACK = "127.0.0.1"
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
 class _Connection(socketserver.StreamRequestHandler):
     server: _Server
+    disable_nagle_algorithm = True  # answers are small: Nagle + delayed ACK would add ~40 ms each
 
     def handle(self) -> None:
         emulator = self.server.emulator
         library, device = emulator.library, emulator.device
         session, _ = library.open(emulator.rm_session, emulator.resource)
         try:
-            for raw in self.rfile:
-                line = raw.rstrip(b"\r\n")
-                if not line.strip():
-                    continue
-                library.write(session, line + device.query_eom)
-                self._send_answers(device, emulator)
+            for line in self._lines():
+                if line.strip():
+                    library.write(session, line + device.query_eom)
+                    self._send_answers(device, emulator)
         except (ConnectionError, OSError):
             pass
         finally:
             library.close(session)
+
+    def _lines(self) -> Iterator[bytes]:
+        """Received lines; every segment is ACKed at once (TCP_QUICKACK), so a client's
+        Nagle-delayed write is not held up by our delayed ACK (~40 ms a command)."""
+        sock, pending = self.request, b""
+        while True:
+            if _QUICKACK is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line.rstrip(b"\r")
 
     def _send_answers(self, device: SimDevice, emulator: Emulator) -> None:
         with device.cond:
@@ -101,7 +118,7 @@ class Emulator:
         return f"TCPIP0::{host}::{port}::SOCKET"
 
     def serve_forever(self) -> None:
-        self._server.serve_forever(poll_interval=0.5)
+        self._server.serve_forever(poll_interval=0.05)
 
     def start(self) -> Emulator:
         """Serve on a daemon thread (for tests and benchmarks)."""
