@@ -1,0 +1,229 @@
+"""Following a session's event file: replay what is there, then deliver what is appended.
+
+Reading never blocks or slows the writer: the file is opened read-only, nothing
+is locked, and new lines are found by reading on from the last offset. A line
+still being written (no newline yet) is held back until its newline arrives, so
+each event is delivered exactly once, in file order.
+
+The standard library has no inotify, so an idle follower polls: 5 ms after the
+last new line, doubling on each empty read up to ``poll`` (0.1 s by default).
+A busy file is read as fast as lines come; an idle one costs ten reads a second.
+
+``since`` selects where the replay starts: an ``int`` is a ``seq`` number and
+keeps events with a larger ``seq`` (pass the last one you handled to resume
+without duplicates); a ``float`` or ``datetime`` is a time and keeps events with
+``ts`` at or after it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pytest_litmus.events import _parse as parse_line
+
+__all__ = ["DEFAULT_POLL", "Follower", "Since", "follow", "iter_follow", "pid_alive"]
+
+MIN_POLL = 0.005
+DEFAULT_POLL = 0.1
+
+Since = int | float | datetime | None
+StopReason = Literal["ended", "timeout", "writer-gone", "stopped"]
+Event = dict[str, Any]
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a zombie counts as alive until reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _matcher(event_type: str | Sequence[str] | None, role: str | None, since: Since) -> Callable[[Event], bool]:
+    types = {event_type} if isinstance(event_type, str) else set(event_type) if event_type is not None else None
+    if isinstance(since, datetime):
+        since = since.timestamp()
+    if isinstance(since, bool):
+        raise TypeError("since must be a seq number (int), a timestamp (float or datetime), or None")
+    seq_after = since if isinstance(since, int) else None
+    ts_from = since if isinstance(since, float) else None
+
+    def match(event: Event) -> bool:
+        if types is not None and event.get("type") not in types:
+            return False
+        if role is not None and event.get("role") != role:
+            return False
+        if seq_after is not None and not event.get("seq", 0) > seq_after:
+            return False
+        return ts_from is None or event.get("ts", 0.0) >= ts_from
+
+    return match
+
+
+class Follower:
+    """Matching events of one event file: first those there now, then each one appended.
+
+    Iterate it (or call :meth:`drain` for what is there now). Iteration ends on
+    ``SessionEnded`` (with ``stop_at_end``), after ``timeout`` seconds, when the
+    ``stop`` event is set, or when the session's writer process on this host is
+    gone without ending it; :attr:`stop_reason` says which.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        event_type: str | Sequence[str] | None = None,
+        role: str | None = None,
+        since: Since = None,
+        stop_at_end: bool = True,
+        timeout: float | None = None,
+        poll: float = DEFAULT_POLL,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.stop_at_end = stop_at_end
+        self.timeout = timeout
+        self.poll = max(poll, MIN_POLL)
+        self.stop = stop or threading.Event()
+        self.stop_reason: StopReason | None = None
+        #: Lines that were not JSON objects (skipped).
+        self.bad_lines = 0
+        self._match = _matcher(event_type, role, since)
+        self._file: io.FileIO | None = None
+        self._partial = b""
+        self._writer: tuple[int, str] | None = None
+
+    def _read_lines(self) -> list[bytes]:
+        if self._file is None:
+            try:
+                self._file = io.FileIO(self.path, "r")
+            except FileNotFoundError:
+                return []
+        data = self._file.readall()
+        if not data:
+            return []
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()  # a torn line in progress, completed by a later read
+        return lines
+
+    def drain(self) -> list[Event]:
+        """Matching events appended since the last read (all of them, the first time)."""
+        found: list[Event] = []
+        if self.stop_reason is not None:
+            return found
+        for raw in self._read_lines():
+            event = parse_line(raw) if raw.strip() else None
+            if event is None:
+                self.bad_lines += bool(raw.strip())
+                continue
+            if event.get("type") == "SessionStarted" and isinstance(event.get("pid"), int):
+                self._writer = (event["pid"], str(event.get("host", "")))
+            if self._match(event):
+                found.append(event)
+            if self.stop_at_end and event.get("type") == "SessionEnded":
+                self._finish("ended")
+                break
+        return found
+
+    def _writer_gone(self) -> bool:
+        writer = self._writer
+        return writer is not None and writer[1] == socket.gethostname() and not pid_alive(writer[0])
+
+    def _finish(self, reason: StopReason) -> None:
+        self.stop_reason = reason
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __iter__(self) -> Iterator[Event]:
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        delay = MIN_POLL
+        gone = False
+        while self.stop_reason is None:
+            batch = self.drain()
+            yield from batch
+            if batch or self.stop_reason is not None:
+                delay = MIN_POLL
+                continue
+            if gone:  # the writer died and one more read found nothing new
+                self._finish("writer-gone")
+            elif self.stop.is_set():
+                self._finish("stopped")
+            elif deadline is not None and time.monotonic() >= deadline:
+                self._finish("timeout")
+            elif self.stop_at_end and delay >= self.poll and self._writer_gone():
+                gone = True
+            else:
+                wait = delay if deadline is None else min(delay, max(deadline - time.monotonic(), 0.0))
+                self.stop.wait(wait)
+                delay = min(delay * 2, self.poll)
+
+    def close(self) -> None:
+        """Stop following (an iteration in progress ends at its next poll)."""
+        self.stop.set()
+
+
+#: Iterate the matching events of an event file, replay then live: ``for e in iter_follow(path): ...``.
+iter_follow = Follower
+
+
+def follow(
+    path: str | os.PathLike[str],
+    callback: Callable[[Event], object],
+    *,
+    event_type: str | Sequence[str] | None = None,
+    role: str | None = None,
+    since: Since = None,
+    stop_at_end: bool = True,
+    poll: float = DEFAULT_POLL,
+) -> Callable[[], None]:
+    """Call ``callback`` with each matching event: past ones now, new ones as they are written.
+
+    Past events are delivered in the calling thread before this returns; later
+    ones from a background thread, in file order, never two at once. A callback
+    that raises becomes a ``SubscriberWarning``. Returns ``unsubscribe()``, which
+    stops delivery (safe to call from the callback, and more than once).
+    """
+    follower = Follower(path, event_type=event_type, role=role, since=since, stop_at_end=stop_at_end, poll=poll)
+    for event in follower.drain():
+        _deliver(callback, event)
+    if follower.stop_reason is not None:
+        return follower.close
+
+    def run() -> None:
+        for event in follower:
+            if follower.stop.is_set():
+                return
+            _deliver(callback, event)
+
+    thread = threading.Thread(target=run, name=f"litmus-follow-{follower.path.parent.name}", daemon=True)
+    thread.start()
+
+    def unsubscribe() -> None:
+        follower.close()
+        if thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    return unsubscribe
+
+
+def _deliver(callback: Callable[[Event], object], event: Event) -> None:
+    try:
+        callback(event)
+    except Exception as exc:
+        from pytest_litmus.hooks import SubscriberWarning
+
+        warnings.warn(SubscriberWarning(f"event subscriber {callback!r} raised {type(exc).__name__}: {exc}"), stacklevel=2)
