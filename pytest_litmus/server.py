@@ -1,0 +1,700 @@
+"""The instrument server: one process holds a station's instruments, others call them.
+
+The holder's :class:`~pytest_litmus.connection.StationConnection` keeps its
+instruments, locks and event log; :func:`serve` lets other processes of the same
+user reach them over ``multiprocessing.connection`` on 127.0.0.1, authenticated
+by a random key. Every remote call runs through the holder's proxy, so one
+per-instrument lock serialises the holder and all clients, and every call lands
+in the holder's event log with the calling process's identity.
+
+The key lives in a *connection file* ``<data_dir>/servers/<session>-<port>.json``
+(mode 0600, as Jupyter keeps kernel files): any process of the same user and data
+dir connects from the address alone (:func:`connect_remote`), or from the
+``LITMUS_SERVER`` / ``LITMUS_SERVER_FILE`` variables the holder gives its
+children (:attr:`InstrumentServer.environ`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import inspect
+import json
+import os
+import pickle
+import secrets
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass, field
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_litmus import events
+from pytest_litmus.errors import LitmusError, UnknownRole
+from pytest_litmus.follow import pid_alive
+
+if TYPE_CHECKING:
+    from pytest_litmus.connection import StationConnection
+
+__all__ = [
+    "ENV_ADDRESS",
+    "ENV_FILE",
+    "InstrumentServer",
+    "RemoteCallError",
+    "RemoteInstrument",
+    "RemoteStation",
+    "ServerInfo",
+    "ServerUnavailable",
+    "connect_remote",
+    "find_server",
+    "list_servers",
+    "serve",
+]
+
+SERVERS_DIR = "servers"
+#: ``host:port`` of the server a process should use (set by the holder for its children).
+ENV_ADDRESS = "LITMUS_SERVER"
+#: Path of that server's connection file (so a child needs no data dir to find the key).
+ENV_FILE = "LITMUS_SERVER_FILE"
+DEFAULT_MAX_CLIENTS = 64
+#: Seconds a peer gets to complete the key handshake before it is dropped.
+HANDSHAKE_TIMEOUT = 5.0
+
+#: ``(caller, nodeid)`` of the remote call running in this thread: who asked (pid,
+#: host, user) and the test it runs. ``events.Recorder.instrument_call`` reads it
+#: (``events.REMOTE_CALLER``) to record the caller and attribute the call.
+REMOTE_CALLER: ContextVar[tuple[dict[str, Any], str | None] | None] = getattr(
+    events, "REMOTE_CALLER", ContextVar("litmus_remote_caller", default=None)
+)
+
+Request = tuple[str, str, str, tuple[Any, ...], dict[str, Any], "str | None"]
+
+
+class ServerUnavailable(LitmusError, ConnectionError):
+    """The instrument server at ``address`` cannot be reached, refused us, or went away."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        self.address = address
+        self.reason = reason
+        super().__init__(f"instrument server {address}: {reason}")
+
+
+class RemoteCallError(LitmusError, RuntimeError):
+    """An instrument call failed in the server with an exception that cannot cross processes."""
+
+    def __init__(self, role: str, method: str, type_name: str, message: str) -> None:
+        self.role = role
+        self.method = method
+        self.type_name = type_name
+        self.message = message
+        super().__init__(f"{role}.{method} raised {type_name} in the instrument server: {message}")
+
+
+# --------------------------------------------------------------------------- identity and files
+
+
+def identity() -> dict[str, Any]:
+    """This process: pid, host, user (what a server records as a call's caller)."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry (containers)
+        user = str(os.getuid())
+    return {"pid": os.getpid(), "host": socket.gethostname(), "user": user}
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What a connection file holds: where a server is, whose it is, and its key."""
+
+    host: str
+    port: int
+    pid: int
+    session: str
+    station: str
+    roles: list[str]
+    key: str
+    user: str = ""
+    started: float = 0.0
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def load(cls, path: Path) -> ServerInfo:
+        data = json.loads(path.read_text())
+        data.pop("address", None)
+        return cls(**data, path=path)
+
+    def write(self, directory: Path) -> Path:
+        """Write the file (mode 0600, atomically) into ``directory``; returns its path."""
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = directory / f"{self.session}-{self.port}.json"
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        data = {k: v for k, v in asdict(self).items() if k != "path"}
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"address": self.address, **data}, fh, indent=1)
+        os.replace(tmp, path)
+        return path
+
+
+def _servers_dir(data_dir: str | os.PathLike[str] | None) -> Path:
+    from pytest_litmus.config import resolve_data_dir
+
+    return resolve_data_dir(data_dir) / SERVERS_DIR
+
+
+def list_servers(data_dir: str | os.PathLike[str] | None = None) -> list[ServerInfo]:
+    """Servers with a connection file in the data dir whose process is alive (stale files are removed)."""
+    found: list[ServerInfo] = []
+    for path in sorted(_servers_dir(data_dir).glob("*.json")):
+        try:
+            info = ServerInfo.load(path)
+        except (OSError, ValueError, TypeError):
+            continue
+        if not pid_alive(info.pid):
+            with contextlib.suppress(OSError):
+                path.unlink()
+            continue
+        found.append(info)
+    return found
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"instrument server address must be host:port, got {address!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def _same_address(a: str, b: str) -> bool:
+    loopback = {"127.0.0.1", "localhost", ""}
+    (ha, pa), (hb, pb) = _split(a), _split(b)
+    return pa == pb and (ha == hb or (ha in loopback and hb in loopback))
+
+
+def find_server(address: str, data_dir: str | os.PathLike[str] | None = None) -> ServerInfo:
+    """The live server at ``address`` from its connection file in the data dir."""
+    _split(address)
+    directory = _servers_dir(data_dir)
+    for info in list_servers(data_dir):
+        if _same_address(info.address, address):
+            return info
+    raise ServerUnavailable(
+        address, f"no connection file for it in {directory} (the key is there: use the server's data dir)"
+    )
+
+
+# --------------------------------------------------------------------------- sockets
+
+
+def _set_recv_timeout(sock: socket.socket, seconds: float) -> None:
+    """Bound blocking reads on the socket (0: unbounded), without making it non-blocking."""
+    whole = int(seconds)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", whole, int((seconds - whole) * 1e6)))
+
+
+def _handshake(sock: socket.socket, key: bytes, *, server: bool) -> Connection[Any, Any]:
+    """Wrap ``sock`` in a Connection and run the mutual HMAC challenge both ways."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    _set_recv_timeout(sock, HANDSHAKE_TIMEOUT)
+    conn: Connection[Any, Any] = Connection(os.dup(sock.fileno()))
+    try:
+        if server:
+            deliver_challenge(conn, key)
+            answer_challenge(conn, key)
+        else:
+            answer_challenge(conn, key)
+            deliver_challenge(conn, key)
+    except BaseException:
+        conn.close()
+        raise
+    _set_recv_timeout(sock, 0)
+    return conn
+
+
+# --------------------------------------------------------------------------- server
+
+
+class _Client:
+    """One connected client: its socket, identity, and the instrument locks it holds."""
+
+    def __init__(self, sock: socket.socket, peer: Any) -> None:
+        self.sock = sock
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.caller: dict[str, Any] = {}
+        self.held: dict[str, tuple[threading.RLock, int]] = {}
+        self.calls = 0
+
+    def lock(self, role: str, lock: threading.RLock, timeout: float | None) -> bool:
+        if not lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+            return False
+        count = self.held.get(role, (lock, 0))[1]
+        self.held[role] = (lock, count + 1)
+        return True
+
+    def unlock(self, role: str) -> None:
+        lock, count = self.held.pop(role, (None, 0))
+        if lock is None:
+            raise RuntimeError(f"this client does not hold the lock of role {role!r}")
+        lock.release()
+        if count > 1:
+            self.held[role] = (lock, count - 1)
+
+    def release_all(self) -> None:
+        for lock, count in self.held.values():
+            for _ in range(count):
+                lock.release()
+        self.held.clear()
+
+
+class InstrumentServer:
+    """Serves a connection's instruments to other processes; see :func:`serve`."""
+
+    def __init__(
+        self,
+        connection: StationConnection,
+        roles: list[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+    ) -> None:
+        self.connection = connection
+        self.roles = roles
+        self._key = secrets.token_bytes(32)
+        self._sock = socket.create_server((host, port), backlog=max(16, max_clients))
+        bound_host, bound_port = self._sock.getsockname()[:2]
+        self._slots = threading.BoundedSemaphore(max_clients)
+        self._clients: set[_Client] = set()
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self.info = ServerInfo(
+            host=bound_host,
+            port=bound_port,
+            pid=os.getpid(),
+            session=connection.session_id,
+            station=connection.config.id,
+            roles=list(roles),
+            key=self._key.hex(),
+            user=identity()["user"],
+            started=time.time(),
+        )
+        self.path = self.info.write(Path(connection.data_dir) / SERVERS_DIR)
+        self._thread = threading.Thread(target=self._accept_loop, name=f"litmus-server-{bound_port}", daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        """``host:port`` clients connect to."""
+        return self.info.address
+
+    @property
+    def environ(self) -> dict[str, str]:
+        """Variables that let a child process find this server: merge into its environment."""
+        return {ENV_ADDRESS: self.address, ENV_FILE: str(self.path)}
+
+    @property
+    def clients(self) -> list[dict[str, Any]]:
+        """Identities of the clients connected now."""
+        with self._lock:
+            return [dict(c.caller, peer=c.peer) for c in self._clients if c.caller]
+
+    def close(self) -> None:
+        """Stop accepting, drop every client (their held locks are released), remove the connection file."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            with contextlib.suppress(OSError):
+                client.sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> InstrumentServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed.is_set() else "serving"
+        return f"<InstrumentServer {self.address} {self.info.station} {state}>"
+
+    # ------------------------------------------------------------------ threads
+
+    def _accept_loop(self) -> None:
+        while not self._closed.is_set():
+            try:
+                sock, peer = self._sock.accept()
+            except OSError:
+                return
+            if not self._slots.acquire(blocking=False):
+                sock.close()  # at the client limit: the peer sees the handshake fail
+                continue
+            threading.Thread(target=self._serve_client, args=(sock, peer), name="litmus-server-client", daemon=True).start()
+
+    def _serve_client(self, sock: socket.socket, peer: Any) -> None:
+        client = _Client(sock, peer)
+        with self._lock:
+            self._clients.add(client)
+        try:
+            self._session(client)
+        finally:
+            client.release_all()
+            with self._lock:
+                self._clients.discard(client)
+            sock.close()
+            self._slots.release()
+
+    def _session(self, client: _Client) -> None:
+        try:
+            conn = _handshake(client.sock, self._key, server=True)
+        except (AuthenticationError, EOFError, OSError) as exc:
+            self._emit("InstrumentClientRefused", peer=client.peer, reason=f"{type(exc).__name__}: {exc}")
+            return
+        with conn:
+            try:
+                kind, caller = conn.recv()
+                if kind != "hello" or not isinstance(caller, dict):
+                    return
+                client.caller = {k: caller.get(k) for k in ("pid", "host", "user")}
+                conn.send(("ok", asdict(self.info) | {"key": None, "path": None}))
+            except (EOFError, OSError, pickle.UnpicklingError, ValueError, TypeError):
+                return
+            self._emit("InstrumentClientConnected", peer=client.peer, caller=client.caller)
+            reason = self._serve_requests(client, conn)
+            self._emit(
+                "InstrumentClientDisconnected", peer=client.peer, caller=client.caller, calls=client.calls, reason=reason
+            )
+
+    def _serve_requests(self, client: _Client, conn: Connection[Any, Any]) -> str:
+        while True:
+            try:
+                request = conn.recv()
+            except EOFError:
+                return "closed"
+            except OSError as exc:
+                return f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # a request that does not unpickle here
+                request, reply = None, ("raise", RemoteCallError("?", "?", type(exc).__name__, str(exc)))
+            else:
+                reply = self._handle(client, request)
+            try:
+                _send_reply(conn, request, reply)
+            except OSError as exc:
+                return f"{type(exc).__name__}: {exc}"
+
+    def _emit(self, event_type: str, **fields: Any) -> None:
+        if self.connection.started:
+            with contextlib.suppress(LitmusError):
+                self.connection.emit(event_type, server=self.address, **fields)
+
+    # ------------------------------------------------------------------ requests
+
+    def _proxy(self, role: str) -> Any:
+        if role not in self.roles:
+            raise UnknownRole(role, self.connection.config.id, self.roles, self.connection.config.path)
+        return self.connection.instrument(role)
+
+    def _handle(self, client: _Client, request: Request) -> tuple[str, Any]:
+        op, role, name, args, kwargs, nodeid = request
+        client.calls += 1
+        token = REMOTE_CALLER.set((client.caller, nodeid))
+        try:
+            if name.startswith("_"):
+                raise AttributeError(f"private attribute {name!r} is not served")
+            return "ok", _OPS[op](self, client, role, name, args, kwargs)
+        except Exception as exc:
+            return "raise", _portable(exc, role, name)
+        finally:
+            REMOTE_CALLER.reset(token)
+
+
+def _op_call(server: InstrumentServer, client: _Client, role: str, name: str, args: Any, kwargs: Any) -> Any:
+    return getattr(server._proxy(role), name)(*args, **kwargs)
+
+
+def _op_get(server: InstrumentServer, client: _Client, role: str, name: str, args: Any, kwargs: Any) -> Any:
+    return getattr(server._proxy(role), name)
+
+
+def _op_set(server: InstrumentServer, client: _Client, role: str, name: str, args: Any, kwargs: Any) -> Any:
+    setattr(server._proxy(role), name, args[0])
+
+
+def _op_describe(server: InstrumentServer, client: _Client, role: str, name: str, args: Any, kwargs: Any) -> Any:
+    from pytest_litmus.instruments import proxy_state
+
+    driver = proxy_state(server._proxy(role)).driver
+    kinds: dict[str, list[str]] = {"methods": [], "values": []}
+    for attr in dir(driver):
+        if attr.startswith("_"):
+            continue
+        static = inspect.getattr_static(driver, attr, None)
+        kinds["methods" if callable(static) and not isinstance(static, property) else "values"].append(attr)
+    return {"driver": f"{type(driver).__module__}:{type(driver).__qualname__}", **kinds}
+
+
+def _op_lock(server: InstrumentServer, client: _Client, role: str, name: str, args: Any, kwargs: Any) -> Any:
+    from pytest_litmus.instruments import proxy_state
+
+    return client.lock(role, proxy_state(server._proxy(role)).lock, args[0])
+
+
+def _op_unlock(server: InstrumentServer, client: _Client, role: str, name: str, args: Any, kwargs: Any) -> Any:
+    client.unlock(role)
+
+
+_OPS: dict[str, Callable[[InstrumentServer, _Client, str, str, Any, Any], Any]] = {
+    "call": _op_call,
+    "get": _op_get,
+    "set": _op_set,
+    "describe": _op_describe,
+    "lock": _op_lock,
+    "unlock": _op_unlock,
+}
+
+
+def _portable(exc: Exception, role: str, name: str) -> Exception:
+    """``exc`` if it survives a pickle round trip, else a :class:`RemoteCallError` describing it."""
+    exc.add_note(f"raised in the instrument server (pid {os.getpid()}) by {role}.{name}")
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RemoteCallError(role, name, f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc))
+    return exc
+
+
+def _send_reply(conn: Connection[Any, Any], request: Any, reply: tuple[str, Any]) -> None:
+    try:
+        conn.send(reply)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:  # a result that cannot cross processes
+        role, name = (request[1], request[2]) if isinstance(request, tuple) and len(request) > 2 else ("?", "?")
+        conn.send(("raise", RemoteCallError(role, name, type(exc).__name__, f"result cannot be sent: {exc}")))
+
+
+def serve(
+    connection: StationConnection,
+    roles: list[str] | set[str] | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    max_clients: int = DEFAULT_MAX_CLIENTS,
+) -> InstrumentServer:
+    """Serve ``roles`` (default: every role of the station) of a started connection.
+
+    A role is opened on the holder (through ``connection.instrument``, with its
+    locks) the first time a client uses it. ``port=0`` picks a free port; bind to
+    another ``host`` than 127.0.0.1 only on a trusted network (the key still
+    guards it, but the traffic is not encrypted). Close the server with
+    :meth:`InstrumentServer.close` (or ``with``).
+    """
+    served = sorted(roles) if roles is not None else list(connection.config.roles)
+    for role in served:
+        connection.config.role(role)
+    if not connection.started:
+        raise LitmusError(f"session {connection.session_id} is not running: start it before serving its instruments")
+    return InstrumentServer(connection, served, host=host, port=port, max_clients=max_clients)
+
+
+# --------------------------------------------------------------------------- client
+
+
+class RemoteStation:
+    """A server's instruments, seen from another process: ``instrument(role)`` forwards calls.
+
+    Each thread gets its own connection to the server (opened on first use, and
+    again after ``fork``). Set :attr:`nodeid` to attribute calls to a test in the
+    holder's log. A lost server raises :class:`ServerUnavailable` on the next call.
+    """
+
+    def __init__(self, info: ServerInfo, *, nodeid: str | None = None) -> None:
+        self.info = info
+        self.address = info.address
+        self.nodeid = nodeid
+        self._key = bytes.fromhex(info.key)
+        self._local = threading.local()
+        self._conns: list[Connection[Any, Any]] = []
+        self._lock = threading.Lock()
+        self._instruments: dict[str, RemoteInstrument] = {}
+        self.server: dict[str, Any] = {}
+        self._conn()  # fail now, not on the first call, if the server is not there
+
+    @property
+    def session_id(self) -> str:
+        return self.info.session
+
+    @property
+    def roles(self) -> list[str]:
+        return list(self.info.roles)
+
+    def _connect(self) -> Connection[Any, Any]:
+        try:
+            sock = socket.create_connection((self.info.host, self.info.port), timeout=HANDSHAKE_TIMEOUT)
+        except OSError as exc:
+            raise ServerUnavailable(self.address, f"cannot connect ({exc.strerror or exc})") from None
+        try:
+            sock.settimeout(None)
+            conn = _handshake(sock, self._key, server=False)
+        except AuthenticationError:
+            raise ServerUnavailable(self.address, "refused the connection: wrong key") from None
+        except (EOFError, OSError) as exc:
+            reason = "closed the connection during the handshake (wrong key, or at its client limit)"
+            raise ServerUnavailable(self.address, f"{reason}: {type(exc).__name__}") from None
+        finally:
+            sock.close()
+        try:
+            conn.send(("hello", identity()))
+            _, self.server = conn.recv()
+        except (EOFError, OSError) as exc:
+            conn.close()
+            raise ServerUnavailable(self.address, f"went away while greeting ({type(exc).__name__})") from None
+        return conn
+
+    def _conn(self) -> Connection[Any, Any]:
+        local = self._local
+        conn: Connection[Any, Any] | None = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():
+            conn = self._connect()
+            local.conn, local.pid = conn, os.getpid()
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+            with self._lock:
+                if conn in self._conns:
+                    self._conns.remove(conn)
+
+    def request(self, op: str, role: str, name: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None) -> Any:
+        """Send one request and return its result, or raise the exception it raised in the server."""
+        conn = self._conn()
+        try:
+            conn.send((op, role, name, args, dict(kwargs) if kwargs else {}, self.nodeid))
+            status, value = conn.recv()
+        except (EOFError, OSError) as exc:
+            self._drop()
+            raise ServerUnavailable(
+                self.address, f"went away during {role}.{name} ({type(exc).__name__}); the call may or may not have run"
+            ) from None
+        if status == "raise":
+            raise value
+        return value
+
+    def instrument(self, role: str) -> RemoteInstrument:
+        """The role's instrument in the holder, as a forwarding proxy (the same object per role)."""
+        found = self._instruments.get(role)
+        if found is None:
+            found = RemoteInstrument(self, role, self.request("describe", role, "describe"))
+            self._instruments[role] = found
+        return found
+
+    def close(self) -> None:
+        """Close every connection of every thread (held instrument locks are released by the server)."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
+
+    def __enter__(self) -> RemoteStation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<RemoteStation {self.address} {self.info.station} session {self.info.session}>"
+
+
+class RemoteInstrument:
+    """Stands in for a driver held by another process: method calls and attribute reads are forwarded."""
+
+    def __init__(self, station: RemoteStation, role: str, description: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_station", station)
+        object.__setattr__(self, "_role", role)
+        object.__setattr__(self, "_methods", frozenset(description["methods"]))
+        object.__setattr__(self, "_values", frozenset(description["values"]))
+        object.__setattr__(self, "_driver", description["driver"])
+
+    def __getattr__(self, name: str) -> Any:
+        station: RemoteStation = object.__getattribute__(self, "_station")
+        role: str = object.__getattribute__(self, "_role")
+        if name in object.__getattribute__(self, "_values"):
+            return station.request("get", role, name)
+        if name not in object.__getattribute__(self, "_methods"):
+            raise AttributeError(f"{object.__getattribute__(self, '_driver')} of role {role!r} has no attribute {name!r}")
+        request = station.request
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            return request("call", role, name, args, kwargs)
+
+        forward.__name__ = name
+        object.__setattr__(self, name, forward)
+        return forward
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        station: RemoteStation = object.__getattribute__(self, "_station")
+        station.request("set", object.__getattribute__(self, "_role"), name, (value,))
+
+    def __dir__(self) -> list[str]:
+        return sorted(object.__getattribute__(self, "_methods") | object.__getattribute__(self, "_values"))
+
+    @contextlib.contextmanager
+    def locked(self, timeout: float | None = None) -> Iterator[RemoteInstrument]:
+        """Hold the instrument's lock in the holder across several calls (a write and its read).
+
+        ``timeout`` in seconds (None: wait as long as it takes) raises ``TimeoutError``
+        when the lock stays taken. If this process dies, the server releases it.
+        """
+        station: RemoteStation = object.__getattribute__(self, "_station")
+        role: str = object.__getattribute__(self, "_role")
+        if not station.request("lock", role, "lock", (timeout,)):
+            raise TimeoutError(f"instrument lock of role {role!r} at {station.address} still taken after {timeout} s")
+        try:
+            yield self
+        finally:
+            station.request("unlock", role, "unlock")
+
+    def __repr__(self) -> str:
+        station: RemoteStation = object.__getattribute__(self, "_station")
+        return f"<RemoteInstrument {object.__getattribute__(self, '_role')} at {station.address}>"
+
+
+def connect_remote(
+    address: str | None = None, *, data_dir: str | os.PathLike[str] | None = None, nodeid: str | None = None
+) -> RemoteStation:
+    """A :class:`RemoteStation` for the server at ``address`` (``host:port``).
+
+    The key comes from ``$LITMUS_SERVER_FILE`` when it names that server, else
+    from the connection files in ``data_dir`` (resolved as ``connect()`` does).
+    With no ``address``, ``$LITMUS_SERVER`` is used.
+    """
+    address = address or os.environ.get(ENV_ADDRESS)
+    if not address:
+        raise ServerUnavailable("(none)", f"no address given and ${ENV_ADDRESS} is not set")
+    env_file = os.environ.get(ENV_FILE)
+    if env_file:
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            info = ServerInfo.load(Path(env_file))
+            if _same_address(info.address, address):
+                return RemoteStation(info, nodeid=nodeid)
+    return RemoteStation(find_server(address, data_dir), nodeid=nodeid)

@@ -1,0 +1,20 @@
+"""Hold cell-7 (mock) and serve it: prints {"address", "file"} and serves until stdin closes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from serverhelpers import start_session  # noqa: E402
+
+from pytest_litmus.server import serve  # noqa: E402
+
+station = start_session(Path(sys.argv[1]))
+server = serve(station)
+print(json.dumps({"address": server.address, "file": str(server.path), "events": str(station.event_log)}), flush=True)
+sys.stdin.read()
+server.close()
+station.stop()
