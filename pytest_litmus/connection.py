@@ -15,16 +15,17 @@ import sys
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from pytest_litmus.config import StationConfig, load_station, resolve_data_dir
+from pytest_litmus.config import LockMode, StationConfig, load_station, resolve_data_dir
 from pytest_litmus.errors import LitmusError, StationConfigError
 from pytest_litmus.events import EventFile, Recorder, events_path, filter_events, read_events
 from pytest_litmus.hooks import LitmusPluginManager
 from pytest_litmus.instruments import InstrumentProxy, open_driver, proxy_state
+from pytest_litmus.locking import Lease, LockOwner
 from pytest_litmus.measurements import Measurement, judge
 
 SessionOutcome = Literal["passed", "failed", "errored", "terminated"]
@@ -79,13 +80,17 @@ class StationConnection:
         mock: bool = False,
         hooks: LitmusPluginManager | None = None,
         argv: Sequence[str] | None = None,
+        lock_timeout: float | None = 0.0,
     ) -> None:
         self.config = station_config
         self.data_dir = Path(data_dir) if data_dir is not None else resolve_data_dir()
         self.mock = mock
         self.session_id = str(uuid.uuid4())
         self.hooks = hooks if hooks is not None else LitmusPluginManager()
+        self.lock_timeout = lock_timeout
         self.instruments: dict[str, InstrumentProxy] = {}
+        self.leases: dict[str, Lease] = {}
+        self._owner: LockOwner | None = None
         self.counts: Counter[str] = Counter()
         self._argv = list(argv) if argv is not None else list(sys.argv)
         self._recorder: Recorder | None = None
@@ -141,6 +146,8 @@ class StationConnection:
             try:
                 for role in reversed(list(self.instruments)):
                     self._release(role)
+                if self._owner is not None:
+                    self._owner.release_all()
                 if self._rm is not None:
                     self._rm.close()
                     self._rm = None
@@ -225,6 +232,9 @@ class StationConnection:
     def test_started(self, nodeid: str) -> None:
         """Record ``TestStarted`` and attribute what follows to ``nodeid``."""
         self.nodeid = nodeid
+        for lease in list(self.leases.values()):
+            if lease.held and lease.kind != "none":
+                lease.annotate(nodeid=nodeid)  # `litmus locks` shows which test holds it
         self.emit("TestStarted", nodeid=nodeid)
 
     def test_finished(self, nodeid: str, outcome: str, duration: float, message: str | None = None) -> None:
@@ -254,17 +264,34 @@ class StationConnection:
         argument, _, backend = (self.config.visa_library or "").rpartition("@")
         return argument if backend == "sim" and argument else None
 
-    def instrument(self, role: str) -> InstrumentProxy:
-        """The role's instrument, opened on first use; the same proxy afterwards."""
+    def instrument(self, role: str, timeout: float | None | Literal["default"] = "default") -> InstrumentProxy:
+        """The role's instrument, locked and opened on first use; the same proxy afterwards.
+
+        ``timeout`` (seconds) bounds the wait for a lock someone else holds: 0
+        fails at once with :class:`ResourceInUse`, None waits forever; the
+        default is the session's ``lock_timeout``. Mock sessions take no locks.
+        """
         with self._lock:
             proxy = self.instruments.get(role)
             if proxy is not None:
                 return proxy
             recorder = self._require_started()
             cfg = self.config.role(role)
-            simulation = self._simulation_file()
-            driver = open_driver(self._resource_manager(), self.config, cfg, simulation=simulation)
-            proxy = InstrumentProxy(driver, role=role, resource=cfg.resource, recorder=recorder)
+            wait = self.lock_timeout if timeout == "default" else timeout
+            lease = None if self.mock else self._take_lock(cfg.role, cfg.resource, cfg.lock, wait)
+            try:
+                driver = open_driver(self._resource_manager(), self.config, cfg, simulation=self._simulation_file())
+                if lease is not None:
+                    lease.take_visa(getattr(driver, "resource", None), wait)
+            except BaseException:
+                if lease is not None:
+                    self._drop_lock(role, lease)
+                raise
+            if lease is not None:
+                self.emit("LockAcquired", role=role, resource=cfg.resource, mode=lease.mode, kind=lease.kind,
+                          waited=lease.waited, nodeid=self.nodeid)
+            guard = lease.check if lease is not None and lease.kind != "none" else None
+            proxy = InstrumentProxy(driver, role=role, resource=cfg.resource, recorder=recorder, guard=guard)
             self.instruments[role] = proxy
             idn, idn_error = _identify(driver)
             self.emit(
@@ -280,6 +307,26 @@ class StationConnection:
             )
             return proxy
 
+    def _take_lock(self, role: str, resource: str, mode: LockMode, timeout: float | None) -> Lease:
+        if self._owner is None:
+            self._owner = LockOwner(self.data_dir, session=self.session_id, station=self.config.id)
+
+        def contended(holder: Mapping[str, Any]) -> None:
+            self.emit("LockContended", role=role, resource=resource, mode=mode, holder=dict(holder), nodeid=self.nodeid)
+
+        lease = self._owner.acquire(
+            resource, mode=mode, timeout=timeout, role=role, nodeid=self.nodeid or "", on_contended=contended
+        )
+        self.leases[role] = lease
+        return lease
+
+    def _drop_lock(self, role: str, lease: Lease) -> None:
+        self.leases.pop(role, None)
+        held = lease.held and lease.kind != "none"
+        lease.release()
+        if held:
+            self.emit("LockReleased", role=role, resource=lease.resource, mode=lease.mode, kind=lease.kind, nodeid=self.nodeid)
+
     def release(self, role: str) -> None:
         """Close the role's instrument; its proxy refuses further calls."""
         self.config.role(role)
@@ -293,11 +340,16 @@ class StationConnection:
         with state.lock:
             state.guard = _released(self.config.id, role)
             try:
-                close = getattr(state.driver, "close", None)
-                if callable(close):
-                    close()
+                lease = self.leases.get(role)
+                if lease is not None:  # VISA unlock needs the session still open
+                    self._drop_lock(role, lease)
             finally:
-                self.emit("InstrumentDisconnected", role=role, resource=state.resource, nodeid=self.nodeid)
+                try:
+                    close = getattr(state.driver, "close", None)
+                    if callable(close):
+                        close()
+                finally:
+                    self.emit("InstrumentDisconnected", role=role, resource=state.resource, nodeid=self.nodeid)
 
 
 def _released(station: str, role: str) -> Any:

@@ -233,7 +233,12 @@ class SessionPlugin:
 
         a = self.active
         connection = StationConnection(
-            a.station, data_dir=a.data_dir, mock=a.mock, hooks=a.hooks, argv=[sys.argv[0], *session.config.invocation_params.args]
+            a.station,
+            data_dir=a.data_dir,
+            mock=a.mock,
+            hooks=a.hooks,
+            argv=[sys.argv[0], *session.config.invocation_params.args],
+            lock_timeout=a.lock_timeout,
         )
         connection.start()
         a.connection = connection
