@@ -1,0 +1,319 @@
+"""``litmus sessions``: the sessions in the data dir, newest first; ``litmus show SESSION``: one in detail.
+
+A session is named by its id or a unique prefix of it. Exit codes: 0 done;
+1 no such session, an ambiguous prefix, or another error; 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pytest_litmus.config import resolve_data_dir
+from pytest_litmus.errors import LitmusError
+from pytest_litmus.events import EVENTS_FILE, SESSIONS_DIR, SessionLog, read_session
+from pytest_litmus.events import _parse as parse_line
+from pytest_litmus.follow import pid_alive
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+
+#: Bytes read from the end of an event file to find ``SessionEnded`` without reading it all.
+TAIL_BYTES = 64 * 1024
+
+
+class SessionNotFound(LitmusError, LookupError):
+    """No session matches ``ref`` (or several do) in ``data_dir``."""
+
+    def __init__(self, ref: str | None, data_dir: Path, matches: list[str] | None = None) -> None:
+        self.ref = ref
+        self.data_dir = data_dir
+        self.matches = list(matches or [])
+        where = data_dir / SESSIONS_DIR
+        if ref is None:
+            message = f"no sessions in {where}"
+        elif self.matches:
+            message = f"session {ref!r} is ambiguous in {where}: {', '.join(self.matches)}"
+        else:
+            message = f"no session {ref!r} in {where}"
+        super().__init__(message)
+
+
+def register(subparsers: Any) -> None:
+    sessions = subparsers.add_parser("sessions", help="list sessions, newest first", description=__doc__)
+    sessions.add_argument("--json", action="store_true", help="print a JSON list")
+    sessions.add_argument("--limit", type=int, default=None, metavar="N", help="show the newest N only")
+    sessions.set_defaults(func=run_sessions)
+    show = subparsers.add_parser("show", help="one session: tests, measurements, instruments", description=__doc__)
+    show.add_argument("session", metavar="SESSION", help="session id or a unique prefix of it")
+    show.add_argument("--json", action="store_true", help="print the summary as JSON")
+    show.set_defaults(func=run_show)
+
+
+# --------------------------------------------------------------------------- finding sessions
+
+
+def session_dirs(data_dir: Path) -> list[Path]:
+    """Session directories that hold an event file."""
+    root = data_dir / SESSIONS_DIR
+    if not root.is_dir():
+        return []
+    return [d for d in root.iterdir() if (d / EVENTS_FILE).is_file()]
+
+
+def find_session(data_dir: Path, ref: str | None) -> Path:
+    """The session directory for an id or unique prefix (None: the newest session)."""
+    dirs = session_dirs(data_dir)
+    if ref is None:
+        if not dirs:
+            raise SessionNotFound(None, data_dir)
+        return max(dirs, key=lambda d: _started_ts(d / EVENTS_FILE))
+    exact = [d for d in dirs if d.name == ref]
+    found = exact or [d for d in dirs if d.name.startswith(ref)]
+    if len(found) != 1:
+        raise SessionNotFound(ref, data_dir, sorted(d.name for d in found))
+    return found[0]
+
+
+def _first_event(path: Path) -> dict[str, Any] | None:
+    with path.open("rb") as fh:
+        line = fh.readline()
+    return parse_line(line) if line.endswith(b"\n") else None
+
+
+def _last_ended(path: Path) -> dict[str, Any] | None:
+    with path.open("rb") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - TAIL_BYTES))
+        lines = fh.read().split(b"\n")[1 if size > TAIL_BYTES else 0 : -1]
+    for line in reversed(lines):
+        event = parse_line(line)
+        if event is not None and event.get("type") == "SessionEnded":
+            return event
+    return None
+
+
+def _started_ts(path: Path) -> float:
+    first = _first_event(path)
+    return float(first["ts"]) if first and isinstance(first.get("ts"), (int, float)) else path.stat().st_mtime
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def count_outcomes(events: list[dict[str, Any]]) -> dict[str, int]:
+    """Test outcomes and ``measurements_<outcome>`` counts, as ``SessionEnded`` carries them."""
+    counts: Counter[str] = Counter()
+    for event in events:
+        if event.get("type") == "TestOutcome":
+            counts[str(event.get("outcome"))] += 1
+        elif event.get("type") == "Measurement":
+            counts[f"measurements_{event.get('outcome')}"] += 1
+    return dict(counts)
+
+
+def writer_running(started: dict[str, Any] | None) -> bool:
+    """Whether the process that started the session is alive (only knowable on its host)."""
+    if not started or started.get("host") != socket.gethostname() or not isinstance(started.get("pid"), int):
+        return False
+    return pid_alive(started["pid"])
+
+
+def session_row(directory: Path) -> dict[str, Any]:
+    """One line of ``litmus sessions``: read from the file's first line and its end."""
+    path = directory / EVENTS_FILE
+    started = _first_event(path)
+    started = started if started and started.get("type") == "SessionStarted" else None
+    ended = _last_ended(path)
+    if ended is not None and isinstance(ended.get("counts"), dict):
+        counts = ended["counts"]
+    else:
+        counts = count_outcomes(read_session(path).events)
+    start = float(started["ts"]) if started else None
+    return {
+        "id": directory.name,
+        "station": started.get("station") if started else None,
+        "start": start,
+        "duration": float(ended["ts"]) - start if ended and start is not None else None,
+        "outcome": ended.get("outcome") if ended else "incomplete",
+        "running": ended is None and writer_running(started),
+        "counts": counts,
+        "mock": bool(started.get("mock")) if started else None,
+        "host": started.get("host") if started else None,
+        "pid": started.get("pid") if started else None,
+        "path": str(path),
+    }
+
+
+def list_sessions(data_dir: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """Rows for every session, newest first."""
+    rows = [session_row(d) for d in session_dirs(data_dir)]
+    rows.sort(key=lambda r: r["start"] or 0.0, reverse=True)
+    return rows[:limit] if limit is not None else rows
+
+
+def summarize(log: SessionLog) -> dict[str, Any]:
+    """What ``litmus show`` prints: session facts, instruments, tests with their measurements."""
+    started: dict[str, Any] = log.started or {}
+    ended = log.ended
+    tests: dict[str, dict[str, Any]] = {}
+    loose: list[dict[str, Any]] = []
+    instruments: dict[str, dict[str, Any]] = {}
+    for event in log.events:
+        kind = event.get("type")
+        if kind == "TestStarted":
+            tests.setdefault(str(event.get("nodeid")), {"nodeid": event.get("nodeid"), "outcome": None, "measurements": []})
+        elif kind == "TestOutcome":
+            test = tests.setdefault(str(event.get("nodeid")), {"nodeid": event.get("nodeid"), "measurements": []})
+            test.update(outcome=event.get("outcome"), duration=event.get("duration"), message=event.get("message"))
+        elif kind == "Measurement":
+            owner = tests.get(str(event.get("nodeid")))
+            (owner["measurements"] if owner is not None else loose).append(_measurement(event))
+        elif kind == "InstrumentConnected":
+            instruments[str(event.get("role"))] = {
+                k: event.get(k) for k in ("role", "resource", "driver", "idn", "mock")
+            } | {"calls": 0, "errors": 0}
+        elif kind == "InstrumentCall" and str(event.get("role")) in instruments:
+            entry = instruments[str(event.get("role"))]
+            entry["calls"] += 1
+            entry["errors"] += "error" in event
+    start = started.get("ts")
+    return {
+        "id": started.get("session") or log.path.parent.name,
+        "station": started.get("station"),
+        "description": started.get("description"),
+        "mock": started.get("mock"),
+        "host": started.get("host"),
+        "user": started.get("user"),
+        "pid": started.get("pid"),
+        "argv": started.get("argv"),
+        "start": start,
+        "duration": ended["ts"] - start if ended and start is not None else None,
+        "outcome": ended.get("outcome") if ended else "incomplete",
+        "running": ended is None and writer_running(log.started),
+        "counts": ended.get("counts") if ended else count_outcomes(log.events),
+        "events": len(log.events),
+        "torn": log.torn,
+        "path": str(log.path),
+        "instruments": list(instruments.values()),
+        "tests": list(tests.values()),
+        "measurements": loose,
+    }
+
+
+def _measurement(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: event.get(k) for k in ("name", "value", "units", "low", "high", "outcome", "nodeid")}
+
+
+# --------------------------------------------------------------------------- text
+
+
+def when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts is not None else "-"
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g} s" if value < 60 else f"{int(value // 60)} min {value % 60:.0f} s"
+
+
+def counts_text(counts: dict[str, Any]) -> str:
+    tests = [f"{n} {k}" for k, n in counts.items() if not k.startswith("measurements_")]
+    measured = [f"{n} {k.removeprefix('measurements_')}" for k, n in counts.items() if k.startswith("measurements_")]
+    text = ", ".join(tests) or "no tests"
+    return f"{text}; measurements {', '.join(measured)}" if measured else text
+
+
+def measurement_text(m: dict[str, Any]) -> str:
+    """``vout = 3.3012 V  [3.2, 3.4]  passed``"""
+    units = f" {m['units']}" if m.get("units") else ""
+    if m.get("low") is None and m.get("high") is None:
+        limits = "no limits"
+    else:
+        low = "-inf" if m.get("low") is None else f"{m['low']:g}"
+        high = "+inf" if m.get("high") is None else f"{m['high']:g}"
+        limits = f"[{low}, {high}]"
+    return f"{m.get('name')} = {m.get('value')!r}{units}  {limits}  {m.get('outcome')}"
+
+
+def outcome_text(row: dict[str, Any]) -> str:
+    return "running" if row["running"] else str(row["outcome"])
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    header = ("SESSION", "STATION", "STARTED", "DURATION", "OUTCOME", "COUNTS", "MOCK")
+    table = [header] + [
+        (
+            r["id"][:8],
+            str(r["station"] or "?"),
+            when(r["start"]),
+            seconds(r["duration"]),
+            outcome_text(r),
+            counts_text(r["counts"]),
+            "mock" if r["mock"] else "",
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    mock = " (mock)" if s["mock"] else ""
+    print(f"Session {s['id']}")
+    print(f"  station   {s['station']}{mock}" + (f" - {s['description']}" if s["description"] else ""))
+    print(f"  started   {when(s['start'])} by {s['user']}@{s['host']} pid {s['pid']}: {' '.join(s['argv'] or [])}")
+    if s["outcome"] == "incomplete":
+        state = "still running" if s["running"] else "its process is gone or elsewhere"
+        print(f"  ended     incomplete: no SessionEnded ({state})")
+    else:
+        print(f"  ended     {s['outcome']} after {seconds(s['duration'])}")
+    print(f"  counts    {counts_text(s['counts'] or {})}")
+    print(f"  events    {s['events']} in {s['path']}" + (" (last line torn)" if s["torn"] else ""))
+    print("\nInstruments" if s["instruments"] else "\nInstruments: none")
+    for i in s["instruments"]:
+        errors = f", {i['errors']} failed" if i["errors"] else ""
+        print(f"  {i['role']:<8} {i['resource']}  {i['idn'] or '(no *IDN?)'}  [{i['calls']} calls{errors}]")
+    print(f"\nTests ({len(s['tests'])})" if s["tests"] else "\nTests: none")
+    for t in s["tests"]:
+        duration = f"  {seconds(t.get('duration'))}" if t.get("duration") is not None else ""
+        print(f"  {str(t.get('outcome') or 'no outcome').upper():<10} {t['nodeid']}{duration}")
+        for m in t["measurements"]:
+            print(f"      {measurement_text(m)}")
+        if t.get("message"):
+            print(f"      {str(t['message']).splitlines()[0]}")
+    if s["measurements"]:
+        print("\nMeasurements outside tests")
+        for m in s["measurements"]:
+            print(f"  {measurement_text(m)}")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def run_sessions(args: argparse.Namespace) -> int:
+    rows = list_sessions(resolve_data_dir(args.data_dir), args.limit)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    elif rows:
+        print_table(rows)
+    else:
+        print(f"no sessions in {resolve_data_dir(args.data_dir) / SESSIONS_DIR}")
+    return EXIT_OK
+
+
+def run_show(args: argparse.Namespace) -> int:
+    directory = find_session(resolve_data_dir(args.data_dir), args.session)
+    summary = summarize(read_session(directory / EVENTS_FILE))
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print_summary(summary)
+    return EXIT_OK
