@@ -30,6 +30,16 @@ def test_supply_current(powered_board: Any, measure: Any) -> None:
     measure("input_current", powered_board.measure_current(), units="A", low=0.05, high=0.25)
 
 
+def test_triggered_reading_by_srq(powered_board: Any, dmm: Any, srq: Any, measure: Any) -> None:
+    """Trigger a reading, sleep until the DMM requests service, then fetch it."""
+    done = srq(dmm)  # *CLS, *ESE 1, *SRE 32
+    dmm.write("INIT")
+    dmm.write("*OPC")
+    status = done.wait(timeout=5)
+    assert status & 0x40  # RQS: the DMM asked for service
+    measure("rail_3v3_triggered", dmm.query_float("FETC?"), units="V", low=3.2, high=3.4)
+
+
 def test_no_instrument_errors(dmm: Any, psu: Any) -> None:
     dmm.check_errors()
     psu.check_errors()

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_litmus.config import LockMode, StationConfig, load_station, resolve_data_dir
 from pytest_litmus.errors import LitmusError, StationConfigError
@@ -27,6 +27,9 @@ from pytest_litmus.hooks import LitmusPluginManager
 from pytest_litmus.instruments import InstrumentProxy, open_driver, proxy_state
 from pytest_litmus.locking import Lease, LockOwner
 from pytest_litmus.measurements import Measurement, judge
+
+if TYPE_CHECKING:
+    from pytest_litmus.srq import SrqWaiter
 
 SessionOutcome = Literal["passed", "failed", "errored", "terminated"]
 SESSION_OUTCOMES: tuple[SessionOutcome, ...] = ("passed", "failed", "errored", "terminated")
@@ -306,6 +309,28 @@ class StationConnection:
                 nodeid=self.nodeid,
             )
             return proxy
+
+    def srq(
+        self, instrument: str | InstrumentProxy, *, ese: int = 1, sre: int = 32, mechanism: str | None = None
+    ) -> SrqWaiter:
+        """Arm service requests on a role (or its proxy) and return a waiter (see docs/srq.md).
+
+        Sends ``*CLS``, ``*ESE ese``, ``*SRE sre`` under the instrument's lock;
+        ``waiter.wait(timeout)`` returns the status byte or raises ``SrqTimeout``,
+        and records an ``SrqWait`` event.
+        """
+        from pytest_litmus.srq import arm
+
+        proxy = self.instrument(instrument) if isinstance(instrument, str) else instrument
+        state = proxy_state(proxy)
+        resource = getattr(state.driver, "resource", None)
+        if resource is None:
+            raise LitmusError(f"role {state.role!r}: its driver has no pyvisa 'resource' to arm service requests on")
+
+        def emit(event_type: str, fields: dict[str, Any]) -> None:
+            self.emit(event_type, **{**fields, "nodeid": self.nodeid})
+
+        return arm(resource, ese=ese, sre=sre, bus_lock=state.lock, role=state.role, emit=emit, mechanism=mechanism)  # type: ignore[arg-type]
 
     def _take_lock(self, role: str, resource: str, mode: LockMode, timeout: float | None) -> Lease:
         if self._owner is None:

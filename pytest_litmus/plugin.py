@@ -188,6 +188,25 @@ def measure(request: pytest.FixtureRequest, station: StationConnection) -> Measu
     return Measure(station, request.node)
 
 
+@pytest.fixture
+def srq(station: StationConnection) -> Generator[Any, None, None]:
+    """``srq(instrument, *, ese=1, sre=32, mechanism=None)``: arm service requests, get a waiter.
+
+    ``waiter.wait(timeout=SECONDS)`` returns the status byte once the instrument
+    requests service, or raises ``SrqTimeout``. Waiters are closed after the test.
+    """
+    waiters: list[Any] = []
+
+    def arm(instrument: Any, *, ese: int = 1, sre: int = 32, mechanism: str | None = None) -> Any:
+        waiter = station.srq(instrument, ese=ese, sre=sre, mechanism=mechanism)
+        waiters.append(waiter)
+        return waiter
+
+    yield arm
+    for waiter in reversed(waiters):
+        waiter.close()
+
+
 # ---------------------------------------------------------------------- session
 
 

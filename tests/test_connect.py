@@ -128,3 +128,21 @@ def test_subscribers_from_entry_points_and_registration(project: Path) -> None:
     with station:
         station.observe("x", 1)
     assert seen == ["SessionStarted", "Observation", "SessionEnded"]
+
+
+def test_srq_waiter_from_connect_and_its_timeout(project: Path) -> None:
+    from pytest_litmus import SrqTimeout
+
+    with connect("cell-7", mock=True) as station:
+        dmm = station.instrument("dmm")
+        waiter = station.srq("dmm")
+        dmm.write("INIT")
+        dmm.write("*OPC")
+        assert waiter.wait(timeout=5) & 0x40
+        quiet = station.srq(dmm)  # armed again, nothing started: no service request comes
+        with pytest.raises(SrqTimeout) as info:
+            quiet.wait(timeout=0.05)
+        assert info.value.role == "dmm" and info.value.resource == "TCPIP0::192.168.1.50::inst0::INSTR"
+    waits = station.events("SrqWait", role="dmm")
+    assert [w["outcome"] for w in waits] == ["srq", "timeout"]
+    assert {w["mechanism"] for w in waits} == {"event"}

@@ -275,11 +275,11 @@ def test_conftest_subscribers_receive_events_and_a_broken_one_is_a_warning(stati
 def test_the_examples_run_on_the_mock_station(station_project: pytest.Pytester) -> None:
     shutil.copytree(REPO / "examples", station_project.path / "examples")
     result = station_project.runpytest("examples", "--station", "cell-7", "--mock")
-    result.assert_outcomes(passed=5, xfailed=1)
+    result.assert_outcomes(passed=6, xfailed=1)
     events = session_events(station_project)
     types = [e["type"] for e in events]
     assert types[0] == "SessionStarted" and types[-1] == "SessionEnded"
-    assert types.count("TestStarted") == types.count("TestOutcome") == 6
+    assert types.count("TestStarted") == types.count("TestOutcome") == 7
     connected = {e["role"]: e for e in events if e["type"] == "InstrumentConnected"}
     assert set(connected) == {"dmm", "psu"} and all(c["idn"] for c in connected.values())
     assert types.index("InstrumentConnected") > types.index("TestStarted")
@@ -288,7 +288,10 @@ def test_the_examples_run_on_the_mock_station(station_project: pytest.Pytester) 
     assert measurements["rail_3v3_rev_c"]["outcome"] == "failed"
     assert all(m["outcome"] == "passed" for k, m in measurements.items() if k != "rail_3v3_rev_c")
     outcomes = [e["outcome"] for e in events if e["type"] == "TestOutcome"]
-    assert outcomes == ["passed"] * 5 + ["xfailed"]
+    assert outcomes == ["passed"] * 6 + ["xfailed"]
+    (wait,) = [e for e in events if e["type"] == "SrqWait"]
+    assert wait["role"] == "dmm" and wait["outcome"] == "srq" and wait["status_byte"] & 0x40
+    assert wait["nodeid"].endswith("::test_triggered_reading_by_srq")
     # the session fixture switched the supply off after the last test, before the session closed
     last_call = [e for e in events if e["type"] == "InstrumentCall"][-1]
     assert (last_call["method"], last_call["args"]) == ("output", [False])
