@@ -73,6 +73,13 @@ REMOTE_CALLER: ContextVar[tuple[dict[str, Any], str | None] | None] = getattr(
     events, "REMOTE_CALLER", ContextVar("litmus_remote_caller", default=None)
 )
 
+_loads = pickle.loads
+
+
+def _dumps(value: Any) -> bytes:
+    return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+
 Request = tuple[str, str, str, tuple[Any, ...], dict[str, Any], "str | None"]
 
 
@@ -120,6 +127,8 @@ class ServerInfo:
     roles: list[str]
     key: str
     user: str = ""
+    #: The machine the server process runs on (stale files are judged only there).
+    hostname: str = ""
     started: float = 0.0
     path: Path | None = field(default=None, compare=False)
 
@@ -155,12 +164,13 @@ def _servers_dir(data_dir: str | os.PathLike[str] | None) -> Path:
 def list_servers(data_dir: str | os.PathLike[str] | None = None) -> list[ServerInfo]:
     """Servers with a connection file in the data dir whose process is alive (stale files are removed)."""
     found: list[ServerInfo] = []
+    here = socket.gethostname()
     for path in sorted(_servers_dir(data_dir).glob("*.json")):
         try:
             info = ServerInfo.load(path)
         except (OSError, ValueError, TypeError):
             continue
-        if not pid_alive(info.pid):
+        if info.hostname == here and not pid_alive(info.pid):
             with contextlib.suppress(OSError):
                 path.unlink()
             continue
@@ -286,11 +296,13 @@ class InstrumentServer:
             roles=list(roles),
             key=self._key.hex(),
             user=identity()["user"],
+            hostname=socket.gethostname(),
             started=time.time(),
         )
         self.path = self.info.write(Path(connection.data_dir) / SERVERS_DIR)
         self._thread = threading.Thread(target=self._accept_loop, name=f"litmus-server-{bound_port}", daemon=True)
         self._thread.start()
+        self._emit("InstrumentServerStarted", roles=self.roles, connection_file=str(self.path))
 
     @property
     def address(self) -> str:
@@ -312,6 +324,7 @@ class InstrumentServer:
         """Stop accepting, drop every client (their held locks are released), remove the connection file."""
         if self._closed.is_set():
             return
+        self._emit("InstrumentServerStopped", clients=len(self.clients))
         self._closed.set()
         with contextlib.suppress(OSError):
             self.path.unlink()
@@ -385,7 +398,7 @@ class InstrumentServer:
     def _serve_requests(self, client: _Client, conn: Connection[Any, Any]) -> str:
         while True:
             try:
-                request = conn.recv()
+                request = _loads(conn.recv_bytes())
             except EOFError:
                 return "closed"
             except OSError as exc:
@@ -482,10 +495,11 @@ def _portable(exc: Exception, role: str, name: str) -> Exception:
 
 def _send_reply(conn: Connection[Any, Any], request: Any, reply: tuple[str, Any]) -> None:
     try:
-        conn.send(reply)
+        data = _dumps(reply)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:  # a result that cannot cross processes
         role, name = (request[1], request[2]) if isinstance(request, tuple) and len(request) > 2 else ("?", "?")
-        conn.send(("raise", RemoteCallError(role, name, type(exc).__name__, f"result cannot be sent: {exc}")))
+        data = _dumps(("raise", RemoteCallError(role, name, type(exc).__name__, f"result cannot be sent: {exc}")))
+    conn.send_bytes(data)
 
 
 def serve(
@@ -589,8 +603,8 @@ class RemoteStation:
         """Send one request and return its result, or raise the exception it raised in the server."""
         conn = self._conn()
         try:
-            conn.send((op, role, name, args, dict(kwargs) if kwargs else {}, self.nodeid))
-            status, value = conn.recv()
+            conn.send_bytes(_dumps((op, role, name, args, dict(kwargs) if kwargs else {}, self.nodeid)))
+            status, value = _loads(conn.recv_bytes())
         except (EOFError, OSError) as exc:
             self._drop()
             raise ServerUnavailable(

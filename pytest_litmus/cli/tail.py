@@ -101,6 +101,8 @@ _FORMATS: dict[str, Callable[[Event], str]] = {
     "SrqWait": lambda e: f"{e.get('role')} SRQ wait: {json.dumps({k: v for k, v in e.items() if k not in _HEAD})}",
     "SyncArrived": lambda e: f"sync {e.get('name')}: {e.get('identity')} arrived ({e.get('arrived')}/{e.get('parties')})",
     "SyncReleased": lambda e: f"sync {e.get('name')}: released after {e.get('waited', 0):.3g} s",
+    "InstrumentServerStarted": lambda e: f"instrument server {e.get('server')} serving {', '.join(e.get('roles') or [])}",
+    "InstrumentServerStopped": lambda e: f"instrument server {e.get('server')} stopped",
     "InstrumentClientConnected": lambda e: f"server {e.get('server')}: client {_who(e.get('caller'))} connected",
     "InstrumentClientDisconnected": lambda e: f"server {e.get('server')}: client {_who(e.get('caller'))} left ({e.get('calls')} requests)",
     "InstrumentClientRefused": lambda e: f"server {e.get('server')}: refused {e.get('peer')}: {e.get('reason')}",
