@@ -15,7 +15,7 @@ import sys
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -94,6 +94,7 @@ class StationConnection:
         self.instruments: dict[str, InstrumentProxy] = {}
         self.leases: dict[str, Lease] = {}
         self._owner: LockOwner | None = None
+        self._server: Any = None
         self.counts: Counter[str] = Counter()
         self._argv = list(argv) if argv is not None else list(sys.argv)
         self._recorder: Recorder | None = None
@@ -147,6 +148,9 @@ class StationConnection:
             if self._state != "started":
                 return
             try:
+                if self._server is not None:
+                    server, self._server = self._server, None
+                    server.close()
                 for role in reversed(list(self.instruments)):
                     self._release(role)
                 if self._owner is not None:
@@ -331,6 +335,60 @@ class StationConnection:
             self.emit(event_type, **{**fields, "nodeid": self.nodeid})
 
         return arm(resource, ese=ese, sre=sre, bus_lock=state.lock, role=state.role, emit=emit, mechanism=mechanism)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ sharing
+
+    def on_event(
+        self,
+        callback: Callable[[dict[str, Any]], object],
+        *,
+        event_type: str | Sequence[str] | None = None,
+        role: str | None = None,
+        since: Any = None,
+    ) -> Callable[[], None]:
+        """Replay matching past events to ``callback``, then push new ones; returns unsubscribe.
+
+        ``since``: an int is a ``seq`` (events after it), a float or datetime a time.
+        Reads the event file (see docs/sharing.md), so it never slows the writer.
+        """
+        from pytest_litmus.follow import follow
+
+        return follow(self.event_log, callback, event_type=event_type, role=role, since=since)
+
+    def start_instrument_server(self, roles: set[str] | list[str] | None = None, *, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve this connection's instruments to other processes; returns ``host:port``.
+
+        Clients of the same user and data dir reach them with
+        ``pytest_litmus.server.connect_remote(address)``; calls go through this
+        connection's proxies and locks and are recorded here with the caller.
+        """
+        from pytest_litmus.server import serve
+
+        self._require_started()
+        if self._server is None:
+            self._server = serve(self, roles, host=host, port=port)
+        return str(self._server.address)
+
+    @property
+    def instrument_server_address(self) -> str | None:
+        """``host:port`` of the running instrument server, if any."""
+        return str(self._server.address) if self._server is not None else None
+
+    def sync(self, name: str, timeout: float | None = None, *, parties: int) -> Any:
+        """Block until ``parties`` processes of this session reached barrier ``name``.
+
+        A party that dies, or ``timeout`` seconds, raises ``SyncError`` in the
+        others instead of hanging. Records ``SyncArrived`` and ``SyncReleased``.
+        """
+        from pytest_litmus.events import session_dir
+        from pytest_litmus.sync import sync
+
+        result = sync(
+            session_dir(self.data_dir, self.session_id), name, parties, timeout=timeout,
+            on_arrived=lambda fields: self.emit("SyncArrived", **fields),
+        )
+        self.emit("SyncReleased", **result.fields())
+        return result
 
     def _take_lock(self, role: str, resource: str, mode: LockMode, timeout: float | None) -> Lease:
         if self._owner is None:

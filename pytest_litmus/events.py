@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from pathlib import Path
@@ -30,7 +31,18 @@ MAX_TEXT = 4096
 #: Sequences longer than this are cut to their first items in call events.
 MAX_ITEMS = 64
 
+#: ``(caller, nodeid)`` of the call this thread runs for another process, set by the
+#: instrument server around each remote call: ``caller`` is the client's pid, host and
+#: user; the call is attributed to the client's ``nodeid`` (None: no test), not the holder's.
+REMOTE_CALLER: ContextVar[tuple[dict[str, Any], str | None] | None] = ContextVar("litmus_remote_caller", default=None)
+
 _encode_event = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def _remote_tail(remote: tuple[dict[str, Any], str | None]) -> str:
+    """The end of a remote call's line: the client's nodeid, then its identity."""
+    caller, nodeid = remote
+    return f'{"null" if nodeid is None else encode_basestring(nodeid)},"caller":{_encode_event(json_safe(caller))}'
 
 
 def session_dir(data_dir: Path, session_id: str) -> Path:
@@ -201,6 +213,7 @@ class Recorder:
         This is the hot path (every instrument call), so when the file writer is
         the only subscriber the line is built directly, without an event dict.
         """
+        remote = REMOTE_CALLER.get()
         with self._lock:
             self._seq += 1
             if self._writer_only():
@@ -213,7 +226,7 @@ class Recorder:
                 line = (
                     f'{{"seq":{self._seq},"ts":{time.time()!r},"session":{self._session_json},'
                     f'"type":"InstrumentCall",{head},"args":{encode_args(args)},{middle}'
-                    f'"duration":{duration!r},"nodeid":{self._nodeid_json}}}\n'
+                    f'"duration":{duration!r},"nodeid":{self._nodeid_json if remote is None else _remote_tail(remote)}}}\n'
                 )
                 self.writer.write(line.encode())
                 return
@@ -233,7 +246,10 @@ class Recorder:
             else:
                 event["result"] = json_safe(result)
             event["duration"] = duration
-            event["nodeid"] = self._nodeid
+            if remote is None:
+                event["nodeid"] = self._nodeid
+            else:
+                event["nodeid"], event["caller"] = remote[1], remote[0]
             self.hooks.dispatch(event)
 
     def close(self) -> None:

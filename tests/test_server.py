@@ -60,7 +60,6 @@ def test_two_client_processes_hammering_one_instrument_get_no_wrong_answer(stati
     assert len(calls) >= 1000  # every remote call is in the holder's log
 
 
-@pytest.mark.xfail(not hasattr(events, "REMOTE_CALLER"), reason="events.Recorder does not read REMOTE_CALLER yet")
 def test_remote_calls_are_recorded_with_the_caller_and_its_test(station: Any, server: InstrumentServer) -> None:
     remote = connect_remote(server.address, data_dir=station.data_dir, nodeid="tests/x.py::test_remote")
     remote.instrument("dmm").query("*IDN?")
