@@ -268,8 +268,9 @@ class StationConnection:
         """The simulation file instruments open on, if they are simulated."""
         if self.mock:
             return str(self.config.simulation)
-        argument, _, backend = (self.config.visa_library or "").rpartition("@")
-        return argument if backend == "sim" and argument else None
+        from pytest_litmus.visa import simulation_of
+
+        return simulation_of(self.config.visa_library)
 
     def instrument(self, role: str, timeout: float | None | Literal["default"] = "default") -> InstrumentProxy:
         """The role's instrument, locked and opened on first use; the same proxy afterwards.

@@ -68,7 +68,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _resolve(config: pytest.Config) -> Active | None:
-    from pytest_litmus.config import find_project_config, load_station, resolve_data_dir
+    from pytest_litmus.config import find_project_config, find_station_file, load_station_file, resolve_data_dir
 
     start = Path(config.invocation_params.dir)
     station = options.resolve(config, "station")
@@ -80,7 +80,7 @@ def _resolve(config: pytest.Config) -> Active | None:
         station_id, source = project.default_station, f"default_station in {project.path}"
     data_dir_setting = options.resolve(config, "data_dir")
     data_dir = resolve_data_dir(data_dir_setting.value, project=project, start=start)
-    loaded, data_dir = load_station(station_id, data_dir=data_dir, start=start)
+    loaded = load_station_file(find_station_file(station_id, data_dir, start))  # litmus.yaml is read once, above
     mock = options.resolve(config, "mock")
     timeout = options.resolve(config, "lock_timeout")
     from pytest_litmus.hooks import LitmusPluginManager

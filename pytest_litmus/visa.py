@@ -46,6 +46,12 @@ def fresh_sim_library(simulation: str | Path) -> VisaLibraryBase:
     return library
 
 
+def simulation_of(visa_library: str | None) -> str | None:
+    """The simulation file a ``visa_library`` spec names (``/abs/sim.yaml@sim``), else None."""
+    argument, _, backend = (visa_library or "").rpartition("@")
+    return argument if backend in _SIM_BACKENDS and argument else None
+
+
 def open_resource_manager(visa_library: str | None, *, simulation: Path | None = None) -> pyvisa.ResourceManager:
     """The resource manager a station's instruments open on.
 
@@ -57,8 +63,8 @@ def open_resource_manager(visa_library: str | None, *, simulation: Path | None =
     if simulation is not None:
         return pyvisa.ResourceManager(fresh_sim_library(simulation))
     if visa_library:
-        argument, _, backend = visa_library.rpartition("@")
-        if backend in _SIM_BACKENDS and argument:
-            return pyvisa.ResourceManager(fresh_sim_library(argument))
+        simulated = simulation_of(visa_library)
+        if simulated is not None:
+            return pyvisa.ResourceManager(fresh_sim_library(simulated))
         return pyvisa.ResourceManager(visa_library)
     return pyvisa.ResourceManager()
