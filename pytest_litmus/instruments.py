@@ -73,7 +73,7 @@ def open_driver(rm: Any, station: StationConfig, instrument: InstrumentConfig, *
 
 
 class _State:
-    __slots__ = ("driver", "role", "resource", "recorder", "lock", "guard")
+    __slots__ = ("driver", "role", "resource", "recorder", "lock", "guard", "accessors")
 
     def __init__(self, driver: Any, role: str, resource: str, recorder: Recorder, guard: Guard | None) -> None:
         self.driver = driver
@@ -82,6 +82,8 @@ class _State:
         self.recorder = recorder
         self.lock = threading.RLock()
         self.guard = guard
+        #: Recorded wrappers of property reads (``name``) and writes (``name=``), made once each.
+        self.accessors: dict[str, Callable[..., Any]] = {}
 
 
 class InstrumentProxy:
@@ -101,7 +103,7 @@ class InstrumentProxy:
             return getattr(state.driver, name)
         static = inspect.getattr_static(type(state.driver), name, _MISSING)
         if isinstance(static, property):
-            return _call(state, name, lambda: getattr(state.driver, name), (), {})
+            return _accessor(state, name, lambda: getattr(state.driver, name))()
         value = getattr(state.driver, name)
         if not callable(value):
             return value
@@ -111,7 +113,7 @@ class InstrumentProxy:
 
     def __setattr__(self, name: str, value: Any) -> None:
         state: _State = object.__getattribute__(self, "_litmus")
-        _call(state, f"{name}=", lambda: setattr(state.driver, name, value), (value,), {})
+        _accessor(state, f"{name}=", lambda new: setattr(state.driver, name, new))(value)
 
     def __dir__(self) -> list[str]:
         return sorted(set(dir(object.__getattribute__(self, "_litmus").driver)))
@@ -127,19 +129,21 @@ def proxy_state(proxy: InstrumentProxy) -> _State:
     return state
 
 
-def _call(state: _State, name: str, func: Callable[[], Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    from pytest_litmus.events import call_head
+def _accessor(state: _State, key: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """The recorded wrapper for a property read or write, made on first use."""
+    wrapper = state.accessors.get(key)
+    if wrapper is None:
+        wrapper = state.accessors[key] = _wrap(state, key, func)
+    return wrapper
 
-    return _wrap(state, name, lambda *a, **k: func(), head=call_head(state.role, name))(*args, **kwargs)
 
-
-def _wrap(state: _State, name: str, method: Callable[..., Any], head: str | None = None) -> Callable[..., Any]:
+def _wrap(state: _State, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     from pytest_litmus.events import call_head
 
     lock = state.lock
     record = state.recorder.instrument_call
     role = state.role
-    head = head or call_head(role, name)
+    head = call_head(role, name)
 
     def call(*args: Any, **kwargs: Any) -> Any:
         with lock:
