@@ -190,10 +190,19 @@ class Recorder:
         return self._alone
 
     def emit(self, type: str, fields: dict[str, Any]) -> dict[str, Any]:
-        """Record one event; returns it as subscribers saw it."""
+        """Record one event; returns it as subscribers saw it.
+
+        Inside a remote call (see :data:`REMOTE_CALLER`) the event names its
+        ``caller``, and a ``nodeid`` field is the client's test, not this process's.
+        """
+        remote = REMOTE_CALLER.get()
         with self._lock:
             self._seq += 1
             event = {"seq": self._seq, "ts": time.time(), "session": self.session, "type": type, **fields}
+            if remote is not None:
+                if "nodeid" in event:
+                    event["nodeid"] = remote[1]
+                event["caller"] = remote[0]
             self.hooks.dispatch(event)
             return event
 
