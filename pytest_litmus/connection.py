@@ -29,6 +29,7 @@ from pytest_litmus.locking import Lease, LockOwner
 from pytest_litmus.measurements import Measurement, judge
 
 if TYPE_CHECKING:
+    from pytest_litmus.server import RemoteInstrument, RemoteRecorder, RemoteSrqWaiter, RemoteStation, ServerInfo
     from pytest_litmus.srq import SrqWaiter
 
 SessionOutcome = Literal["passed", "failed", "errored", "terminated"]
@@ -42,16 +43,36 @@ def connect(
     *,
     data_dir: str | os.PathLike[str] | None = None,
     mock: bool = False,
+    server: str | None = None,
 ) -> StationConnection:
     """A :class:`StationConnection` for ``station`` (None: ``default_station`` of ``litmus.yaml``).
 
     The data dir resolves: ``data_dir`` -> ``litmus.yaml`` ``data_dir`` ->
     ``$LITMUS_HOME`` -> the user data dir. Nothing is opened until ``start()``
     (or ``with``).
+
+    ``server="host:port"`` joins the session of that instrument server instead:
+    its instruments are the holder's, reached through the server, and events go
+    to the holder's log. Without ``server``, ``$LITMUS_SERVER`` (which a holder
+    sets for its children) is joined when it serves ``station`` (or ``station``
+    is None). See docs/sharing.md.
     """
-    config, resolved = load_station(station, data_dir=data_dir)
+    from pytest_litmus.server import ENV_ADDRESS, find_server_info
+
     hooks = LitmusPluginManager()
     hooks.load_setuptools_entrypoints("litmus")
+    address = server or os.environ.get(ENV_ADDRESS)
+    if address:
+        info = find_server_info(address, data_dir)
+        if station is None or station == info.station:
+            if mock and not info.mock:
+                raise LitmusError(
+                    f"instrument server {address} holds the real instruments of {info.station!r}; mock=True cannot join it"
+                )
+            return StationConnection.join(info, hooks=hooks)
+        if server is not None:  # an inherited $LITMUS_SERVER of another station is simply not joined
+            raise LitmusError(f"instrument server {address} serves station {info.station!r}, not {station!r}")
+    config, resolved = load_station(station, data_dir=data_dir)
     return StationConnection(config, data_dir=resolved, mock=mock, hooks=hooks)
 
 
@@ -89,6 +110,10 @@ class StationConnection:
         self.data_dir = Path(data_dir) if data_dir is not None else resolve_data_dir()
         self.mock = mock
         self.session_id = str(uuid.uuid4())
+        #: How many processes meet at :meth:`sync` when it is not told (the plugin sets the xdist worker count).
+        self.sync_parties: int | None = None
+        self._joined: ServerInfo | None = None
+        self._remote: RemoteStation | None = None
         self.hooks = hooks if hooks is not None else LitmusPluginManager()
         self.lock_timeout = lock_timeout
         self.instruments: dict[str, InstrumentProxy] = {}
@@ -97,11 +122,37 @@ class StationConnection:
         self._server: Any = None
         self.counts: Counter[str] = Counter()
         self._argv = list(argv) if argv is not None else list(sys.argv)
-        self._recorder: Recorder | None = None
+        self._recorder: Recorder | RemoteRecorder | None = None
         self._rm: Any = None
         self._lock = threading.RLock()
         self._state: Literal["new", "started", "stopped"] = "new"
         self._outcome: SessionOutcome | None = None
+
+    @classmethod
+    def join(
+        cls, server: ServerInfo, *, hooks: LitmusPluginManager | None = None, config: StationConfig | None = None
+    ) -> StationConnection:
+        """A connection into the session that the instrument server ``server`` belongs to.
+
+        ``instrument(role)`` returns the holder's instrument through the server;
+        events (measurements, test outcomes) are recorded in the holder's log,
+        numbered by it, with this process as their ``caller``. ``start()``
+        connects, ``stop()`` disconnects; the session and its locks stay the
+        holder's. ``config`` defaults to the server's station file.
+        """
+        if config is None:
+            from pytest_litmus.config import load_station_file
+
+            config = load_station_file(Path(server.station_file))
+        connection = cls(config, data_dir=server.data_dir, mock=server.mock, hooks=hooks)
+        connection.session_id = server.session
+        connection._joined = server
+        return connection
+
+    @property
+    def remote(self) -> RemoteStation | None:
+        """The server this connection joined (None: it holds its own instruments)."""
+        return self._remote
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -119,6 +170,14 @@ class StationConnection:
         with self._lock:
             if self._state != "new":
                 raise LitmusError(f"session {self.session_id} was already {self._state}; one StationConnection per session")
+            if self._joined is not None:
+                from pytest_litmus.server import RemoteRecorder, RemoteStation
+
+                self._remote = RemoteStation(self._joined)
+                self._recorder = RemoteRecorder(self._remote, self.hooks)
+                self._state = "started"
+                atexit.register(self._at_exit)
+                return self  # the holder recorded SessionStarted, and records this client's arrival
             writer = EventFile(self.event_log)
             self._recorder = Recorder(self.session_id, writer, self.hooks)
             self._state = "started"
@@ -141,7 +200,10 @@ class StationConnection:
         return self
 
     def stop(self, outcome: SessionOutcome = "passed") -> None:
-        """Release every instrument (reverse order), record ``SessionEnded``, close the log."""
+        """Release every instrument (reverse order), record ``SessionEnded``, close the log.
+
+        A joined connection (see :meth:`join`) only disconnects: the session is the holder's.
+        """
         if outcome not in SESSION_OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(SESSION_OUTCOMES)}, got {outcome!r}")
         with self._lock:
@@ -160,7 +222,8 @@ class StationConnection:
                     self._rm = None
             finally:
                 self._outcome = outcome
-                self.emit("SessionEnded", outcome=outcome, counts=dict(self.counts))
+                if self._remote is None:
+                    self.emit("SessionEnded", outcome=outcome, counts=dict(self.counts))
                 assert self._recorder is not None
                 self._recorder.close()
                 self._state = "stopped"
@@ -189,7 +252,7 @@ class StationConnection:
 
     # ------------------------------------------------------------------ events
 
-    def _require_started(self) -> Recorder:
+    def _require_started(self) -> Recorder | RemoteRecorder:
         recorder = self._recorder
         if recorder is None or self._state != "started":
             raise LitmusError(f"session {self.session_id} is not running: call start() or use 'with connect(...)'")
@@ -205,8 +268,17 @@ class StationConnection:
         self._require_started().nodeid = value
 
     def emit(self, event_type: str, **fields: Any) -> dict[str, Any]:
-        """Record an event of ``event_type`` with ``fields``; returns it."""
-        return self._require_started().emit(event_type, fields)
+        """Record an event of ``event_type`` with ``fields``; returns it.
+
+        Test outcomes and measurements are counted for ``SessionEnded``, also
+        those that clients of the instrument server record here.
+        """
+        event = self._require_started().emit(event_type, fields)
+        if event_type == "TestOutcome" or event_type == "Measurement":
+            key = str(fields.get("outcome"))
+            with self._lock:
+                self.counts[key if event_type == "TestOutcome" else f"measurements_{key}"] += 1
+        return event
 
     def events(self, event_type: str | Sequence[str] | None = None, role: str | None = None) -> list[dict[str, Any]]:
         """Events of this session so far, from its file, optionally filtered."""
@@ -232,8 +304,6 @@ class StationConnection:
         """Judge and record a ``Measurement``; returns it (it never raises for a failed value)."""
         measurement = judge(name, value, units=units, low=low, high=high, nodeid=self.nodeid)
         self.emit("Measurement", **measurement.fields())
-        with self._lock:
-            self.counts[f"measurements_{measurement.outcome}"] += 1
         return measurement
 
     def test_started(self, nodeid: str) -> None:
@@ -247,8 +317,6 @@ class StationConnection:
     def test_finished(self, nodeid: str, outcome: str, duration: float, message: str | None = None) -> None:
         """Record ``TestOutcome`` and stop attributing calls to the test."""
         self.emit("TestOutcome", nodeid=nodeid, outcome=outcome, duration=duration, message=message)
-        with self._lock:
-            self.counts[outcome] += 1
         self.nodeid = None
 
     # ------------------------------------------------------------------ instruments
@@ -272,18 +340,26 @@ class StationConnection:
 
         return simulation_of(self.config.visa_library)
 
-    def instrument(self, role: str, timeout: float | None | Literal["default"] = "default") -> InstrumentProxy:
+    def instrument(
+        self, role: str, timeout: float | None | Literal["default"] = "default"
+    ) -> InstrumentProxy | RemoteInstrument:
         """The role's instrument, locked and opened on first use; the same proxy afterwards.
 
         ``timeout`` (seconds) bounds the wait for a lock someone else holds: 0
         fails at once with :class:`ResourceInUse`, None waits forever; the
         default is the session's ``lock_timeout``. Mock sessions take no locks.
+        A joined connection returns the holder's instrument (opened and locked
+        there, with the holder's lock timeout), forwarding every call.
         """
+        if self._remote is not None:
+            self._require_started()
+            return self._remote.instrument(self.config.role(role).role)
         with self._lock:
             proxy = self.instruments.get(role)
             if proxy is not None:
                 return proxy
             recorder = self._require_started()
+            assert isinstance(recorder, Recorder)  # a joined connection returned above
             cfg = self.config.role(role)
             wait = self.lock_timeout if timeout == "default" else timeout
             lease = None if self.mock else self._take_lock(cfg.role, cfg.resource, cfg.lock, wait)
@@ -316,17 +392,30 @@ class StationConnection:
             return proxy
 
     def srq(
-        self, instrument: str | InstrumentProxy, *, ese: int = 1, sre: int = 32, mechanism: str | None = None
-    ) -> SrqWaiter:
+        self,
+        instrument: str | InstrumentProxy | RemoteInstrument,
+        *,
+        ese: int = 1,
+        sre: int = 32,
+        mechanism: str | None = None,
+    ) -> SrqWaiter | RemoteSrqWaiter:
         """Arm service requests on a role (or its proxy) and return a waiter (see docs/srq.md).
 
         Sends ``*CLS``, ``*ESE ese``, ``*SRE sre`` under the instrument's lock;
         ``waiter.wait(timeout)`` returns the status byte or raises ``SrqTimeout``,
-        and records an ``SrqWait`` event.
+        and records an ``SrqWait`` event. A joined connection arms and waits in
+        the holder, where the instrument is.
         """
         from pytest_litmus.srq import arm
 
+        if self._remote is not None:
+            from pytest_litmus.server import remote_role
+
+            role = instrument if isinstance(instrument, str) else remote_role(instrument)
+            return self._remote.srq(self.config.role(role).role, ese=ese, sre=sre, mechanism=mechanism)
         proxy = self.instrument(instrument) if isinstance(instrument, str) else instrument
+        if not isinstance(proxy, InstrumentProxy):
+            raise LitmusError(f"{proxy!r} is another process's instrument: arm it through the connection that joined its server")
         state = proxy_state(proxy)
         resource = getattr(state.driver, "resource", None)
         if resource is None:
@@ -366,26 +455,40 @@ class StationConnection:
         from pytest_litmus.server import serve
 
         self._require_started()
+        if self._remote is not None:
+            raise LitmusError(
+                f"this connection joined the instrument server {self._remote.address}; only the holder serves its instruments"
+            )
         if self._server is None:
             self._server = serve(self, roles, host=host, port=port)
         return str(self._server.address)
+
+    @property
+    def instrument_server(self) -> Any:
+        """The running :class:`~pytest_litmus.server.InstrumentServer` (its ``path``, ``environ``), or None."""
+        return self._server
 
     @property
     def instrument_server_address(self) -> str | None:
         """``host:port`` of the running instrument server, if any."""
         return str(self._server.address) if self._server is not None else None
 
-    def sync(self, name: str, timeout: float | None = None, *, parties: int) -> Any:
+    def sync(self, name: str, timeout: float | None = None, *, parties: int | None = None) -> Any:
         """Block until ``parties`` processes of this session reached barrier ``name``.
 
-        A party that dies, or ``timeout`` seconds, raises ``SyncError`` in the
-        others instead of hanging. Records ``SyncArrived`` and ``SyncReleased``.
+        ``parties`` defaults to :attr:`sync_parties` (under pytest: the number of
+        xdist workers, 1 without xdist). A party that dies, or ``timeout``
+        seconds, raises ``SyncError`` in the others instead of hanging. Records
+        ``SyncArrived`` and ``SyncReleased``.
         """
         from pytest_litmus.events import session_dir
         from pytest_litmus.sync import sync
 
+        count = parties if parties is not None else self.sync_parties
+        if count is None:
+            raise ValueError(f"sync({name!r}) needs parties=N: how many processes of session {self.session_id} meet there")
         result = sync(
-            session_dir(self.data_dir, self.session_id), name, parties, timeout=timeout,
+            session_dir(self.data_dir, self.session_id), name, count, timeout=timeout,
             on_arrived=lambda fields: self.emit("SyncArrived", **fields),
         )
         self.emit("SyncReleased", **result.fields())
@@ -412,8 +515,13 @@ class StationConnection:
             self.emit("LockReleased", role=role, resource=lease.resource, mode=lease.mode, kind=lease.kind, nodeid=self.nodeid)
 
     def release(self, role: str) -> None:
-        """Close the role's instrument; its proxy refuses further calls."""
+        """Close the role's instrument; its proxy refuses further calls.
+
+        A joined connection holds nothing to release: the holder keeps the instrument.
+        """
         self.config.role(role)
+        if self._remote is not None:
+            return
         with self._lock:
             if role in self.instruments:
                 self._release(role)

@@ -3,6 +3,11 @@
 Without a station (no ``--station``, ``LITMUS_STATION``, ``litmus_station`` or
 ``default_station``) the plugin registers nothing beyond its options and two
 fixtures: no VISA import, no file written, no per-test hook.
+
+Under pytest-xdist the controller holds the session: its instruments, locks and
+event log, served to the workers by an instrument server whose connection file
+reaches them in ``workerinput``. Each worker joins that session
+(:meth:`StationConnection.join`), so one run is one session directory.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import types
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
@@ -37,11 +42,19 @@ class Active:
     sources: dict[str, str]
     hooks: LitmusPluginManager
     connection: StationConnection | None = None
+    #: This process under pytest-xdist: not distributing, the controller, or a worker.
+    xdist: Literal["off", "controller", "worker"] = "off"
+    #: A worker's: the controller's instrument server connection file, and how many workers there are.
+    server_file: Path | None = None
+    workers: int = 1
 
 
 ACTIVE = pytest.StashKey[Active]()
 MEASUREMENTS = pytest.StashKey[list["Measurement"]]()
 REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+#: The ``workerinput`` key that carries the controller's connection file to xdist workers.
+WORKERINPUT_KEY = "litmus_server_file"
 
 # pytest exit status -> session outcome (pytest.ExitCode values)
 _SESSION_OUTCOME: dict[int, SessionOutcome] = {0: "passed", 1: "failed", 2: "terminated", 3: "errored", 4: "errored", 5: "passed"}
@@ -58,6 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"litmus: {exc}") from None
     if active is None:
         return
+    _place_in_xdist(config, active)
     config.stash[ACTIVE] = active
     from pytest_litmus.hooks import bridge_pytest_plugin
 
@@ -65,6 +79,26 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(bridge, "litmus-hook-bridge")
     config.pluginmanager.register(_role_fixtures(active.station), "litmus-roles")
     config.pluginmanager.register(SessionPlugin(active), "litmus-session")
+    if active.xdist == "controller":
+        config.pluginmanager.register(XdistController(active), "litmus-xdist-controller")
+    else:  # the process that runs the tests records them
+        config.pluginmanager.register(PerTestPlugin(active), "litmus-tests")
+
+
+def _place_in_xdist(config: pytest.Config, active: Active) -> None:
+    """Whether this process is an xdist controller or worker (and a worker's server file)."""
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        path = workerinput.get(WORKERINPUT_KEY)
+        if not path:
+            raise pytest.UsageError(
+                "litmus: this pytest-xdist worker got no instrument server from the controller; "
+                "run the controller with pytest-litmus active too (the same --station)"
+            )
+        active.xdist, active.server_file = "worker", Path(path)
+        active.workers = int(workerinput.get("workercount", 1))
+    elif getattr(config.option, "dist", "no") != "no":
+        active.xdist = "controller"
 
 
 def _resolve(config: pytest.Config) -> Active | None:
@@ -133,11 +167,15 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     src = active.sources
     timeout = "none (wait forever)" if active.lock_timeout is None else f"{active.lock_timeout:g} s"
     session = active.connection.session_id if active.connection else "-"
-    return [
+    lines = [
         f"litmus: station {active.station.id} ({active.station.path}) [{src['station']}]",
         f"litmus: mock {'on' if active.mock else 'off'} [{src['mock']}], lock timeout {timeout} [{src['lock_timeout']}]",
         f"litmus: data dir {active.data_dir} [{src['data_dir']}], session {session}",
     ]
+    address = active.connection.instrument_server_address if active.connection else None
+    if active.xdist == "controller" and address:
+        lines.append(f"litmus: this process holds the instruments; xdist workers reach them at {address}")
+    return lines
 
 
 # ---------------------------------------------------------------------- fixtures
@@ -241,16 +279,20 @@ def _test_outcome(reports: dict[str, pytest.TestReport]) -> tuple[str, str | Non
 
 @dataclass
 class SessionPlugin:
-    """Hooks that run only when a station is active."""
+    """The session's connection: opened at session start, closed with its outcome at the end."""
 
     active: Active
-    reports: dict[str, dict[str, pytest.TestReport]] = field(default_factory=dict)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         from pytest_litmus.connection import StationConnection
 
         a = self.active
+        if a.xdist == "worker":
+            assert a.server_file is not None
+            a.connection = _join(a.server_file, a)
+            a.connection.sync_parties = a.workers
+            return
         connection = StationConnection(
             a.station,
             data_dir=a.data_dir,
@@ -259,14 +301,66 @@ class SessionPlugin:
             argv=[sys.argv[0], *session.config.invocation_params.args],
             lock_timeout=a.lock_timeout,
         )
+        connection.sync_parties = 1
         connection.start()
         a.connection = connection
+        if a.xdist == "controller":  # before xdist starts the workers (its sessionstart is trylast)
+            connection.start_instrument_server()
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         connection = self.active.connection
         if connection is not None:
             connection.stop(_SESSION_OUTCOME.get(int(exitstatus), "errored"))
+
+
+def _join(server_file: Path, active: Active) -> StationConnection:
+    """A worker's connection into the controller's session."""
+    from pytest_litmus.connection import StationConnection
+    from pytest_litmus.server import ServerInfo
+
+    try:
+        info = ServerInfo.load(server_file)
+        return StationConnection.join(info, hooks=active.hooks, config=active.station).start()
+    except (OSError, ValueError, TypeError) as exc:
+        raise pytest.UsageError(f"litmus: cannot read the controller's connection file {server_file}: {exc}") from None
+    except LitmusError as exc:
+        raise pytest.UsageError(f"litmus: cannot join the controller's session: {exc}") from None
+
+
+@dataclass
+class XdistController:
+    """The xdist controller's hooks: hand workers the instrument server, record crashed tests."""
+
+    active: Active
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        connection = self.active.connection
+        server = connection.instrument_server if connection is not None else None
+        if server is not None:
+            node.workerinput[WORKERINPUT_KEY] = str(server.path)
+
+    @pytest.hookimpl(optionalhook=True, wrapper=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> Generator[None, object, object]:
+        """A worker died in a test: it cannot record the outcome, so the controller does."""
+        result = yield
+        connection = self.active.connection
+        if connection is not None and str(report.outcome) != "rerun":
+            gateway = getattr(getattr(report, "node", None), "gateway", None)
+            connection.emit(
+                "TestOutcome", nodeid=crashitem, outcome="failed", duration=0.0,
+                message=str(report.longrepr), caller={"worker": getattr(gateway, "id", None)},
+            )
+        return result
+
+
+@dataclass
+class PerTestPlugin:
+    """Per-test hooks, in the process that runs the tests (not an xdist controller)."""
+
+    active: Active
+    reports: dict[str, dict[str, pytest.TestReport]] = field(default_factory=dict)
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         if self.active.connection is not None:

@@ -28,7 +28,6 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
@@ -41,6 +40,8 @@ from pytest_litmus.follow import pid_alive
 
 if TYPE_CHECKING:
     from pytest_litmus.connection import StationConnection
+    from pytest_litmus.hooks import LitmusPluginManager
+    from pytest_litmus.srq import SrqWaiter
 
 __all__ = [
     "ENV_ADDRESS",
@@ -48,11 +49,14 @@ __all__ = [
     "InstrumentServer",
     "RemoteCallError",
     "RemoteInstrument",
+    "RemoteRecorder",
+    "RemoteSrqWaiter",
     "RemoteStation",
     "ServerInfo",
     "ServerUnavailable",
     "connect_remote",
     "find_server",
+    "find_server_info",
     "list_servers",
     "serve",
 ]
@@ -69,9 +73,7 @@ HANDSHAKE_TIMEOUT = 5.0
 #: ``(caller, nodeid)`` of the remote call running in this thread: who asked (pid,
 #: host, user) and the test it runs. ``events.Recorder.instrument_call`` reads it
 #: (``events.REMOTE_CALLER``) to record the caller and attribute the call.
-REMOTE_CALLER: ContextVar[tuple[dict[str, Any], str | None] | None] = getattr(
-    events, "REMOTE_CALLER", ContextVar("litmus_remote_caller", default=None)
-)
+REMOTE_CALLER = events.REMOTE_CALLER
 
 _loads = pickle.loads
 
@@ -106,13 +108,21 @@ class RemoteCallError(LitmusError, RuntimeError):
 # --------------------------------------------------------------------------- identity and files
 
 
+#: What a server keeps of a client's identity (``worker``: the pytest-xdist worker id, if any).
+CALLER_KEYS = ("pid", "host", "user", "worker")
+
+
 def identity() -> dict[str, Any]:
-    """This process: pid, host, user (what a server records as a call's caller)."""
+    """This process: pid, host, user and xdist worker id (what a server records as a call's caller)."""
     try:
         user = getpass.getuser()
     except Exception:  # no passwd entry (containers)
         user = str(os.getuid())
-    return {"pid": os.getpid(), "host": socket.gethostname(), "user": user}
+    found: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname(), "user": user}
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        found["worker"] = worker
+    return found
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,10 @@ class ServerInfo:
     #: The machine the server process runs on (stale files are judged only there).
     hostname: str = ""
     started: float = 0.0
+    #: The holder's data dir (its session's events are there), station file and mock flag.
+    data_dir: str = ""
+    station_file: str = ""
+    mock: bool = False
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -242,6 +256,7 @@ class _Client:
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.caller: dict[str, Any] = {}
         self.held: dict[str, tuple[threading.RLock, int]] = {}
+        self.waiters: dict[int, SrqWaiter] = {}
         self.calls = 0
 
     def lock(self, role: str, lock: threading.RLock, timeout: float | None) -> bool:
@@ -260,6 +275,9 @@ class _Client:
             self.held[role] = (lock, count - 1)
 
     def release_all(self) -> None:
+        for waiter in self.waiters.values():
+            waiter.close()
+        self.waiters.clear()
         for lock, count in self.held.values():
             for _ in range(count):
                 lock.release()
@@ -298,6 +316,9 @@ class InstrumentServer:
             user=identity()["user"],
             hostname=socket.gethostname(),
             started=time.time(),
+            data_dir=str(connection.data_dir),
+            station_file=str(connection.config.path),
+            mock=connection.mock,
         )
         self.path = self.info.write(Path(connection.data_dir) / SERVERS_DIR)
         self._thread = threading.Thread(target=self._accept_loop, name=f"litmus-server-{bound_port}", daemon=True)
@@ -385,7 +406,7 @@ class InstrumentServer:
                 kind, caller = conn.recv()
                 if kind != "hello" or not isinstance(caller, dict):
                     return
-                client.caller = {k: caller.get(k) for k in ("pid", "host", "user")}
+                client.caller = {k: caller[k] for k in CALLER_KEYS if k in caller}
                 conn.send(("ok", asdict(self.info) | {"key": None, "path": None}))
             except (EOFError, OSError, pickle.UnpicklingError, ValueError, TypeError):
                 return
@@ -473,6 +494,38 @@ def _op_unlock(server: InstrumentServer, client: _Client, role: str, name: str, 
     client.unlock(role)
 
 
+def _op_emit(server: InstrumentServer, client: _Client, role: str, name: str, args: Any, kwargs: Any) -> Any:
+    """Record an event of the client's (a measurement, a test outcome) in the holder's log."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"event type must be a non-empty string, got {name!r}")
+    return server.connection.emit(name, **kwargs)
+
+
+def _op_srq_arm(server: InstrumentServer, client: _Client, role: str, name: str, args: Any, kwargs: Any) -> Any:
+    """Arm service requests on the role in the holder; returns the waiter's id for ``srq_wait``."""
+    waiter = server.connection.srq(server._proxy(role), **kwargs)
+    assert not isinstance(waiter, RemoteSrqWaiter)  # the holder's own connection arms locally
+    client.waiters[id(waiter)] = waiter
+    return id(waiter)
+
+
+def _client_waiter(client: _Client, role: str, args: Any) -> SrqWaiter:
+    waiter = client.waiters.get(args[0])
+    if waiter is None:
+        raise LitmusError(f"role {role!r}: no armed SRQ waiter {args[0]!r} for this client (closed already?)")
+    return waiter
+
+
+def _op_srq_wait(server: InstrumentServer, client: _Client, role: str, name: str, args: Any, kwargs: Any) -> Any:
+    return _client_waiter(client, role, args).wait(args[1])
+
+
+def _op_srq_close(server: InstrumentServer, client: _Client, role: str, name: str, args: Any, kwargs: Any) -> Any:
+    waiter = client.waiters.pop(args[0], None)
+    if waiter is not None:
+        waiter.close()
+
+
 _OPS: dict[str, Callable[[InstrumentServer, _Client, str, str, Any, Any], Any]] = {
     "call": _op_call,
     "get": _op_get,
@@ -480,6 +533,10 @@ _OPS: dict[str, Callable[[InstrumentServer, _Client, str, str, Any, Any], Any]] 
     "describe": _op_describe,
     "lock": _op_lock,
     "unlock": _op_unlock,
+    "emit": _op_emit,
+    "srq_arm": _op_srq_arm,
+    "srq_wait": _op_srq_wait,
+    "srq_close": _op_srq_close,
 }
 
 
@@ -622,6 +679,16 @@ class RemoteStation:
             self._instruments[role] = found
         return found
 
+    def emit(self, event_type: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Record an event in the holder's log (it adds ``seq``, ``ts`` and this ``caller``); returns it."""
+        event: dict[str, Any] = self.request("emit", "", event_type, (), fields)
+        return event
+
+    def srq(self, role: str, *, ese: int = 1, sre: int = 32, mechanism: str | None = None) -> RemoteSrqWaiter:
+        """Arm service requests on ``role`` in the holder; the waiter waits there (see docs/srq.md)."""
+        waiter_id = self.request("srq_arm", role, "srq", (), {"ese": ese, "sre": sre, "mechanism": mechanism})
+        return RemoteSrqWaiter(self, role, waiter_id)
+
     def close(self) -> None:
         """Close every connection of every thread (held instrument locks are released by the server)."""
         with self._lock:
@@ -693,6 +760,70 @@ class RemoteInstrument:
         return f"<RemoteInstrument {object.__getattribute__(self, '_role')} at {station.address}>"
 
 
+class RemoteSrqWaiter:
+    """An SRQ waiter armed in the holder: ``wait`` blocks there and returns the status byte.
+
+    It lives on this thread's connection to the server (as instrument locks do):
+    wait and close it from the thread that armed it.
+    """
+
+    def __init__(self, station: RemoteStation, role: str, waiter_id: int) -> None:
+        self.station = station
+        self.role = role
+        self._id: int | None = waiter_id
+
+    def wait(self, timeout: float | None = 10.0) -> int:
+        """The status byte once the instrument requests service; ``SrqTimeout`` after ``timeout`` s."""
+        if self._id is None:
+            raise LitmusError(f"SRQ waiter of role {self.role!r} is closed")
+        status: int = self.station.request("srq_wait", self.role, "wait", (self._id, timeout))
+        return status
+
+    def close(self) -> None:
+        """Disarm it in the holder (a lost server has disarmed it already)."""
+        waiter_id, self._id = self._id, None
+        if waiter_id is not None:
+            with contextlib.suppress(ServerUnavailable):
+                self.station.request("srq_close", self.role, "close", (waiter_id,))
+
+    def __enter__(self) -> RemoteSrqWaiter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<RemoteSrqWaiter {self.role} at {self.station.address}>"
+
+
+class RemoteRecorder:
+    """A :class:`~pytest_litmus.events.Recorder` for a connection joined to a server.
+
+    Events go to the holder, which numbers them and writes them to the one log of
+    the session; this process's ``litmus_event`` subscribers see the events it sent.
+    """
+
+    def __init__(self, station: RemoteStation, hooks: LitmusPluginManager) -> None:
+        self.station = station
+        self.hooks = hooks
+
+    @property
+    def nodeid(self) -> str | None:
+        return self.station.nodeid
+
+    @nodeid.setter
+    def nodeid(self, value: str | None) -> None:
+        self.station.nodeid = value
+
+    def emit(self, type: str, fields: dict[str, Any]) -> dict[str, Any]:
+        event = self.station.emit(type, fields)
+        self.hooks.dispatch(event)
+        return event
+
+    def close(self) -> None:
+        self.station.close()
+
+
 def connect_remote(
     address: str | None = None, *, data_dir: str | os.PathLike[str] | None = None, nodeid: str | None = None
 ) -> RemoteStation:
@@ -702,6 +833,15 @@ def connect_remote(
     from the connection files in ``data_dir`` (resolved as ``connect()`` does).
     With no ``address``, ``$LITMUS_SERVER`` is used.
     """
+    return RemoteStation(find_server_info(address, data_dir), nodeid=nodeid)
+
+
+def find_server_info(address: str | None = None, data_dir: str | os.PathLike[str] | None = None) -> ServerInfo:
+    """The connection file of the server at ``address`` (default ``$LITMUS_SERVER``).
+
+    ``$LITMUS_SERVER_FILE`` is used when it names that server, else the
+    connection files in ``data_dir`` (resolved as ``connect()`` does).
+    """
     address = address or os.environ.get(ENV_ADDRESS)
     if not address:
         raise ServerUnavailable("(none)", f"no address given and ${ENV_ADDRESS} is not set")
@@ -710,5 +850,13 @@ def connect_remote(
         with contextlib.suppress(OSError, ValueError, TypeError):
             info = ServerInfo.load(Path(env_file))
             if _same_address(info.address, address):
-                return RemoteStation(info, nodeid=nodeid)
-    return RemoteStation(find_server(address, data_dir), nodeid=nodeid)
+                return info
+    return find_server(address, data_dir)
+
+
+def remote_role(instrument: object) -> str:
+    """The role a :class:`RemoteInstrument` stands for."""
+    if not isinstance(instrument, RemoteInstrument):
+        raise LitmusError(f"{instrument!r} is not an instrument of an instrument server")
+    role: str = object.__getattribute__(instrument, "_role")
+    return role

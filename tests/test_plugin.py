@@ -12,20 +12,11 @@ from typing import Any
 import pytest
 
 from pytest_litmus.events import read_session
+from plugincases import OUTCOMES, esc, session_events
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def esc(pattern: str) -> str:
-    """An fnmatch pattern matching ``[`` and ``]`` literally (``*`` still matches)."""
-    return pattern.replace("[", "\0").replace("]", "[]]").replace("\0", "[[]")
-
-
-def session_events(pytester: pytest.Pytester) -> list[dict[str, Any]]:
-    (path,) = (pytester.path / "home" / "sessions").glob("*/events.jsonl")
-    log = read_session(path)
-    assert log.complete and not log.torn
-    return log.events
 
 
 def test_importing_the_plugin_costs_no_visa_import() -> None:
@@ -179,35 +170,6 @@ def test_out_of_limit_measurements_fail_the_test_after_its_body(station_project:
     assert '<property name="measurement.low_rail.outcome" value="failed" />' in junit
 
 
-OUTCOMES = """
-import pytest
-
-def test_pass(dmm):
-    dmm.measure_voltage()
-
-def test_fail(psu):
-    psu.set_voltage(1.0)
-    assert False, "rail never came up"
-
-@pytest.mark.skip(reason="no fixture on this cell")
-def test_skip():
-    pass
-
-@pytest.fixture
-def broken():
-    raise RuntimeError("fixture exploded")
-
-def test_error(broken):
-    pass
-
-@pytest.mark.xfail(reason="known")
-def test_xfail(measure):
-    measure("v", 9.0, high=1.0)
-
-@pytest.mark.xfail(reason="fixed since", strict=False)
-def test_xpass():
-    pass
-"""
 
 
 def test_outcomes_and_event_file_content(station_project: pytest.Pytester) -> None:
