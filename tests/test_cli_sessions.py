@@ -131,3 +131,15 @@ def test_tail_json_and_unfinished_sessions(tmp_path: Path) -> None:
     timed = _tail(tmp_path, "ffff", "--timeout", "0")
     _, err = timed.communicate(timeout=30)
     assert timed.returncode == 3 and "has not ended (the timeout passed)" in err
+
+
+def test_tail_tags_what_an_xdist_worker_did() -> None:
+    from pytest_litmus.cli.tail import describe
+
+    caller = {"pid": 7, "host": "bench", "user": "t", "worker": "gw1"}
+    outcome = {"seq": 9, "ts": 0.0, "type": "TestOutcome", "nodeid": "t.py::a", "outcome": "passed", "duration": 0.5, "caller": caller}
+    line = describe(outcome)
+    assert line is not None and line.split(" ", 1)[1] == "[gw1] PASSED   t.py::a (0.5 s)"
+    joined = describe({"type": "InstrumentClientConnected", "server": "127.0.0.1:1", "caller": caller})
+    assert joined is not None and joined.endswith("client pid 7 t@bench (xdist gw1) connected")
+    assert "[" not in (describe({"type": "TestStarted", "nodeid": "x"}) or "[")

@@ -67,7 +67,8 @@ def _stamp(event: Event) -> str:
 def _who(caller: Any) -> str:
     if not isinstance(caller, dict):
         return "?"
-    return f"pid {caller.get('pid')} {caller.get('user')}@{caller.get('host')}"
+    worker = f" (xdist {caller['worker']})" if caller.get("worker") else ""
+    return f"pid {caller.get('pid')} {caller.get('user')}@{caller.get('host')}{worker}"
 
 
 def _call(e: Event) -> str:
@@ -109,6 +110,7 @@ _FORMATS: dict[str, Callable[[Event], str]] = {
     "InstrumentCall": _call,
 }
 
+
 def describe(event: Event, *, calls: bool = False) -> str | None:
     """One readable line for an event (None: an instrument call, unless ``calls``)."""
     kind = str(event.get("type"))
@@ -119,4 +121,6 @@ def describe(event: Event, *, calls: bool = False) -> str | None:
         text = fmt(event) if fmt else f"{kind} {json.dumps({k: v for k, v in event.items() if k not in _HEAD})}"
     except (TypeError, ValueError, KeyError):  # a field of an unexpected type: show the event as it is
         text = f"{kind} {json.dumps({k: v for k, v in event.items() if k not in _HEAD})}"
-    return f"{_stamp(event)} {text}"
+    caller = event.get("caller")
+    worker = caller.get("worker") if isinstance(caller, dict) else None
+    return f"{_stamp(event)} [{worker}] {text}" if worker else f"{_stamp(event)} {text}"
