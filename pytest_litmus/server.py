@@ -658,6 +658,7 @@ class RemoteStation:
 
     def request(self, op: str, role: str, name: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None) -> Any:
         """Send one request and return its result, or raise the exception it raised in the server."""
+        __tracebackhide__ = True  # pytest shows the test's line, not this forwarding
         conn = self._conn()
         try:
             conn.send_bytes(_dumps((op, role, name, args, dict(kwargs) if kwargs else {}, self.nodeid)))
@@ -726,6 +727,7 @@ class RemoteInstrument:
         request = station.request
 
         def forward(*args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
             return request("call", role, name, args, kwargs)
 
         forward.__name__ = name

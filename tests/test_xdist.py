@@ -140,3 +140,15 @@ def test_examples_run_on_two_workers(station_project: pytest.Pytester) -> None:
     events = session_events(station_project)
     (srq,) = by_type(events, "SrqWait")  # armed and waited in the holder, for a worker's test
     assert srq["nodeid"].endswith("test_triggered_reading_by_srq") and srq["caller"]["worker"]
+
+
+def test_a_held_instrument_is_reported_in_the_workers_test(station_project: pytest.Pytester) -> None:
+    from pytest_litmus import connect
+
+    real_station(station_project)
+    station_project.makepyfile("def test_x(dmm): pass")
+    with connect("cell-7", data_dir=station_project.path / "home") as other:
+        other.instrument("dmm")  # another session holds the DMM for the whole run
+        result = station_project.runpytest_subprocess("--station", "cell-7", "-n", "2")
+    result.assert_outcomes(errors=1)
+    result.stdout.re_match_lines([rf".*ResourceInUse: .* is in use by .*session {other.session_id}.*"], consecutive=False)
