@@ -13,7 +13,7 @@ import importlib
 import inspect
 import threading
 from collections.abc import Callable
-from time import perf_counter
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 from pytest_litmus.errors import StationConfigError
@@ -145,19 +145,24 @@ def _wrap(state: _State, name: str, method: Callable[..., Any]) -> Callable[...,
     role = state.role
     head = call_head(role, name)
 
+    acquire, release = lock.acquire, lock.release  # cheaper than "with lock" on this path
+
     def call(*args: Any, **kwargs: Any) -> Any:
-        with lock:
+        acquire()
+        try:
             guard = state.guard
             if guard is not None:
                 guard()
-            start = perf_counter()
+            start = perf_counter_ns()
             try:
                 result = method(*args, **kwargs)
             except Exception as exc:
-                record(role, name, head, args, kwargs, None, f"{type(exc).__name__}: {exc}", perf_counter() - start)
+                record(role, name, head, args, kwargs, None, f"{type(exc).__name__}: {exc}", perf_counter_ns() - start)
                 raise
-            record(role, name, head, args, kwargs, result, None, perf_counter() - start)
+            record(role, name, head, args, kwargs, result, None, perf_counter_ns() - start)
             return result
+        finally:
+            release()
 
     call.__name__ = name
     call.__doc__ = getattr(method, "__doc__", None)

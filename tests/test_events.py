@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,10 +37,10 @@ class Collector:
 
 def record_calls(rec: Recorder) -> None:
     rec.nodeid = "t.py::test_a"
-    rec.instrument_call("dmm", "query", call_head("dmm", "query"), ("MEAS?",), {}, "3.3", None, 1.5e-5)
+    rec.instrument_call("dmm", "query", call_head("dmm", "query"), ("MEAS?",), {}, "3.3", None, 15_000)
     rec.nodeid = None
-    rec.instrument_call("psu", "set", call_head("psu", "set"), (5.0, True), {"ch": 2}, None, None, 2e-5)
-    rec.instrument_call("psu", "bad", call_head("psu", "bad"), (), {}, None, "ValueError: no", 1e-5)
+    rec.instrument_call("psu", "set", call_head("psu", "set"), (5.0, True), {"ch": 2}, None, None, 20_000)
+    rec.instrument_call("psu", "bad", call_head("psu", "bad"), (), {}, None, "ValueError: no", 10_000)
 
 
 def test_every_line_has_seq_ts_session_type(recorder: Recorder) -> None:
@@ -62,6 +63,21 @@ def test_fast_path_lines_equal_what_subscribers_see(recorder: Recorder, hooks: L
     for a, b in zip(fast, slow, strict=True):
         assert list(a) == list(b)  # same keys, same order
         assert {k: v for k, v in a.items() if k not in ("seq", "ts")} == {k: v for k, v in b.items() if k not in ("seq", "ts")}
+
+
+def test_fast_path_commands_timestamps_and_durations_read_back_exactly(recorder: Recorder) -> None:
+    from pytest_litmus.events import ARGS_CACHE_SIZE
+
+    commands = [f"SOUR:VOLT {i}" for i in range(ARGS_CACHE_SIZE + 10)]  # past the cache bound
+    before = time.time()
+    for command in [*commands, *commands[:5], "x" * 5000]:
+        recorder.instrument_call("psu", "write", call_head("psu", "write"), (command,), {}, None, None, 1_234)
+    after = time.time()
+    events = read_events(recorder.writer.path)
+    assert [e["args"][0] for e in events[:-1]] == [*commands, *commands[:5]]
+    assert events[-1]["args"][0].endswith("...[5000 chars]")  # long text is cut, cached or not
+    assert all(e["duration"] == 1.234e-06 for e in events)
+    assert all(before - 1e-6 <= e["ts"] <= after + 1e-6 for e in events)
 
 
 def test_a_raising_subscriber_is_a_warning_and_the_others_still_get_the_event(
