@@ -8,6 +8,7 @@ so they cross process boundaries (instrument server, xdist) unchanged.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,16 +17,28 @@ __all__ = [
     "InstrumentError",
     "LitmusError",
     "LockLost",
+    "LockModeConflict",
+    "NoSuchLock",
+    "RemoteCallError",
     "ResourceInUse",
+    "ServerUnavailable",
+    "SessionNotFound",
     "SrqTimeout",
     "StationConfigError",
     "StationNotFound",
+    "SyncError",
+    "SyncTimeout",
     "UnknownRole",
 ]
 
 
 def _rebuild(cls: type[LitmusError], args: tuple[Any, ...], state: dict[str, Any]) -> LitmusError:
-    err = cls.__new__(cls)
+    # The builtin that lays the instance out (OSError for a TimeoutError or ConnectionError
+    # subclass) must allocate it: the first __new__ along the MRO may be another builtin's.
+    base: Any = cls
+    while base.__module__ != "builtins":
+        base = base.__base__
+    err: LitmusError = base.__new__(cls)
     Exception.__init__(err, *args)
     err.__dict__.update(state)
     return err
@@ -153,3 +166,75 @@ def _describe_holder(holder: Mapping[str, Any]) -> str:
     if holder.get("since"):
         parts.append(f"since {holder['since']}")
     return ", ".join(parts)
+
+
+class NoSuchLock(LitmusError, LookupError):
+    """There is no lock file for ``resource`` under ``locks_dir``."""
+
+    def __init__(self, resource: str, locks_dir: str | os.PathLike[str]) -> None:
+        self.resource = resource
+        self.locks_dir = str(locks_dir)
+        super().__init__(f"no lock for {resource} in {self.locks_dir}")
+
+
+class LockModeConflict(LitmusError, RuntimeError):
+    """An owner holding a shared lock asked for the same resource exclusively (no upgrades)."""
+
+    def __init__(self, resource: str, held: str, requested: str) -> None:
+        self.resource = resource
+        self.held = held
+        self.requested = requested
+        super().__init__(f"{resource} is held {held} by this session; release it before asking for it {requested}")
+
+
+class ServerUnavailable(LitmusError, ConnectionError):
+    """The instrument server at ``address`` cannot be reached, refused us, or went away."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        self.address = address
+        self.reason = reason
+        super().__init__(f"instrument server {address}: {reason}")
+
+
+class RemoteCallError(LitmusError, RuntimeError):
+    """An instrument call failed in the server with an exception that cannot cross processes."""
+
+    def __init__(self, role: str, method: str, type_name: str, message: str) -> None:
+        self.role = role
+        self.method = method
+        self.type_name = type_name
+        self.message = message
+        super().__init__(f"{role}.{method} raised {type_name} in the instrument server: {message}")
+
+
+class SyncError(LitmusError, RuntimeError):
+    """The barrier ``name`` is broken (a party died or timed out) or was used inconsistently."""
+
+    def __init__(self, name: str, reason: str, *, generation: int | None = None, arrived: list[str] | None = None) -> None:
+        self.name = name
+        self.reason = reason
+        self.generation = generation
+        self.arrived = list(arrived or [])
+        who = f" (arrived: {', '.join(self.arrived)})" if self.arrived else ""
+        super().__init__(f"sync {name!r}: {reason}{who}")
+
+
+class SyncTimeout(SyncError, TimeoutError):
+    """This party waited ``timeout`` seconds at the barrier; the others get :class:`SyncError`."""
+
+
+class SessionNotFound(LitmusError, LookupError):
+    """No session matches ``ref`` (or several do) in ``data_dir``."""
+
+    def __init__(self, ref: str | None, data_dir: Path, matches: list[str] | None = None) -> None:
+        self.ref = ref
+        self.data_dir = data_dir
+        self.matches = list(matches or [])
+        where = Path(data_dir) / "sessions"  # events.SESSIONS_DIR (errors import nothing of ours)
+        if ref is None:
+            message = f"no sessions in {where}"
+        elif self.matches:
+            message = f"session {ref!r} is ambiguous in {where}: {', '.join(self.matches)}"
+        else:
+            message = f"no session {ref!r} in {where}"
+        super().__init__(message)

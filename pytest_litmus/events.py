@@ -336,7 +336,8 @@ class SessionLog:
         return next((e for e in reversed(self.events) if e.get("type") == "SessionEnded"), None)
 
 
-def _parse(line: bytes) -> dict[str, Any] | None:
+def parse_line(line: bytes) -> dict[str, Any] | None:
+    """One event line as a dict; None if it is not a JSON object (torn, or garbage)."""
     try:
         value = json.loads(line)
     except ValueError:
@@ -356,7 +357,7 @@ def read_session(path: Path | str) -> SessionLog:
     for raw in lines:
         if not raw.strip():
             continue
-        event = _parse(raw)
+        event = parse_line(raw)
         if event is None:
             log.bad_lines += 1
         else:

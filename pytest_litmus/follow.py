@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pytest_litmus.events import _parse as parse_line
+from pytest_litmus.events import parse_line
 
 __all__ = ["DEFAULT_POLL", "Follower", "Since", "follow", "iter_follow", "pid_alive"]
 

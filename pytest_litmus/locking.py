@@ -43,7 +43,7 @@ from typing import Any, Literal, NamedTuple
 import filelock
 
 from pytest_litmus.config import LOCK_MODES, LockMode
-from pytest_litmus.errors import LitmusError, LockLost, ResourceInUse
+from pytest_litmus.errors import LitmusError, LockLost, LockModeConflict, NoSuchLock, ResourceInUse
 
 __all__ = [
     "BACKOFF_CAP",
@@ -87,23 +87,8 @@ LockKind = Literal["host", "visa", "none"]
 State = Literal["held", "free", "stale"]
 
 
-class NoSuchLock(LitmusError, LookupError):
-    """There is no lock file for ``resource`` under ``locks_dir``."""
-
-    def __init__(self, resource: str, locks_dir: str | os.PathLike[str]) -> None:
-        self.resource = resource
-        self.locks_dir = str(locks_dir)
-        super().__init__(f"no lock for {resource} in {self.locks_dir}")
 
 
-class LockModeConflict(LitmusError, RuntimeError):
-    """An owner holding a shared lock asked for the same resource exclusively (no upgrades)."""
-
-    def __init__(self, resource: str, held: str, requested: str) -> None:
-        self.resource = resource
-        self.held = held
-        self.requested = requested
-        super().__init__(f"{resource} is held {held} by this session; release it before asking for it {requested}")
 
 
 # --------------------------------------------------------------------------- names and identity

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_litmus import events
-from pytest_litmus.errors import LitmusError, UnknownRole
+from pytest_litmus.errors import LitmusError, RemoteCallError, ServerUnavailable, UnknownRole
 from pytest_litmus.follow import pid_alive
 
 if TYPE_CHECKING:
@@ -85,24 +85,8 @@ def _dumps(value: Any) -> bytes:
 Request = tuple[str, str, str, tuple[Any, ...], dict[str, Any], "str | None"]
 
 
-class ServerUnavailable(LitmusError, ConnectionError):
-    """The instrument server at ``address`` cannot be reached, refused us, or went away."""
-
-    def __init__(self, address: str, reason: str) -> None:
-        self.address = address
-        self.reason = reason
-        super().__init__(f"instrument server {address}: {reason}")
 
 
-class RemoteCallError(LitmusError, RuntimeError):
-    """An instrument call failed in the server with an exception that cannot cross processes."""
-
-    def __init__(self, role: str, method: str, type_name: str, message: str) -> None:
-        self.role = role
-        self.method = method
-        self.type_name = type_name
-        self.message = message
-        super().__init__(f"{role}.{method} raised {type_name} in the instrument server: {message}")
 
 
 # --------------------------------------------------------------------------- identity and files

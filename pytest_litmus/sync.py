@@ -36,7 +36,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from pytest_litmus.errors import LitmusError
+from pytest_litmus.errors import LitmusError, SyncError, SyncTimeout
 
 __all__ = ["SyncError", "SyncResult", "SyncTimeout", "reset", "sync"]
 
@@ -48,20 +48,8 @@ KEEP_ROUNDS = 8
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-class SyncError(LitmusError, RuntimeError):
-    """The barrier ``name`` is broken (a party died or timed out) or was used inconsistently."""
-
-    def __init__(self, name: str, reason: str, *, generation: int | None = None, arrived: list[str] | None = None) -> None:
-        self.name = name
-        self.reason = reason
-        self.generation = generation
-        self.arrived = list(arrived or [])
-        who = f" (arrived: {', '.join(self.arrived)})" if self.arrived else ""
-        super().__init__(f"sync {name!r}: {reason}{who}")
 
 
-class SyncTimeout(SyncError, TimeoutError):
-    """This party waited ``timeout`` seconds at the barrier; the others get :class:`SyncError`."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,16 @@ from pytest_litmus import (
     StationNotFound,
     UnknownRole,
 )
+from pytest_litmus import errors
+from pytest_litmus.errors import (
+    LockModeConflict,
+    NoSuchLock,
+    RemoteCallError,
+    ServerUnavailable,
+    SessionNotFound,
+    SyncError,
+    SyncTimeout,
+)
 
 HOLDER = {"pid": 4242, "host": "bench-3", "user": "op", "session": "s-1", "station": "cell-7", "role": "dmm",
           "nodeid": "tests/test_power.py::test_rail", "since": "2026-11-21T06:00:00+00:00"}
@@ -31,12 +41,21 @@ EXAMPLES = [
     LockLost("GPIB0::17::INSTR", "psu", HOLDER),
     InstrumentError("GPIB0::17::INSTR", [(-113, "Undefined header")], role="psu"),
     SrqTimeout("dmm", "TCPIP0::1.2.3.4::inst0::INSTR", 2.0, 0x10, "read_stb"),
+    NoSuchLock("GPIB0::17::INSTR", "/p/locks"),
+    LockModeConflict("GPIB0::17::INSTR", "shared", "exclusive"),
+    ServerUnavailable("127.0.0.1:4000", "refused the connection: wrong key"),
+    RemoteCallError("dmm", "query", "socket.error", "cannot be sent"),
+    SyncError("power-up", "gw1 died", generation=2, arrived=["gw0"]),
+    SyncTimeout("power-up", "timed out after 5 s"),
+    SessionNotFound("ab", Path("/p"), ["ab12", "ab34"]),
 ]
 
 
 @pytest.mark.parametrize(
     ("err", "builtin"),
-    list(zip(EXAMPLES, [LookupError, ValueError, LookupError, RuntimeError, RuntimeError, RuntimeError, TimeoutError])),
+    list(zip(EXAMPLES, [LookupError, ValueError, LookupError, RuntimeError, RuntimeError, RuntimeError, TimeoutError,
+                        LookupError, RuntimeError, ConnectionError, RuntimeError, RuntimeError, TimeoutError, LookupError],
+             strict=True)),
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else v.__name__,
 )
 def test_each_error_is_a_litmus_error_and_its_builtin(err: LitmusError, builtin: type[Exception]) -> None:
@@ -47,6 +66,10 @@ def test_each_error_is_a_litmus_error_and_its_builtin(err: LitmusError, builtin:
 def test_pickle_round_trip_keeps_message_and_fields(err: LitmusError) -> None:
     copy = pickle.loads(pickle.dumps(err))
     assert type(copy) is type(err) and str(copy) == str(err) and copy.__dict__ == err.__dict__
+
+
+def test_every_error_class_of_the_hierarchy_has_an_example() -> None:
+    assert {type(e).__name__ for e in EXAMPLES} | {"LitmusError"} == set(errors.__all__)
 
 
 def test_resource_in_use_names_the_holder() -> None:

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_litmus.config import resolve_data_dir
-from pytest_litmus.errors import LitmusError
-from pytest_litmus.events import EVENTS_FILE, SESSIONS_DIR, SessionLog, read_session
-from pytest_litmus.events import _parse as parse_line
+from pytest_litmus.errors import LitmusError, SessionNotFound
+from pytest_litmus.events import EVENTS_FILE, SESSIONS_DIR, SessionLog, parse_line, read_session
 from pytest_litmus.follow import pid_alive
 
 EXIT_OK = 0
@@ -27,21 +26,6 @@ EXIT_ERROR = 1
 TAIL_BYTES = 64 * 1024
 
 
-class SessionNotFound(LitmusError, LookupError):
-    """No session matches ``ref`` (or several do) in ``data_dir``."""
-
-    def __init__(self, ref: str | None, data_dir: Path, matches: list[str] | None = None) -> None:
-        self.ref = ref
-        self.data_dir = data_dir
-        self.matches = list(matches or [])
-        where = data_dir / SESSIONS_DIR
-        if ref is None:
-            message = f"no sessions in {where}"
-        elif self.matches:
-            message = f"session {ref!r} is ambiguous in {where}: {', '.join(self.matches)}"
-        else:
-            message = f"no session {ref!r} in {where}"
-        super().__init__(message)
 
 
 def register(subparsers: Any) -> None:
