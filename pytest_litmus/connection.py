@@ -29,7 +29,14 @@ from pytest_litmus.locking import Lease, LockOwner
 from pytest_litmus.measurements import Measurement, judge
 
 if TYPE_CHECKING:
-    from pytest_litmus.server import RemoteInstrument, RemoteRecorder, RemoteSrqWaiter, RemoteStation, ServerInfo
+    from pytest_litmus.server import (
+        InstrumentServer,
+        RemoteInstrument,
+        RemoteRecorder,
+        RemoteSrqWaiter,
+        RemoteStation,
+        ServerInfo,
+    )
     from pytest_litmus.srq import SrqWaiter
 
 SessionOutcome = Literal["passed", "failed", "errored", "terminated"]
@@ -119,7 +126,7 @@ class StationConnection:
         self.instruments: dict[str, InstrumentProxy] = {}
         self.leases: dict[str, Lease] = {}
         self._owner: LockOwner | None = None
-        self._server: Any = None
+        self._server: InstrumentServer | None = None
         self.counts: Counter[str] = Counter()
         self._argv = list(argv) if argv is not None else list(sys.argv)
         self._recorder: Recorder | RemoteRecorder | None = None
@@ -175,13 +182,12 @@ class StationConnection:
 
                 self._remote = RemoteStation(self._joined)
                 self._recorder = RemoteRecorder(self._remote, self.hooks)
-                self._state = "started"
-                atexit.register(self._at_exit)
-                return self  # the holder recorded SessionStarted, and records this client's arrival
-            writer = EventFile(self.event_log)
-            self._recorder = Recorder(self.session_id, writer, self.hooks)
+            else:
+                self._recorder = Recorder(self.session_id, EventFile(self.event_log), self.hooks)
             self._state = "started"
             atexit.register(self._at_exit)
+        if self._remote is not None:
+            return self  # the holder recorded SessionStarted, and records this client's arrival
         self.emit(
             "SessionStarted",
             station=self.config.id,
@@ -464,7 +470,7 @@ class StationConnection:
         return str(self._server.address)
 
     @property
-    def instrument_server(self) -> Any:
+    def instrument_server(self) -> InstrumentServer | None:
         """The running :class:`~pytest_litmus.server.InstrumentServer` (its ``path``, ``environ``), or None."""
         return self._server
 

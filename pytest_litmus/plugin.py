@@ -51,7 +51,6 @@ class Active:
 
 ACTIVE = pytest.StashKey[Active]()
 MEASUREMENTS = pytest.StashKey[list["Measurement"]]()
-REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 #: The ``workerinput`` key that carries the controller's connection file to xdist workers.
 WORKERINPUT_KEY = "litmus_server_file"
@@ -321,10 +320,11 @@ def _join(server_file: Path, active: Active) -> StationConnection:
 
     try:
         info = ServerInfo.load(server_file)
-        return StationConnection.join(info, hooks=active.hooks, config=active.station).start()
     except (OSError, ValueError, TypeError) as exc:
         raise pytest.UsageError(f"litmus: cannot read the controller's connection file {server_file}: {exc}") from None
-    except LitmusError as exc:
+    try:
+        return StationConnection.join(info, hooks=active.hooks, config=active.station).start()
+    except LitmusError as exc:  # ServerUnavailable is also an OSError: say what failed, not the file
         raise pytest.UsageError(f"litmus: cannot join the controller's session: {exc}") from None
 
 
