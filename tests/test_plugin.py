@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from pytest_litmus.events import read_session
+from pytest_litmus.hooks import SubscriberWarning
 from plugincases import OUTCOMES, esc, session_events
 
 REPO = Path(__file__).resolve().parent.parent
@@ -226,7 +227,8 @@ def test_conftest_subscribers_receive_events_and_a_broken_one_is_a_warning(stati
         """
     )
     station_project.makepyfile("def test_x(dmm): dmm.measure_voltage()")
-    result = station_project.runpytest("--station", "cell-7", "--mock", "-W", "always")
+    with pytest.warns(SubscriberWarning, match="'broken-dashboard' raised RuntimeError: dashboard unreachable"):
+        result = station_project.runpytest("--station", "cell-7", "--mock", "-W", "always")
     result.assert_outcomes(passed=1)
     seen = json.loads((station_project.path / "seen.json").read_text())
     assert seen == ["SessionStarted", "TestStarted", "InstrumentConnected", "InstrumentCall", "TestOutcome",
