@@ -8,7 +8,6 @@ fixtures are thin glue over this same object.
 from __future__ import annotations
 
 import atexit
-import getpass
 import os
 import socket
 import sys
@@ -25,7 +24,7 @@ from pytest_litmus.errors import LitmusError, StationConfigError
 from pytest_litmus.events import EventFile, Recorder, events_path, filter_events, read_events
 from pytest_litmus.hooks import LitmusPluginManager
 from pytest_litmus.instruments import InstrumentProxy, open_driver, proxy_state
-from pytest_litmus.locking import Lease, LockOwner
+from pytest_litmus.locking import Lease, LockOwner, current_user
 from pytest_litmus.measurements import Measurement, judge
 
 if TYPE_CHECKING:
@@ -196,7 +195,7 @@ class StationConnection:
             roles=self.config.roles,
             mock=self.mock,
             host=socket.gethostname(),
-            user=_user(),
+            user=current_user(),
             pid=os.getpid(),
             argv=self._argv,
             cwd=os.getcwd(),
@@ -565,10 +564,3 @@ def _identify(driver: Any) -> tuple[str | None, str | None]:
         return str(idn()), None
     except Exception as exc:  # an instrument without *IDN? still opens
         return None, f"{type(exc).__name__}: {exc}"
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry (containers)
-        return str(os.getuid()) if hasattr(os, "getuid") else "unknown"

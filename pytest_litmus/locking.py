@@ -130,14 +130,18 @@ def _start_token(pid: int) -> int | None:
         return None
 
 
+def current_user() -> str:
+    """This process's user name (its uid where there is no passwd entry, as in containers)."""
+    try:
+        return getpass.getuser()
+    except Exception:
+        return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+
+
 @functools.lru_cache(maxsize=1)
 def _identity() -> dict[str, Any]:
-    try:
-        user = getpass.getuser()
-    except Exception:  # no passwd entry (containers)
-        user = str(os.getuid())
     pid = os.getpid()
-    return {"pid": pid, "host": socket.gethostname(), "user": user, "start": _start_token(pid)}
+    return {"pid": pid, "host": socket.gethostname(), "user": current_user(), "start": _start_token(pid)}
 
 
 def _this_identity() -> dict[str, Any]:

@@ -17,7 +17,6 @@ children (:attr:`InstrumentServer.environ`).
 from __future__ import annotations
 
 import contextlib
-import getpass
 import inspect
 import json
 import os
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_litmus import events
 from pytest_litmus.errors import LitmusError, RemoteCallError, ServerUnavailable, UnknownRole
 from pytest_litmus.follow import pid_alive
+from pytest_litmus.locking import current_user
 
 if TYPE_CHECKING:
     from pytest_litmus.connection import StationConnection
@@ -98,11 +98,7 @@ CALLER_KEYS = ("pid", "host", "user", "worker")
 
 def identity() -> dict[str, Any]:
     """This process: pid, host, user and xdist worker id (what a server records as a call's caller)."""
-    try:
-        user = getpass.getuser()
-    except Exception:  # no passwd entry (containers)
-        user = str(os.getuid())
-    found: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname(), "user": user}
+    found: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname(), "user": current_user()}
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker:
         found["worker"] = worker
