@@ -19,17 +19,22 @@ from pytest_litmus.errors import (
 )
 
 if TYPE_CHECKING:
-    from pytest_litmus.connection import StationConnection, connect
+    from pytest_litmus.connection import connect
+    from pytest_litmus.holder import StationConnection
     from pytest_litmus.hookspecs import hookimpl
+    from pytest_litmus.sharing.joined import JoinedStation
+    from pytest_litmus.station import Station
 
 __version__ = "0.1.0"
 
 __all__ = [
     "InstrumentError",
+    "JoinedStation",
     "LitmusError",
     "LockLost",
     "ResourceInUse",
     "SrqTimeout",
+    "Station",
     "StationConfigError",
     "StationConnection",
     "StationNotFound",
@@ -40,7 +45,9 @@ __all__ = [
 
 _LAZY = {
     "connect": "pytest_litmus.connection",
-    "StationConnection": "pytest_litmus.connection",
+    "StationConnection": "pytest_litmus.holder",
+    "JoinedStation": "pytest_litmus.sharing.joined",
+    "Station": "pytest_litmus.station",
     "hookimpl": "pytest_litmus.hookspecs",
 }
 

@@ -9,10 +9,11 @@ first call a method costs one lock, two clock reads and one line write.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
@@ -116,7 +117,23 @@ class InstrumentProxy:
         _accessor(state, f"{name}=", lambda new: setattr(state.driver, name, new))(value)
 
     def __dir__(self) -> list[str]:
-        return sorted(set(dir(object.__getattribute__(self, "_litmus").driver)))
+        return sorted(set(dir(object.__getattribute__(self, "_litmus").driver)) | {"lock_context"})
+
+    @contextlib.contextmanager
+    def lock_context(self, timeout: float | None = None) -> Iterator[InstrumentProxy]:
+        """Keep the instrument this caller's for the block: no other thread's call runs in between.
+
+        PyVISA's name for the same idea: use it for a ``write`` and its ``read``.
+        ``timeout`` in seconds (None: as long as it takes) raises ``TimeoutError``
+        while another thread keeps the instrument. Calls inside still record.
+        """
+        state: _State = object.__getattribute__(self, "_litmus")
+        if not state.lock.acquire(timeout=-1 if timeout is None else max(float(timeout), 0.0)):
+            raise TimeoutError(f"instrument {state.role!r} ({state.resource}) still in use by another thread after {timeout} s")
+        try:
+            yield self
+        finally:
+            state.lock.release()
 
     def __repr__(self) -> str:
         state: _State = object.__getattribute__(self, "_litmus")

@@ -26,7 +26,7 @@ from pytest_litmus.errors import LitmusError
 
 if TYPE_CHECKING:
     from pytest_litmus.config import ProjectConfig, StationConfig
-    from pytest_litmus.connection import SessionOutcome, StationConnection
+    from pytest_litmus.station import SessionOutcome, Station
     from pytest_litmus.hooks import LitmusPluginManager
     from pytest_litmus.measurements import Measurement
 
@@ -41,11 +41,13 @@ class Active:
     lock_timeout: float | None
     sources: dict[str, str]
     hooks: LitmusPluginManager
-    connection: StationConnection | None = None
+    connection: Station | None = None
     #: This process under pytest-xdist: not distributing, the controller, or a worker.
     xdist: Literal["off", "controller", "worker"] = "off"
     #: A worker's: the controller's instrument server connection file, and how many workers there are.
     server_file: Path | None = None
+    #: The controller's: ``host:port`` of the instrument server the workers join.
+    server_address: str | None = None
     workers: int = 1
 
 
@@ -148,7 +150,7 @@ def _role_fixtures(station: StationConfig) -> types.ModuleType:
     module = types.ModuleType(f"pytest_litmus.roles[{station.id}]")
 
     def make(role: str) -> Any:
-        def fixture(station: StationConnection) -> Any:
+        def fixture(station: Station) -> Any:
             return station.instrument(role)
 
         fixture.__doc__ = f"The {role!r} instrument of station {station.id!r} (locked for the session)."
@@ -171,9 +173,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"litmus: mock {'on' if active.mock else 'off'} [{src['mock']}], lock timeout {timeout} [{src['lock_timeout']}]",
         f"litmus: data dir {active.data_dir} [{src['data_dir']}], session {session}",
     ]
-    address = active.connection.instrument_server_address if active.connection else None
-    if active.xdist == "controller" and address:
-        lines.append(f"litmus: this process holds the instruments; xdist workers reach them at {address}")
+    if active.xdist == "controller" and active.server_address:
+        lines.append(f"litmus: this process holds the instruments; xdist workers reach them at {active.server_address}")
     return lines
 
 
@@ -181,7 +182,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
 
 @pytest.fixture(scope="session")
-def station(pytestconfig: pytest.Config) -> StationConnection:
+def station(pytestconfig: pytest.Config) -> Station:
     """The session's :class:`StationConnection`: instruments by role, events, locks held for the session."""
     active = pytestconfig.stash.get(ACTIVE, None)
     if active is None or active.connection is None:
@@ -196,7 +197,7 @@ def station(pytestconfig: pytest.Config) -> StationConnection:
 class Measure:
     """The ``measure`` fixture's value: call it to record a measurement for this test."""
 
-    def __init__(self, connection: StationConnection, item: pytest.Item) -> None:
+    def __init__(self, connection: Station, item: pytest.Item) -> None:
         self._connection = connection
         self._item = item
 
@@ -220,13 +221,13 @@ class Measure:
 
 
 @pytest.fixture
-def measure(request: pytest.FixtureRequest, station: StationConnection) -> Measure:
+def measure(request: pytest.FixtureRequest, station: Station) -> Measure:
     """``measure(name, value, *, units=None, low=None, high=None)``: record a measurement for this test."""
     return Measure(station, request.node)
 
 
 @pytest.fixture
-def srq(station: StationConnection) -> Generator[Any, None, None]:
+def srq(station: Station) -> Generator[Any, None, None]:
     """``srq(instrument, *, ese=1, sre=32, mechanism=None)``: arm service requests, get a waiter.
 
     ``waiter.wait(timeout=SECONDS)`` returns the status byte once the instrument
@@ -284,7 +285,7 @@ class SessionPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        from pytest_litmus.connection import StationConnection
+        from pytest_litmus.holder import StationConnection
 
         a = self.active
         if a.xdist == "worker":
@@ -304,7 +305,8 @@ class SessionPlugin:
         connection.start()
         a.connection = connection
         if a.xdist == "controller":  # before xdist starts the workers (its sessionstart is trylast)
-            connection.start_instrument_server()
+            a.server_address = connection.start_instrument_server()
+            a.server_file = connection.instrument_server.path if connection.instrument_server else None
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -313,17 +315,16 @@ class SessionPlugin:
             connection.stop(_SESSION_OUTCOME.get(int(exitstatus), "errored"))
 
 
-def _join(server_file: Path, active: Active) -> StationConnection:
+def _join(server_file: Path, active: Active) -> Station:
     """A worker's connection into the controller's session."""
-    from pytest_litmus.connection import StationConnection
-    from pytest_litmus.server import ServerInfo
+    from pytest_litmus.sharing import JoinedStation, ServerInfo
 
     try:
         info = ServerInfo.load(server_file)
     except (OSError, ValueError, TypeError) as exc:
         raise pytest.UsageError(f"litmus: cannot read the controller's connection file {server_file}: {exc}") from None
     try:
-        return StationConnection.join(info, hooks=active.hooks, config=active.station).start()
+        return JoinedStation(info, hooks=active.hooks, config=active.station).start()
     except LitmusError as exc:  # ServerUnavailable is also an OSError: say what failed, not the file
         raise pytest.UsageError(f"litmus: cannot join the controller's session: {exc}") from None
 
@@ -336,10 +337,8 @@ class XdistController:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
-        connection = self.active.connection
-        server = connection.instrument_server if connection is not None else None
-        if server is not None:
-            node.workerinput[WORKERINPUT_KEY] = str(server.path)
+        if self.active.server_file is not None:
+            node.workerinput[WORKERINPUT_KEY] = str(self.active.server_file)
 
     @pytest.hookimpl(optionalhook=True, wrapper=True)
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> Generator[None, object, object]:

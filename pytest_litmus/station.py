@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, runtime_checkable
 
 if TYPE_CHECKING:
     from pytest_litmus.config import StationConfig
@@ -73,13 +73,13 @@ class Station(Protocol):
     @nodeid.setter
     def nodeid(self, value: str | None) -> None: ...
 
-    def start(self) -> Station: ...
+    def start(self) -> Self: ...
 
     def stop(self, outcome: SessionOutcome = "passed") -> None: ...
 
-    def __enter__(self) -> Station: ...
+    def __enter__(self) -> Self: ...
 
-    def __exit__(self, *exc: object) -> None: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None: ...
 
     def instrument(self, role: str, timeout: LockWait = "default") -> Any: ...
 
@@ -113,3 +113,143 @@ class Station(Protocol):
     def test_started(self, nodeid: str) -> None: ...
 
     def test_finished(self, nodeid: str, outcome: str, duration: float, message: str | None = None) -> None: ...
+
+
+class StationBase:
+    """What both kinds of station do alike, over their own ``emit`` and ``nodeid``.
+
+    Subclasses set ``config``, ``data_dir``, ``mock``, ``hooks`` and
+    ``sync_parties``, and implement the abstract parts of :class:`Station`.
+    """
+
+    config: StationConfig
+    data_dir: Path
+    sync_parties: int | None
+
+    @property
+    def session_id(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def nodeid(self) -> str | None:
+        """The test that instrument calls and measurements are attributed to."""
+        raise NotImplementedError
+
+    @nodeid.setter
+    def nodeid(self, value: str | None) -> None:
+        raise NotImplementedError
+
+    def emit(self, event_type: str, **fields: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def stop(self, outcome: SessionOutcome = "passed") -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def event_log(self) -> Path:
+        """The session's ``events.jsonl``."""
+        from pytest_litmus.events import events_path
+
+        return events_path(self.data_dir, self.session_id)
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        """No exception -> ``passed``; ``KeyboardInterrupt``/``SystemExit`` -> ``terminated``; else ``errored``."""
+        if exc_type is None:
+            self.stop("passed")
+        elif issubclass(exc_type, (KeyboardInterrupt, SystemExit)):
+            self.stop("terminated")
+        else:
+            self.stop("errored")
+
+    # ------------------------------------------------------------------ events
+
+    def events(self, event_type: str | Sequence[str] | None = None, role: str | None = None) -> list[dict[str, Any]]:
+        """Events of this session so far, from its file, optionally filtered."""
+        from pytest_litmus.events import filter_events, read_events
+
+        if not self.event_log.exists():
+            return []
+        return list(filter_events(read_events(self.event_log), event_type, role))
+
+    def configure(self, role: str, method: str, **parameters: Any) -> None:
+        """Record an ``InstrumentConfigure`` event (an operation done outside the proxy, e.g. from a UI)."""
+        from pytest_litmus.eventtypes import EventType
+
+        self.config.role(role)
+        self.emit(EventType.INSTRUMENT_CONFIGURE, role=role, method=method, parameters=parameters, nodeid=self.nodeid)
+
+    def observe(self, key: str, value: Any, *, units: str | None = None) -> str:
+        """Record an ``Observation`` (a sample outside any limit); returns a reference to it."""
+        from pytest_litmus.eventtypes import EventType
+
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"observation key must be a non-empty string, got {key!r}")
+        event = self.emit(EventType.OBSERVATION, key=key, value=value, units=units, nodeid=self.nodeid)
+        return f"channel://{self.session_id}/{key}#{event['seq']}"
+
+    def measure(
+        self, name: str, value: Any, *, units: str | None = None, low: Any = None, high: Any = None
+    ) -> Measurement:
+        """Judge and record a ``Measurement``; returns it (it never raises for a failed value)."""
+        from pytest_litmus.eventtypes import EventType
+        from pytest_litmus.measurements import judge
+
+        measurement = judge(name, value, units=units, low=low, high=high, nodeid=self.nodeid)
+        self.emit(EventType.MEASUREMENT, **measurement.fields())
+        return measurement
+
+    def test_finished(self, nodeid: str, outcome: str, duration: float, message: str | None = None) -> None:
+        """Record ``TestOutcome`` and stop attributing calls to the test."""
+        from pytest_litmus.eventtypes import EventType
+
+        self.emit(EventType.TEST_OUTCOME, nodeid=nodeid, outcome=outcome, duration=duration, message=message)
+        self.nodeid = None
+
+    # ------------------------------------------------------------------ sharing
+
+    def on_event(
+        self,
+        callback: Callable[[dict[str, Any]], object],
+        *,
+        event_type: str | Sequence[str] | None = None,
+        role: str | None = None,
+        since: Any = None,
+    ) -> Callable[[], None]:
+        """Replay matching past events to ``callback``, then push new ones; returns unsubscribe.
+
+        ``since``: an int is a ``seq`` (events after it), a float or datetime a time.
+        Reads the event file (see docs/sharing.md), so it never slows the writer.
+        """
+        from pytest_litmus.follow import follow
+
+        return follow(self.event_log, callback, event_type=event_type, role=role, since=since)
+
+    def sync(self, name: str, timeout: float | None = None, *, parties: int | None = None) -> SyncResult:
+        """Block until ``parties`` processes of this session reached barrier ``name``.
+
+        ``parties`` defaults to :attr:`sync_parties` (under pytest: the number of
+        xdist workers, 1 without xdist). A party that dies, or ``timeout``
+        seconds, raises ``SyncError`` in the others instead of hanging. Records
+        ``SyncArrived`` and ``SyncReleased``.
+        """
+        from pytest_litmus.events import session_dir
+        from pytest_litmus.eventtypes import EventType
+        from pytest_litmus.sync import sync
+
+        count = parties if parties is not None else self.sync_parties
+        if count is None:
+            raise ValueError(f"sync({name!r}) needs parties=N: how many processes of session {self.session_id} meet there")
+        result = sync(
+            session_dir(self.data_dir, self.session_id), name, count, timeout=timeout,
+            on_arrived=lambda fields: self.emit(EventType.SYNC_ARRIVED, **fields),
+        )
+        self.emit(EventType.SYNC_RELEASED, **result.fields())
+        return result

@@ -8,42 +8,13 @@ nowhere in the configuration or plugin start-up path.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pyvisa
-    from pyvisa.highlevel import VisaLibraryBase
 
 _SIM_BACKENDS = ("sim",)
-_registry_lock = threading.Lock()
-
-
-def fresh_sim_library(simulation: str | Path) -> VisaLibraryBase:
-    """A simulator library on ``simulation`` with its own, fresh device state.
-
-    The library is :class:`pytest_litmus.sim.LitmusSimLibrary` (pyvisa-sim plus
-    VISA locks, the IEEE 488.2 status model and service requests), so mock and
-    ``@sim`` stations both get locks and SRQ.
-
-    pyvisa caches libraries per (class, path) for the life of the process, so a
-    second session on the same file would see the first one's state (and a
-    ``ResourceManager`` bound to it). Constructing outside that cache gives each
-    session its own.
-    """
-    from pyvisa.highlevel import VisaLibraryBase
-    from pyvisa.util import LibraryPath
-
-    from pytest_litmus.sim.library import LitmusSimLibrary
-
-    cls = LitmusSimLibrary
-    key = (cls, LibraryPath(str(simulation), "user specified"))
-    with _registry_lock:
-        VisaLibraryBase._registry.pop(key, None)
-        library = cls(str(simulation))
-        VisaLibraryBase._registry.pop(key, None)
-    return library
 
 
 def simulation_of(visa_library: str | None) -> str | None:
@@ -59,6 +30,8 @@ def open_resource_manager(visa_library: str | None, *, simulation: Path | None =
     naming a simulation file (``/abs/sim.yaml@sim``) also gets a fresh simulator.
     """
     import pyvisa
+
+    from pytest_litmus.sim.library import fresh_sim_library
 
     if simulation is not None:
         return pyvisa.ResourceManager(fresh_sim_library(simulation))

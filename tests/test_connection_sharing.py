@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from serverhelpers import read_json_line, spawn
 
-from pytest_litmus import LitmusError, connect
+from pytest_litmus import JoinedStation, LitmusError, StationConnection, connect
 from pytest_litmus.errors import UnknownRole
 from pytest_litmus.server import connect_remote
 
@@ -78,10 +78,10 @@ def test_joining_checks_the_station_and_what_a_joined_connection_cannot_do(
         (project / "stations" / "cell-8.yaml").write_text(
             (project / "stations" / "cell-7.yaml").read_text().replace("station: cell-7", "station: cell-8")
         )
-        assert connect("cell-8", mock=True).remote is None and connect("cell-8").session_id != station.session_id
+        assert isinstance(connect("cell-8", mock=True), StationConnection) and connect("cell-8").session_id != station.session_id
         assert connect().session_id == station.session_id  # no station named: the inherited server is joined
         with connect(server=address) as joined:
-            assert joined.remote is not None and joined.session_id == station.session_id
+            assert isinstance(joined, JoinedStation) and joined.session_id == station.session_id
             assert joined.config.id == "cell-7" and joined.mock
             with pytest.raises(UnknownRole):
                 joined.instrument("scope")

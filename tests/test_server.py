@@ -20,16 +20,16 @@ from pytest_litmus import events
 from pytest_litmus.errors import InstrumentError, UnknownRole
 from pytest_litmus.follow import iter_follow
 from pytest_litmus.instruments import proxy_state
-from pytest_litmus.server import (
+from pytest_litmus.sharing import (
     ENV_ADDRESS,
     InstrumentServer,
     RemoteCallError,
     ServerUnavailable,
-    _portable,
     connect_remote,
     list_servers,
     serve,
 )
+from pytest_litmus.sharing.server import portable
 
 IDN = "Keysight Technologies,34465A,MY-SIM-0001,A.03.01"
 
@@ -154,7 +154,7 @@ def test_unpicklable_exceptions_become_remote_call_errors() -> None:
     class Local(Exception):
         pass
 
-    error = _portable(Local("boom"), "dmm", "query")
+    error = portable(Local("boom"), "dmm", "query")
     assert isinstance(error, RemoteCallError)
     assert "Local" in str(error) and "boom" in str(error)
     copy = pickle.loads(pickle.dumps(error))

@@ -29,6 +29,6 @@ def resource_manager(simulation: str | Path | None = None) -> pyvisa.ResourceMan
     """
     import pyvisa
 
-    from pytest_litmus.visa import fresh_sim_library
+    from pytest_litmus.sim.library import fresh_sim_library
 
     return pyvisa.ResourceManager(fresh_sim_library("unset" if simulation is None else simulation))

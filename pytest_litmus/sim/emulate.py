@@ -84,7 +84,7 @@ class Emulator:
     def __init__(
         self, simulation: str | Path, *, resource: str | None = None, host: str = LOOPBACK, port: int = 0
     ) -> None:
-        from pytest_litmus.visa import fresh_sim_library
+        from pytest_litmus.sim.library import fresh_sim_library
 
         library = fresh_sim_library(simulation)
         assert isinstance(library, LitmusSimLibrary)

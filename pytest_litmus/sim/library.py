@@ -15,6 +15,7 @@ import logging
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pyvisa import constants
@@ -24,7 +25,7 @@ from pytest_litmus.sim.device import SimDevice
 from pytest_litmus.sim.locks import timeout_seconds
 from pytest_litmus.sim.simfile import DeviceExtension, load_extensions
 
-__all__ = ["LitmusSimLibrary"]
+__all__ = ["LitmusSimLibrary", "fresh_sim_library"]
 
 log = logging.getLogger(__name__)
 StatusCode = constants.StatusCode
@@ -311,3 +312,30 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
             if code == StatusCode.success:
                 action(device)
         return self._check(session, code)
+
+
+_REGISTRY_LOCK = threading.Lock()
+
+
+def fresh_sim_library(simulation: str | Path) -> LitmusSimLibrary:
+    """A simulator library on ``simulation`` with its own, fresh device state.
+
+    The library is :class:`pytest_litmus.sim.LitmusSimLibrary` (pyvisa-sim plus
+    VISA locks, the IEEE 488.2 status model and service requests), so mock and
+    ``@sim`` stations both get locks and SRQ.
+
+    pyvisa caches libraries per (class, path) for the life of the process, so a
+    second session on the same file would see the first one's state (and a
+    ``ResourceManager`` bound to it). Constructing outside that cache gives each
+    session its own.
+    """
+    from pyvisa.highlevel import VisaLibraryBase
+    from pyvisa.util import LibraryPath
+
+    cls = LitmusSimLibrary
+    key = (cls, LibraryPath(str(simulation), "user specified"))
+    with _REGISTRY_LOCK:
+        VisaLibraryBase._registry.pop(key, None)
+        library = cls(str(simulation))
+        VisaLibraryBase._registry.pop(key, None)
+    return library

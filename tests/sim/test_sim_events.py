@@ -10,7 +10,8 @@ from pyvisa import constants
 from pyvisa.errors import VisaIOError
 
 from pytest_litmus.sim import LitmusSimLibrary, resource_manager
-from pytest_litmus.visa import fresh_sim_library, open_resource_manager
+from pytest_litmus.sim.library import fresh_sim_library
+from pytest_litmus.visa import open_resource_manager
 from tests.sim.conftest import DMM_SIM, GPIB, NO_EVENTS, NO_SERIAL_POLL
 
 SRQ = constants.EventType.service_request

@@ -1,0 +1,392 @@
+"""The holder: the station session that opens, locks and records.
+
+A :class:`StationConnection` owns one session: its event file, its instruments
+(opened lazily, per role, locked, and wrapped in proxies), their locks, and
+optionally an instrument server that lets other processes join it. The pytest
+fixtures, ``connect()`` and the controller of an xdist run all use this class;
+processes that join a holder's session use
+:class:`~pytest_litmus.sharing.joined.JoinedStation` instead.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import sys
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pytest_litmus.config import LockMode, StationConfig, resolve_data_dir
+from pytest_litmus.errors import LitmusError, StationConfigError
+from pytest_litmus.events import EventFile, Recorder
+from pytest_litmus.eventtypes import EventType
+from pytest_litmus.hooks import LitmusPluginManager
+from pytest_litmus.instruments import InstrumentProxy, open_driver, proxy_state
+from pytest_litmus.locking import Lease, LockOwner, current_user
+from pytest_litmus.station import SESSION_OUTCOMES, LockWait, SessionOutcome, StationBase
+
+if TYPE_CHECKING:
+    from pytest_litmus.sharing.files import ServerInfo
+    from pytest_litmus.sharing.joined import JoinedStation
+    from pytest_litmus.sharing.server import InstrumentServer
+    from pytest_litmus.srq import SrqWaiter
+
+__all__ = ["StationConnection"]
+
+#: Event types counted for ``SessionEnded``, and the prefix of their counter.
+_COUNTED: dict[str, str] = {EventType.TEST_OUTCOME: "", EventType.MEASUREMENT: "measurements_"}
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {"python": sys.version.split()[0]}
+    for dist in ("pytest-litmus", "pyvisa", "pyvisa-py", "pyvisa-sim", "pytest"):
+        try:
+            found[dist] = version(dist)
+        except PackageNotFoundError:
+            found[dist] = None
+    return found
+
+
+class StationConnection(StationBase):
+    """One session on one station, held by this process: event log, instruments by role, locks.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. The
+    session outcome on ``__exit__``: no exception -> ``passed``,
+    ``KeyboardInterrupt``/``SystemExit`` -> ``terminated``, other -> ``errored``.
+    """
+
+    def __init__(
+        self,
+        station_config: StationConfig,
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        mock: bool = False,
+        hooks: LitmusPluginManager | None = None,
+        argv: Sequence[str] | None = None,
+        lock_timeout: float | None = 0.0,
+    ) -> None:
+        self.config = station_config
+        self.data_dir = Path(data_dir) if data_dir is not None else resolve_data_dir()
+        self.mock = mock
+        self._session_id = str(uuid.uuid4())
+        #: How many processes meet at :meth:`sync` when it is not told (the plugin sets the xdist worker count).
+        self.sync_parties: int | None = None
+        self.hooks = hooks if hooks is not None else LitmusPluginManager()
+        self.lock_timeout = lock_timeout
+        self.instruments: dict[str, InstrumentProxy] = {}
+        self.leases: dict[str, Lease] = {}
+        self._owner: LockOwner | None = None
+        self._server: InstrumentServer | None = None
+        self.counts: Counter[str] = Counter()
+        self._argv = list(argv) if argv is not None else list(sys.argv)
+        self._recorder: Recorder | None = None
+        self._rm: Any = None
+        self._lock = threading.RLock()
+        self._state: Literal["new", "started", "stopped"] = "new"
+        self._outcome: SessionOutcome | None = None
+
+    @staticmethod
+    def join(server: ServerInfo, *, hooks: LitmusPluginManager | None = None, config: StationConfig | None = None) -> JoinedStation:
+        """A station joined to the session that the instrument server ``server`` belongs to.
+
+        See :class:`~pytest_litmus.sharing.joined.JoinedStation`; kept here
+        because ``StationConnection.join`` is where scripts found it first.
+        """
+        from pytest_litmus.sharing.joined import JoinedStation
+
+        return JoinedStation(server, hooks=hooks, config=config)
+
+    @property
+    def session_id(self) -> str:
+        return self._session_id
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def started(self) -> bool:
+        return self._state == "started"
+
+    def start(self) -> StationConnection:
+        """Create the event file and record ``SessionStarted``; returns self."""
+        with self._lock:
+            if self._state != "new":
+                raise LitmusError(f"session {self.session_id} was already {self._state}; one StationConnection per session")
+            self._recorder = Recorder(self.session_id, EventFile(self.event_log), self.hooks)
+            self._state = "started"
+            atexit.register(self._at_exit)
+        self.emit(
+            EventType.SESSION_STARTED,
+            station=self.config.id,
+            station_file=str(self.config.path),
+            description=self.config.description,
+            roles=self.config.roles,
+            mock=self.mock,
+            host=socket.gethostname(),
+            user=current_user(),
+            pid=os.getpid(),
+            argv=self._argv,
+            cwd=os.getcwd(),
+            data_dir=str(self.data_dir),
+            versions=_versions(),
+        )
+        return self
+
+    def stop(self, outcome: SessionOutcome = "passed") -> None:
+        """Stop serving, release every instrument (reverse order), record ``SessionEnded``, close the log."""
+        if outcome not in SESSION_OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(SESSION_OUTCOMES)}, got {outcome!r}")
+        with self._lock:
+            if self._state != "started":
+                return
+            try:
+                if self._server is not None:
+                    server, self._server = self._server, None
+                    server.close()
+                for role in reversed(list(self.instruments)):
+                    self._release(role)
+                if self._owner is not None:
+                    self._owner.release_all()
+                if self._rm is not None:
+                    self._rm.close()
+                    self._rm = None
+            finally:
+                self._outcome = outcome
+                self.emit(EventType.SESSION_ENDED, outcome=outcome, counts=dict(self.counts))
+                assert self._recorder is not None
+                self._recorder.close()
+                self._state = "stopped"
+                atexit.unregister(self._at_exit)
+
+    @property
+    def outcome(self) -> SessionOutcome | None:
+        """The outcome the session ended with; None while it runs."""
+        return self._outcome
+
+    def _at_exit(self) -> None:
+        self.stop("terminated")
+
+    def __enter__(self) -> StationConnection:
+        return self.start()
+
+    # ------------------------------------------------------------------ events
+
+    def _require_started(self) -> Recorder:
+        recorder = self._recorder
+        if recorder is None or self._state != "started":
+            raise LitmusError(f"session {self.session_id} is not running: call start() or use 'with connect(...)'")
+        return recorder
+
+    @property
+    def nodeid(self) -> str | None:
+        """The test that instrument calls and measurements are attributed to."""
+        return self._recorder.nodeid if self._recorder is not None else None
+
+    @nodeid.setter
+    def nodeid(self, value: str | None) -> None:
+        self._require_started().nodeid = value
+
+    def emit(self, event_type: str, **fields: Any) -> dict[str, Any]:
+        """Record an event of ``event_type`` with ``fields``; returns it.
+
+        Test outcomes and measurements are counted for ``SessionEnded``, also
+        those that clients of the instrument server record here.
+        """
+        event = self._require_started().emit(event_type, fields)
+        prefix = _COUNTED.get(event_type)
+        if prefix is not None:
+            with self._lock:
+                self.counts[f"{prefix}{fields.get('outcome')}"] += 1
+        return event
+
+    def test_started(self, nodeid: str) -> None:
+        """Record ``TestStarted`` and attribute what follows to ``nodeid``."""
+        self.nodeid = nodeid
+        for lease in list(self.leases.values()):
+            if lease.held and lease.kind != "none":
+                lease.annotate(nodeid=nodeid)  # `litmus locks` shows which test holds it
+        self.emit(EventType.TEST_STARTED, nodeid=nodeid)
+
+    # ------------------------------------------------------------------ instruments
+
+    def _resource_manager(self) -> Any:
+        if self._rm is None:
+            from pytest_litmus.visa import open_resource_manager
+
+            if self.mock and self.config.simulation is None:
+                raise StationConfigError(
+                    self.config.path, "simulation", "a pyvisa-sim file for --mock / mock=True", has_got=False
+                )
+            self._rm = open_resource_manager(self.config.visa_library, simulation=self.config.simulation if self.mock else None)
+        return self._rm
+
+    def _simulation_file(self) -> str | None:
+        """The simulation file instruments open on, if they are simulated."""
+        if self.mock:
+            return str(self.config.simulation)
+        from pytest_litmus.visa import simulation_of
+
+        return simulation_of(self.config.visa_library)
+
+    def instrument(self, role: str, timeout: LockWait = "default") -> InstrumentProxy:
+        """The role's instrument, locked and opened on first use; the same proxy afterwards.
+
+        ``timeout`` (seconds) bounds the wait for a lock someone else holds: 0
+        fails at once with :class:`ResourceInUse`, None waits forever; the
+        default is the session's ``lock_timeout``. Mock sessions take no locks.
+        """
+        with self._lock:
+            proxy = self.instruments.get(role)
+            if proxy is not None:
+                return proxy
+            recorder = self._require_started()
+            cfg = self.config.role(role)
+            wait = self.lock_timeout if timeout == "default" else timeout
+            lease = None if self.mock else self._take_lock(cfg.role, cfg.resource, cfg.lock, wait)
+            try:
+                driver = open_driver(self._resource_manager(), self.config, cfg, simulation=self._simulation_file())
+                if lease is not None:
+                    lease.take_visa(getattr(driver, "resource", None), wait)
+            except BaseException:
+                if lease is not None:
+                    self._drop_lock(role, lease)
+                raise
+            if lease is not None:
+                self.emit(EventType.LOCK_ACQUIRED, role=role, resource=cfg.resource, mode=lease.mode, kind=lease.kind,
+                          waited=lease.waited, nodeid=self.nodeid)
+            guard = lease.check if lease is not None and lease.kind != "none" else None
+            proxy = InstrumentProxy(driver, role=role, resource=cfg.resource, recorder=recorder, guard=guard)
+            self.instruments[role] = proxy
+            idn, idn_error = _identify(driver)
+            self.emit(
+                EventType.INSTRUMENT_CONNECTED,
+                role=role,
+                resource=cfg.resource,
+                driver=f"{type(driver).__module__}:{type(driver).__qualname__}",
+                idn=idn,
+                idn_error=idn_error,
+                lock=cfg.lock,
+                mock=self.mock,
+                nodeid=self.nodeid,
+            )
+            return proxy
+
+    def srq(
+        self, instrument: str | InstrumentProxy, *, ese: int = 1, sre: int = 32, mechanism: str | None = None
+    ) -> SrqWaiter:
+        """Arm service requests on a role (or its proxy) and return a waiter (see docs/srq.md).
+
+        Sends ``*CLS``, ``*ESE ese``, ``*SRE sre`` under the instrument's lock;
+        ``waiter.wait(timeout)`` returns the status byte or raises ``SrqTimeout``,
+        and records an ``SrqWait`` event.
+        """
+        from pytest_litmus.srq import arm
+
+        proxy = self.instrument(instrument) if isinstance(instrument, str) else instrument
+        if not isinstance(proxy, InstrumentProxy):
+            raise LitmusError(f"{proxy!r} is another process's instrument: arm it through the station that joined its server")
+        state = proxy_state(proxy)
+        resource = getattr(state.driver, "resource", None)
+        if resource is None:
+            raise LitmusError(f"role {state.role!r}: its driver has no pyvisa 'resource' to arm service requests on")
+
+        def emit(event_type: str, fields: dict[str, Any]) -> None:
+            self.emit(event_type, **{**fields, "nodeid": self.nodeid})
+
+        return arm(resource, ese=ese, sre=sre, bus_lock=state.lock, role=state.role, emit=emit, mechanism=mechanism)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ serving
+
+    def start_instrument_server(self, roles: set[str] | list[str] | None = None, *, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve this session's instruments to other processes; returns ``host:port``.
+
+        Clients of the same user and data dir reach them with
+        ``pytest_litmus.sharing.connect_remote(address)`` or
+        ``connect(server=address)``; calls go through this session's proxies and
+        locks and are recorded here with the caller.
+        """
+        from pytest_litmus.sharing.server import serve
+
+        self._require_started()
+        if self._server is None:
+            self._server = serve(self, roles, host=host, port=port)
+        return str(self._server.address)
+
+    @property
+    def instrument_server(self) -> InstrumentServer | None:
+        """The running :class:`~pytest_litmus.sharing.server.InstrumentServer` (its ``path``, ``environ``), or None."""
+        return self._server
+
+    @property
+    def instrument_server_address(self) -> str | None:
+        """``host:port`` of the running instrument server, if any."""
+        return str(self._server.address) if self._server is not None else None
+
+    # ------------------------------------------------------------------ locks
+
+    def _take_lock(self, role: str, resource: str, mode: LockMode, timeout: float | None) -> Lease:
+        if self._owner is None:
+            self._owner = LockOwner(self.data_dir, session=self.session_id, station=self.config.id)
+
+        def contended(holder: Mapping[str, Any]) -> None:
+            self.emit(EventType.LOCK_CONTENDED, role=role, resource=resource, mode=mode, holder=dict(holder), nodeid=self.nodeid)
+
+        lease = self._owner.acquire(
+            resource, mode=mode, timeout=timeout, role=role, nodeid=self.nodeid or "", on_contended=contended
+        )
+        self.leases[role] = lease
+        return lease
+
+    def _drop_lock(self, role: str, lease: Lease) -> None:
+        self.leases.pop(role, None)
+        held = lease.held and lease.kind != "none"
+        lease.release()
+        if held:
+            self.emit(EventType.LOCK_RELEASED, role=role, resource=lease.resource, mode=lease.mode, kind=lease.kind, nodeid=self.nodeid)
+
+    def release(self, role: str) -> None:
+        """Close the role's instrument and release its locks; its proxy refuses further calls."""
+        self.config.role(role)
+        with self._lock:
+            if role in self.instruments:
+                self._release(role)
+
+    def _release(self, role: str) -> None:
+        proxy = self.instruments.pop(role)
+        state = proxy_state(proxy)
+        with state.lock:
+            state.guard = _released(self.config.id, role)
+            try:
+                lease = self.leases.get(role)
+                if lease is not None:  # VISA unlock needs the session still open
+                    self._drop_lock(role, lease)
+            finally:
+                try:
+                    close = getattr(state.driver, "close", None)
+                    if callable(close):
+                        close()
+                finally:
+                    self.emit(EventType.INSTRUMENT_DISCONNECTED, role=role, resource=state.resource, nodeid=self.nodeid)
+
+
+def _released(station: str, role: str) -> Any:
+    def guard() -> None:
+        raise LitmusError(f"role {role!r} of station {station!r} was released; ask the connection for it again")
+
+    return guard
+
+
+def _identify(driver: Any) -> tuple[str | None, str | None]:
+    idn = getattr(driver, "idn", None)
+    if not callable(idn):
+        return None, None
+    try:
+        return str(idn()), None
+    except Exception as exc:  # an instrument without *IDN? still opens
+        return None, f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,53 @@
+"""Sharing a held station with other processes: connection files, the wire, server, clients.
+
+Everything here depends on the :class:`~pytest_litmus.station.Station`
+protocol, never on the holder's class: :func:`serve` serves any started
+station; :class:`JoinedStation` is the other implementation of the protocol.
+"""
+
+from __future__ import annotations
+
+from pytest_litmus.errors import RemoteCallError, ServerUnavailable
+from pytest_litmus.sharing.client import (
+    RemoteInstrument,
+    RemoteSrqWaiter,
+    RemoteStation,
+    connect_remote,
+    remote_role,
+)
+from pytest_litmus.sharing.files import (
+    ENV_ADDRESS,
+    ENV_FILE,
+    SERVERS_DIR,
+    ServerInfo,
+    find_server,
+    find_server_info,
+    list_servers,
+)
+from pytest_litmus.sharing.joined import JoinedStation
+from pytest_litmus.sharing.server import DEFAULT_MAX_CLIENTS, InstrumentServer, serve
+from pytest_litmus.sharing.wire import CALLER_KEYS, HANDSHAKE_TIMEOUT, identity
+
+__all__ = [
+    "CALLER_KEYS",
+    "DEFAULT_MAX_CLIENTS",
+    "ENV_ADDRESS",
+    "ENV_FILE",
+    "HANDSHAKE_TIMEOUT",
+    "SERVERS_DIR",
+    "InstrumentServer",
+    "JoinedStation",
+    "RemoteCallError",
+    "RemoteInstrument",
+    "RemoteSrqWaiter",
+    "RemoteStation",
+    "ServerInfo",
+    "ServerUnavailable",
+    "connect_remote",
+    "find_server",
+    "find_server_info",
+    "identity",
+    "list_servers",
+    "remote_role",
+    "serve",
+]
