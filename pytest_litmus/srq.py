@@ -31,6 +31,7 @@ from queue import SimpleQueue
 from typing import Any, Literal, Protocol
 
 from pytest_litmus.errors import SrqTimeout
+from pytest_litmus.eventtypes import EventType
 
 __all__ = [
     "MECHANISMS",
@@ -233,7 +234,7 @@ class SrqWaiter:
         if self.emit is None:
             return
         self.emit(
-            "SrqWait",
+            EventType.SRQ_WAIT,
             {
                 "role": self.role,
                 "resource": self.resource_name,

@@ -200,3 +200,72 @@ def test_drivers_send_the_scpi_they_document() -> None:
     psu.reset()
     assert resource.writes == ["VOLT 5", "CURR 0.25", "OUTP ON", "*RST", "*CLS"]
     assert psu.output_enabled() is True
+
+
+class PairResource(UnsafeResource):
+    """A resource whose answer is read separately from the command that asked for it."""
+
+    def read(self) -> str:
+        time.sleep(0)
+        return f"answer to {self.pending}"
+
+
+class PairDriver:
+    def __init__(self, resource: PairResource) -> None:
+        self.resource = resource
+
+    def write(self, command: str) -> None:
+        self.resource.write(command)
+
+    def read(self) -> str:
+        return self.resource.read()
+
+
+def write_read_pairs(proxy: Any, *, hold: bool, threads: int = 8, n: int = 100) -> list[tuple[str, str]]:
+    def pair(cmd: str) -> str:
+        if not hold:
+            proxy.write(cmd)
+            return str(proxy.read())
+        with proxy.lock_context():
+            proxy.write(cmd)
+            return str(proxy.read())
+
+    return hammer(pair, [f"C{i}?" for i in range(threads)], n)
+
+
+def test_a_write_and_its_read_get_mixed_up_without_lock_context(recorder: Recorder, fast_switching: None) -> None:
+    """The control: each call is serialised, but another thread's write can land between a write and its read."""
+    proxy = InstrumentProxy(PairDriver(PairResource()), role="dmm", resource="FAKE::1::INSTR", recorder=recorder)
+    assert write_read_pairs(proxy, hold=False)
+
+
+def test_lock_context_keeps_the_instrument_for_a_write_and_its_read(recorder: Recorder, fast_switching: None) -> None:
+    proxy = InstrumentProxy(PairDriver(PairResource()), role="dmm", resource="FAKE::1::INSTR", recorder=recorder)
+    assert write_read_pairs(proxy, hold=True) == []
+    calls = read_events(recorder.writer.path)
+    assert len(calls) == 1600 and {c["method"] for c in calls} == {"write", "read"}  # calls inside still record
+
+
+def test_lock_context_times_out_while_another_thread_keeps_the_instrument(recorder: Recorder) -> None:
+    proxy = InstrumentProxy(PairDriver(PairResource()), role="dmm", resource="FAKE::1::INSTR", recorder=recorder)
+    holding, done = threading.Event(), threading.Event()
+
+    def keep() -> None:
+        with proxy.lock_context():
+            holding.set()
+            done.wait()
+
+    thread = threading.Thread(target=keep)
+    thread.start()
+    holding.wait()
+    try:
+        with pytest.raises(TimeoutError, match="'dmm' .* still in use by another thread"), proxy.lock_context(timeout=0):
+            pass
+    finally:
+        done.set()
+        thread.join()
+    with proxy.lock_context(timeout=0) as same:  # free again; re-entrant for the holder's own calls
+        assert same is proxy
+        same.write("X?")
+        assert same.read() == "answer to X?"
+    assert "lock_context" in dir(proxy)

@@ -25,6 +25,6 @@ if mode == "hammer":
         wrong += dmm.query(command).strip() != expected
     print(json.dumps({"wrong": wrong, "calls": n}), flush=True)
 elif mode == "hold":
-    with dmm.locked():
+    with dmm.lock_context():
         print(json.dumps({"locked": True}), flush=True)
         sys.stdin.read()  # killed here
