@@ -23,7 +23,6 @@ import os
 import pickle
 import secrets
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -34,9 +33,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_litmus import events
+from pytest_litmus.atomicfile import write_json
 from pytest_litmus.errors import LitmusError, RemoteCallError, ServerUnavailable, UnknownRole
-from pytest_litmus.follow import pid_alive
-from pytest_litmus.locking import current_user
+from pytest_litmus.processes import identity, pid_alive
 
 if TYPE_CHECKING:
     from pytest_litmus.connection import StationConnection
@@ -96,15 +95,6 @@ Request = tuple[str, str, str, tuple[Any, ...], dict[str, Any], "str | None"]
 CALLER_KEYS = ("pid", "host", "user", "worker")
 
 
-def identity() -> dict[str, Any]:
-    """This process: pid, host, user and xdist worker id (what a server records as a call's caller)."""
-    found: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname(), "user": current_user()}
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker:
-        found["worker"] = worker
-    return found
-
-
 @dataclass(frozen=True)
 class ServerInfo:
     """What a connection file holds: where a server is, whose it is, and its key."""
@@ -140,12 +130,8 @@ class ServerInfo:
         """Write the file (mode 0600, atomically) into ``directory``; returns its path."""
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = directory / f"{self.session}-{self.port}.json"
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         data = {k: v for k, v in asdict(self).items() if k != "path"}
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"address": self.address, **data}, fh, indent=1)
-        os.replace(tmp, path)
+        write_json(path, {"address": self.address, **data}, mode=0o600, indent=1)
         return path
 
 
@@ -202,8 +188,9 @@ def find_server(address: str, data_dir: str | os.PathLike[str] | None = None) ->
 
 def _set_recv_timeout(sock: socket.socket, seconds: float) -> None:
     """Bound blocking reads on the socket (0: unbounded), without making it non-blocking."""
-    whole = int(seconds)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", whole, int((seconds - whole) * 1e6)))
+    from pytest_litmus._posix import set_recv_timeout
+
+    set_recv_timeout(sock, seconds)
 
 
 def _handshake(sock: socket.socket, key: bytes, *, server: bool) -> Connection[Any, Any]:
