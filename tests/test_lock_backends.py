@@ -125,7 +125,8 @@ def test_a_waiter_reports_contention_once_and_gets_the_freed_lock(memory: Memory
             contended.append(who)
             waiting.set()
 
-        got.append(LockOwner(tmp_path, session="waiter", backend=memory).acquire(DMM, timeout=None, on_contended=on_contended))
+        waiter = LockOwner(tmp_path, session="waiter", backend=memory)
+        got.append(waiter.acquire(DMM, timeout=None, on_contended=on_contended))
 
     thread = threading.Thread(target=wait)
     thread.start()

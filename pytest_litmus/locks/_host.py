@@ -23,9 +23,18 @@ from types import ModuleType
 from typing import Any
 
 from pytest_litmus.errors import LitmusError, LockLost, NoSuchLock, ResourceInUse
-from pytest_litmus.locks._api import Hold, LockBackend, LockMode, LockState, ReleaseResult, State, holder_summary, seconds_since
+from pytest_litmus.locks._api import (
+    Hold,
+    LockBackend,
+    LockMode,
+    LockState,
+    ReleaseResult,
+    State,
+    holder_summary,
+    seconds_since,
+)
+from pytest_litmus.locks._records import LOCK_SUFFIX, LockFiles, lock_key, locks_dir, unlink
 from pytest_litmus.processes import holder_alive
-from pytest_litmus.locks._records import LOCK_SUFFIX, LockFiles, inode, lock_key, locks_dir, unlink
 
 __all__ = ["HostBackend", "HostHold", "list_locks", "platform", "release_lock"]
 
@@ -100,7 +109,16 @@ class HostHold(Hold):
 
     backend: HostBackend
 
-    def __init__(self, backend: HostBackend, resource: str, mode: LockMode, record: dict[str, Any], files: LockFiles, fd: int, st: os.stat_result) -> None:
+    def __init__(
+        self,
+        backend: HostBackend,
+        resource: str,
+        mode: LockMode,
+        record: dict[str, Any],
+        files: LockFiles,
+        fd: int,
+        st: os.stat_result,
+    ) -> None:
         super().__init__(backend, resource, mode, record)
         self.files = files
         self.fd = fd

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from pytest_litmus.errors import LockModeConflict
-from pytest_litmus.locks._api import Hold, LockBackend, LockKind, LockMode, LockUnsupported, OnContended, check_mode, check_timeout
+from pytest_litmus.locks._api import (
+    Hold,
+    LockBackend,
+    LockKind,
+    LockMode,
+    LockUnsupported,
+    OnContended,
+    check_mode,
+    check_timeout,
+)
 from pytest_litmus.locks._records import lock_key
 from pytest_litmus.locks._visa import VisaBackend
 

@@ -77,7 +77,12 @@ class VisaBackend(LockBackend):
         return f"VisaBackend({self.name!r})"
 
     def _acquire(
-        self, resource: str, mode: LockMode, timeout: float | None, record: dict[str, Any], on_contended: OnContended | None
+        self,
+        resource: str,
+        mode: LockMode,
+        timeout: float | None,
+        record: dict[str, Any],
+        on_contended: OnContended | None,
     ) -> tuple[Hold | None, float]:
         """VISA waits itself (its lock timeout); a refusal says nothing of the holder."""
         timeout_ms = _VI_TMO_INFINITE if timeout is None else int(timeout * 1000)
@@ -112,7 +117,9 @@ class VisaBackend(LockBackend):
 
 
 def take_visa_lock(resource: Any, mode: LockMode, timeout: float | None = 0.0) -> LockKind:
-    """Take the VISA lock on an opened pyvisa ``resource``: ``visa``; ``host`` where unsupported; ``none`` for mode none.
+    """Take the VISA lock on an opened pyvisa ``resource``; the kind of lock now held.
+
+    ``visa``; ``host`` where the library takes no VISA locks; ``none`` for mode ``none``.
 
     Kept for callers of the old function API; :class:`VisaBackend` is the backend.
     A VISA lock held elsewhere raises :class:`ResourceInUse`.
