@@ -25,12 +25,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pytest_litmus.locking import LockOwner
+from pytest_litmus.locks import LockOwner
 
 RESOURCE = "TCPIP0::192.168.1.50::inst0::INSTR"
 HOLDER = """
 import sys, time
-from pytest_litmus.locking import LockOwner
+from pytest_litmus.locks import LockOwner
 owner = LockOwner(sys.argv[1], session="bench-holder")
 owner.acquire(sys.argv[2])
 print("locked", flush=True)

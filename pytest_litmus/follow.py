@@ -5,8 +5,9 @@ is locked, and new lines are found by reading on from the last offset. A line
 still being written (no newline yet) is held back until its newline arrives, so
 each event is delivered exactly once, in file order.
 
-The standard library has no inotify, so an idle follower polls: 5 ms after the
-last new line, doubling on each empty read up to ``poll`` (0.1 s by default).
+The standard library has no inotify, so an idle follower polls on a
+:class:`~pytest_litmus.backoff.Backoff`: 5 ms after the last new line, doubling
+on each empty read up to ``poll`` (0.1 s by default).
 A busy file is read as fast as lines come; an idle one costs ten reads a second.
 
 ``since`` selects where the replay starts: an ``int`` is a ``seq`` number and
@@ -19,16 +20,16 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import threading
-import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from pytest_litmus.backoff import Backoff
 from pytest_litmus.events import parse_line
+from pytest_litmus.processes import holder_alive, pid_alive
 
 __all__ = ["DEFAULT_POLL", "Follower", "Since", "follow", "iter_follow", "pid_alive"]
 
@@ -38,17 +39,6 @@ DEFAULT_POLL = 0.1
 Since = int | float | datetime | None
 StopReason = Literal["ended", "timeout", "writer-gone", "stopped"]
 Event = dict[str, Any]
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host (a zombie counts as alive until reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def _matcher(event_type: str | Sequence[str] | None, role: str | None, since: Since) -> Callable[[Event], bool]:
@@ -140,7 +130,7 @@ class Follower:
 
     def _writer_gone(self) -> bool:
         writer = self._writer
-        return writer is not None and writer[1] == socket.gethostname() and not pid_alive(writer[0])
+        return writer is not None and not holder_alive({"pid": writer[0], "host": writer[1]})
 
     def _finish(self, reason: StopReason) -> None:
         self.stop_reason = reason
@@ -149,27 +139,24 @@ class Follower:
             self._file = None
 
     def __iter__(self) -> Iterator[Event]:
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        delay = MIN_POLL
+        poll = Backoff(first=MIN_POLL, cap=self.poll).start(self.timeout)
         gone = False
         while self.stop_reason is None:
             batch = self.drain()
             yield from batch
             if batch or self.stop_reason is not None:
-                delay = MIN_POLL
+                poll.reset()
                 continue
             if gone:  # the writer died and one more read found nothing new
                 self._finish("writer-gone")
             elif self.stop.is_set():
                 self._finish("stopped")
-            elif deadline is not None and time.monotonic() >= deadline:
+            elif poll.expired:
                 self._finish("timeout")
-            elif self.stop_at_end and delay >= self.poll and self._writer_gone():
+            elif self.stop_at_end and poll.at_cap and self._writer_gone():
                 gone = True
             else:
-                wait = delay if deadline is None else min(delay, max(deadline - time.monotonic(), 0.0))
-                self.stop.wait(wait)
-                delay = min(delay * 2, self.poll)
+                poll.sleep(self.stop)
 
     def close(self) -> None:
         """Stop following (an iteration in progress ends at its next poll)."""

@@ -27,7 +27,8 @@ from pytest_litmus.events import EventFile, Recorder
 from pytest_litmus.eventtypes import EventType
 from pytest_litmus.hooks import LitmusPluginManager
 from pytest_litmus.instruments import InstrumentProxy, open_driver, proxy_state
-from pytest_litmus.locking import Lease, LockOwner, current_user
+from pytest_litmus.locks import Lease, LockOwner
+from pytest_litmus.processes import current_user
 from pytest_litmus.station import SESSION_OUTCOMES, LockWait, SessionOutcome, StationBase
 
 if TYPE_CHECKING:

@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from queue import SimpleQueue
 from typing import Any, Literal, Protocol
 
+from pytest_litmus.backoff import Backoff
 from pytest_litmus.errors import SrqTimeout
 from pytest_litmus.eventtypes import EventType
 
@@ -69,23 +69,13 @@ class Resource(Protocol):
     def wait_on_event(self, in_event_type: Any, timeout: int, capture_timeout: bool = ...) -> Any: ...
 
 
-@dataclass(frozen=True)
-class PollSchedule:
+class PollSchedule(Backoff):
     """Bounded back-off: first poll at once, then ``first``, ``first * factor``, ... capped at ``cap``.
 
     The defaults see an operation that ends within a few ms after about as
     long again, and cost 26 polls for a 1 s wait, 20 a second after that.
+    (The package's one :class:`~pytest_litmus.backoff.Backoff`, with these defaults.)
     """
-
-    first: float = 0.001
-    factor: float = 2.0
-    cap: float = 0.05
-
-    def intervals(self) -> Iterator[float]:
-        interval = self.first
-        while True:
-            yield interval
-            interval = min(self.cap, interval * self.factor)
 
 
 def _unsupported(exc: BaseException) -> bool:
@@ -189,17 +179,16 @@ class SrqWaiter:
             return int(self.resource.read_stb())
 
     def _poll(self, deadline: float | None, cancelled: threading.Event) -> tuple[int | None, int]:
+        waiting = self.schedule.start(None if deadline is None else deadline - time.monotonic())
         polls = 0
-        for interval in self.schedule.intervals():
+        while True:
             stb = self._read_status_byte()
             polls += 1
             self.status_byte = stb
             if self._requested(stb):
                 return stb, polls
-            remaining = math.inf if deadline is None else deadline - time.monotonic()
-            if remaining <= 0 or cancelled.wait(min(interval, remaining)):
+            if waiting.expired or waiting.sleep(cancelled):
                 return None, polls
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _wait_event(self, deadline: float | None, cancelled: threading.Event) -> int | None:
         from pyvisa import constants

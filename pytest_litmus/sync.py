@@ -6,12 +6,14 @@ barrier lives in files under ``<session_dir>/sync/<name>/``:
 - ``state.json``: the generation (round) number, the parties expected, who has
   arrived in this round, and the last rounds' releases; replaced atomically, so
   it is read without a lock and changed under ``state.lock`` (a ``filelock``);
-- ``<token>.party``: one file per waiting party, ``flock``-ed by its process for
-  as long as it waits. The kernel drops that lock when the process dies (even
-  by SIGKILL), so the others see a free lock and know the party is gone.
+- ``<token>.party``: one file per waiting party, there for as long as it waits.
+  Its arrival record names its process (pid, host, start time): a party whose
+  file is gone left, one whose process is gone (even by SIGKILL, leaving the
+  file) died; :func:`pytest_litmus.processes.holder_alive` tells.
 
-A waiting party re-reads ``state.json`` with back-off (5 ms doubling to ``poll``)
-and, once waiting at the slowest rate, checks the others' party locks. A dead
+A waiting party re-reads ``state.json`` with back-off (5 ms doubling to ``poll``,
+a :class:`~pytest_litmus.backoff.Backoff`) and, once waiting at the slowest
+rate, checks the other parties. A dead
 party or a timeout *breaks* the barrier, as ``threading.Barrier`` does: everyone
 waiting gets :class:`SyncError` (the one that timed out :class:`SyncTimeout`), and
 so does every later arrival until :func:`reset`. The same name can be used for any
@@ -21,12 +23,9 @@ number of rounds: each full round bumps the generation.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,7 +35,10 @@ from typing import Any
 
 from filelock import FileLock
 
-from pytest_litmus.errors import LitmusError, SyncError, SyncTimeout
+from pytest_litmus.atomicfile import write_json
+from pytest_litmus.backoff import Backoff
+from pytest_litmus.errors import SyncError, SyncTimeout
+from pytest_litmus.processes import describe, holder_alive, this_process
 
 __all__ = ["SyncError", "SyncResult", "SyncTimeout", "reset", "sync"]
 
@@ -82,10 +84,7 @@ class SyncResult:
 
 def default_identity() -> str:
     """``gw1 pid 4242@host`` (worker id when under pytest-xdist, thread name when not the main thread)."""
-    parts = [os.environ.get("PYTEST_XDIST_WORKER", ""), f"pid {os.getpid()}@{socket.gethostname()}"]
-    if threading.current_thread() is not threading.main_thread():
-        parts.append(threading.current_thread().name)
-    return " ".join(p for p in parts if p)
+    return describe()
 
 
 def _directory(where: str | os.PathLike[str], name: str) -> Path:
@@ -114,9 +113,7 @@ def _load(directory: Path) -> dict[str, Any]:
 
 
 def _save(directory: Path, state: dict[str, Any]) -> None:
-    tmp = directory / f"state.{os.getpid()}.{threading.get_ident()}.tmp"
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, directory / "state.json")
+    write_json(directory / "state.json", state)
 
 
 @contextlib.contextmanager
@@ -141,30 +138,19 @@ def _identities(arrivals: list[dict[str, Any]]) -> list[str]:
 
 @contextlib.contextmanager
 def _party_file(directory: Path, token: str) -> Iterator[None]:
-    """Hold an flock on ``<token>.party`` while waiting: the others' proof that this party lives."""
+    """``<token>.party`` exists while this party waits: the others' proof that it has not left."""
     path = directory / f"{token}.party"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    path.touch()
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         with contextlib.suppress(OSError):
             path.unlink()
-        os.close(fd)
 
 
-def _party_alive(directory: Path, token: str) -> bool:
-    try:
-        fd = os.open(directory / f"{token}.party", os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False  # it left without the round being released
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+def _party_alive(directory: Path, arrival: dict[str, Any]) -> bool:
+    """Still waiting: its party file is there (it did not leave) and its process runs (it did not die)."""
+    return (directory / f"{arrival['token']}.party").exists() and holder_alive(arrival)
 
 
 def _check_parties(directory: Path, generation: int, me: str) -> None:
@@ -173,7 +159,7 @@ def _check_parties(directory: Path, generation: int, me: str) -> None:
         if state["generation"] != generation or state["broken"]:
             return
         for arrival in state["arrived"]:
-            if arrival["token"] != me and not _party_alive(directory, arrival["token"]):
+            if arrival["token"] != me and not _party_alive(directory, arrival):
                 _break(state, f"party {arrival['identity']} is gone (its process died or left) while waiting")
                 return
 
@@ -257,7 +243,8 @@ def sync(
     token = uuid.uuid4().hex
     start = time.monotonic()
     with _party_file(directory, token):
-        generation, index = _arrive(directory, name, parties, {"identity": who, "token": token, "pid": os.getpid()})
+        arrival = {**this_process(), "identity": who, "token": token}
+        generation, index = _arrive(directory, name, parties, arrival)
         if on_arrived is not None:
             on_arrived({"name": name, "generation": generation, "parties": parties, "arrived": index + 1, "identity": who})
         arrived = _wait(directory, name, generation, token, who, timeout, max(poll, MIN_POLL), start)
@@ -267,18 +254,16 @@ def sync(
 def _wait(
     directory: Path, name: str, generation: int, token: str, who: str, timeout: float | None, poll: float, start: float
 ) -> list[str]:
-    delay = MIN_POLL
+    waiting = Backoff(first=MIN_POLL, cap=poll).start(None if timeout is None else timeout - (time.monotonic() - start))
     while True:
         arrived = _outcome(_load(directory), name, generation)
         if arrived is not None:
             return arrived
-        if timeout is not None and time.monotonic() - start >= timeout:
+        if timeout is not None and waiting.expired:
             return _timed_out(directory, name, generation, who, timeout)
-        if delay >= poll:
+        if waiting.at_cap:
             _check_parties(directory, generation, token)
-        pause = delay if timeout is None else max(min(delay, start + timeout - time.monotonic()), 0.0)
-        time.sleep(pause)
-        delay = min(delay * 2, poll)
+        waiting.sleep()
 
 
 def reset(where: str | os.PathLike[str], name: str) -> None:

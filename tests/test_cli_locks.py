@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from pytest_litmus.cli import main
-from pytest_litmus.cli.locks import EXIT_NO_SUCH_LOCK, EXIT_OK, EXIT_REFUSED, format_duration
+from pytest_litmus.cli._output import format_duration, format_table
+from pytest_litmus.cli.locks import EXIT_NO_SUCH_LOCK, EXIT_OK, EXIT_REFUSED
 
 _spec = importlib.util.spec_from_file_location("lockprocs", Path(__file__).parent / "lockhelpers" / "procs.py")
 assert _spec is not None and _spec.loader is not None
@@ -143,6 +144,29 @@ def test_console_script_exit_codes_and_data_dir_from_env(tmp_path: Path, hold: C
     assert listed.returncode == EXIT_OK and json.loads(listed.stdout)["locks"][0]["holders"][0]["pid"] == child.pid
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(None, "-"), (4.25, "4.2s"), (303, "5m03s"), (7440, "2h04m")])
-def test_format_duration(seconds: float | None, text: str) -> None:
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (None, "-"),
+        (0, "0ms"),
+        (0.0000123, "0.0123ms"),
+        (0.0021, "2.1ms"),
+        (0.25, "250ms"),
+        (0.9999, "1s"),
+        (4.25, "4.25s"),
+        (59.94, "59.9s"),
+        (59.96, "1m00s"),
+        (303, "5m03s"),
+        (7440, "2h04m"),
+    ],
+)
+def test_one_duration_format(seconds: float | None, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_one_table_printer_aligns_columns_and_trims_trailing_blanks() -> None:
+    assert format_table(("A", "LONGER"), [("wide cell", ""), ("x", "y")]).splitlines() == [
+        "A          LONGER",
+        "wide cell",
+        "x          y",
+    ]

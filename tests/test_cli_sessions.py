@@ -115,7 +115,7 @@ def test_tail_follows_a_running_session_until_it_ends(tmp_path: Path) -> None:
     assert f"session {station.session_id} started: station cell-7 (mock)" in text
     assert "dmm.query('*IDN?') -> 'Keysight" in text
     assert "measure  rail_3v3 = 3.3 V  [3.2, 3.4]  passed" in text
-    assert f"PASSED   {NODE} (0.1 s)" in text
+    assert f"PASSED   {NODE} (100ms)" in text
     assert text.rstrip().splitlines()[-1].endswith("session ended: passed (1 passed; measurements 1 passed)")
 
 
@@ -139,7 +139,7 @@ def test_tail_tags_what_an_xdist_worker_did() -> None:
     caller = {"pid": 7, "host": "bench", "user": "t", "worker": "gw1"}
     outcome = {"seq": 9, "ts": 0.0, "type": "TestOutcome", "nodeid": "t.py::a", "outcome": "passed", "duration": 0.5, "caller": caller}
     line = describe(outcome)
-    assert line is not None and line.split(" ", 1)[1] == "[gw1] PASSED   t.py::a (0.5 s)"
+    assert line is not None and line.split(" ", 1)[1] == "[gw1] PASSED   t.py::a (500ms)"
     joined = describe({"type": "InstrumentClientConnected", "server": "127.0.0.1:1", "caller": caller})
     assert joined is not None and joined.endswith("client pid 7 t@bench (xdist gw1) connected")
     assert "[" not in (describe({"type": "TestStarted", "nodeid": "x"}) or "[")

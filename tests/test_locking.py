@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_litmus.errors import LockLost, ResourceInUse
+from pytest_litmus.locks import HostBackend
 from pytest_litmus.locking import (
     Lease,
     LockModeConflict,
@@ -81,8 +82,8 @@ def test_reentrant_within_an_owner_and_released_when_the_last_level_goes(owner: 
 
 def test_release_all_goes_newest_first(owner: LockOwner, monkeypatch: pytest.MonkeyPatch) -> None:
     order: list[str] = []
-    real = Lease._release_physical
-    monkeypatch.setattr(Lease, "_release_physical", lambda self: (order.append(self.resource), real(self))[1])
+    real = HostBackend._release
+    monkeypatch.setattr(HostBackend, "_release", lambda self, hold: (order.append(hold.resource), real(self, hold))[1])
     owner.acquire(DMM)
     owner.acquire(PSU)
     owner.acquire(DMM)  # re-entry does not reorder

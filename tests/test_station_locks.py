@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytest_litmus import LockLost, ResourceInUse, StationConnection, connect
-from pytest_litmus.locking import list_locks, release_lock
+from pytest_litmus.locks import list_locks, release_lock
 
 
 @pytest.fixture

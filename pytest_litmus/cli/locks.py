@@ -15,9 +15,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pytest_litmus.cli._output import format_duration, format_table
 from pytest_litmus.config import resolve_data_dir
 from pytest_litmus.errors import LitmusError, ResourceInUse
-from pytest_litmus.locking import LockState, NoSuchLock, ReleaseResult, list_locks, release_lock
+from pytest_litmus.locks import LockState, NoSuchLock, ReleaseResult, list_locks, release_lock
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -83,7 +84,7 @@ def _show(data_dir: Path, as_json: bool, *, stamp: bool = False) -> None:
         return
     if stamp:
         print(f"# {_now()}  {data_dir / 'locks'}")
-    print(format_table(states) if states else f"no locks in {data_dir / 'locks'}", flush=True)
+    print(lock_table(states) if states else f"no locks in {data_dir / 'locks'}", flush=True)
 
 
 def _now() -> str:
@@ -113,24 +114,9 @@ def _row(state: LockState, holder: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
-def format_table(states: list[LockState]) -> str:
+def lock_table(states: list[LockState]) -> str:
     """The lock list as an aligned text table."""
-    rows = [COLUMNS, *_rows(states)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
-
-
-def format_duration(seconds: float | None) -> str:
-    """``4.2s``, ``5m03s``, ``2h04m``; ``-`` for none."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return format_table(COLUMNS, _rows(states))
 
 
 # --------------------------------------------------------------------------- releasing

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pytest_litmus.cli._output import format_duration, format_table
 from pytest_litmus.config import resolve_data_dir
 from pytest_litmus.errors import LitmusError, SessionNotFound
 from pytest_litmus.events import EVENTS_FILE, SESSIONS_DIR, SessionLog, parse_line, read_session
-from pytest_litmus.follow import pid_alive
+from pytest_litmus.processes import holder_alive, identity
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -103,9 +103,9 @@ def count_outcomes(events: list[dict[str, Any]]) -> dict[str, int]:
 
 def writer_running(started: dict[str, Any] | None) -> bool:
     """Whether the process that started the session is alive (only knowable on its host)."""
-    if not started or started.get("host") != socket.gethostname() or not isinstance(started.get("pid"), int):
+    if not started or started.get("host") != identity()["host"]:
         return False
-    return pid_alive(started["pid"])
+    return holder_alive({"pid": started.get("pid"), "host": started.get("host")})
 
 
 def session_row(directory: Path) -> dict[str, Any]:
@@ -201,12 +201,6 @@ def when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts is not None else "-"
 
 
-def seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.3g} s" if value < 60 else f"{int(value // 60)} min {value % 60:.0f} s"
-
-
 def counts_text(counts: dict[str, Any]) -> str:
     tests = [f"{n} {k}" for k, n in counts.items() if not k.startswith("measurements_")]
     measured = [f"{n} {k.removeprefix('measurements_')}" for k, n in counts.items() if k.startswith("measurements_")]
@@ -230,23 +224,26 @@ def outcome_text(row: dict[str, Any]) -> str:
     return "running" if row["running"] else str(row["outcome"])
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
-    header = ("SESSION", "STATION", "STARTED", "DURATION", "OUTCOME", "COUNTS", "MOCK")
-    table = [header] + [
+COLUMNS = ("SESSION", "STATION", "STARTED", "DURATION", "OUTCOME", "COUNTS", "MOCK")
+
+
+def session_table(rows: list[dict[str, Any]]) -> str:
+    """``litmus sessions`` as an aligned text table."""
+    return format_table(
+        COLUMNS,
         (
-            r["id"][:8],
-            str(r["station"] or "?"),
-            when(r["start"]),
-            seconds(r["duration"]),
-            outcome_text(r),
-            counts_text(r["counts"]),
-            "mock" if r["mock"] else "",
-        )
-        for r in rows
-    ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+            (
+                r["id"][:8],
+                str(r["station"] or "?"),
+                when(r["start"]),
+                format_duration(r["duration"]),
+                outcome_text(r),
+                counts_text(r["counts"]),
+                "mock" if r["mock"] else "",
+            )
+            for r in rows
+        ),
+    )
 
 
 def print_summary(s: dict[str, Any]) -> None:
@@ -258,7 +255,7 @@ def print_summary(s: dict[str, Any]) -> None:
         state = "still running" if s["running"] else "its process is gone or elsewhere"
         print(f"  ended     incomplete: no SessionEnded ({state})")
     else:
-        print(f"  ended     {s['outcome']} after {seconds(s['duration'])}")
+        print(f"  ended     {s['outcome']} after {format_duration(s['duration'])}")
     print(f"  counts    {counts_text(s['counts'] or {})}")
     print(f"  events    {s['events']} in {s['path']}" + (" (last line torn)" if s["torn"] else ""))
     print("\nInstruments" if s["instruments"] else "\nInstruments: none")
@@ -267,7 +264,7 @@ def print_summary(s: dict[str, Any]) -> None:
         print(f"  {i['role']:<8} {i['resource']}  {i['idn'] or '(no *IDN?)'}  [{i['calls']} calls{errors}]")
     print(f"\nTests ({len(s['tests'])})" if s["tests"] else "\nTests: none")
     for t in s["tests"]:
-        duration = f"  {seconds(t.get('duration'))}" if t.get("duration") is not None else ""
+        duration = f"  {format_duration(t.get('duration'))}" if t.get("duration") is not None else ""
         print(f"  {str(t.get('outcome') or 'no outcome').upper():<10} {t['nodeid']}{duration}")
         for m in t["measurements"]:
             print(f"      {measurement_text(m)}")
@@ -287,7 +284,7 @@ def run_sessions(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
     elif rows:
-        print_table(rows)
+        print(session_table(rows))
     else:
         print(f"no sessions in {resolve_data_dir(args.data_dir) / SESSIONS_DIR}")
     return EXIT_OK

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from pytest_litmus.cli._output import format_duration
 from pytest_litmus.cli.sessions import counts_text, find_session, measurement_text
 from pytest_litmus.config import resolve_data_dir
 from pytest_litmus.events import EVENTS_FILE
@@ -77,7 +78,7 @@ def _call(e: Event) -> str:
     outcome = f"raised {e['error']}" if "error" in e else f"-> {e.get('result')!r}"
     caller = f"  [for {_who(e['caller'])}]" if e.get("caller") else ""
     duration = e.get("duration")
-    took = f" ({duration * 1e3:.2f} ms)" if isinstance(duration, (int, float)) else ""
+    took = f" ({format_duration(duration)})" if isinstance(duration, (int, float)) else ""
     return f"{e.get('role')}.{e.get('method')}({', '.join(p for p in (args, kwargs) if p)}) {outcome}{took}{caller}"
 
 
@@ -89,7 +90,7 @@ _FORMATS: dict[str, Callable[[Event], str]] = {
     "SessionEnded": lambda e: f"session ended: {e.get('outcome')} ({counts_text(e.get('counts') or {})})",
     "TestStarted": lambda e: f"START    {e.get('nodeid')}",
     "TestOutcome": lambda e: (
-        f"{str(e.get('outcome')).upper():<8} {e.get('nodeid')} ({e.get('duration', 0):.3g} s)"
+        f"{str(e.get('outcome')).upper():<8} {e.get('nodeid')} ({format_duration(e.get('duration', 0))})"
         + (f": {str(e['message']).splitlines()[0]}" if e.get("message") else "")
     ),
     "Measurement": lambda e: f"  measure  {measurement_text(e)}",
@@ -101,7 +102,7 @@ _FORMATS: dict[str, Callable[[Event], str]] = {
     "LockReleased": lambda e: f"lock released: {e.get('role')} {e.get('resource')}",
     "SrqWait": lambda e: f"{e.get('role')} SRQ wait: {json.dumps({k: v for k, v in e.items() if k not in _HEAD})}",
     "SyncArrived": lambda e: f"sync {e.get('name')}: {e.get('identity')} arrived ({e.get('arrived')}/{e.get('parties')})",
-    "SyncReleased": lambda e: f"sync {e.get('name')}: released after {e.get('waited', 0):.3g} s",
+    "SyncReleased": lambda e: f"sync {e.get('name')}: released after {format_duration(e.get('waited', 0))}",
     "InstrumentServerStarted": lambda e: f"instrument server {e.get('server')} serving {', '.join(e.get('roles') or [])}",
     "InstrumentServerStopped": lambda e: f"instrument server {e.get('server')} stopped",
     "InstrumentClientConnected": lambda e: f"server {e.get('server')}: client {_who(e.get('caller'))} connected",

@@ -15,8 +15,9 @@ import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pytest_litmus.atomicfile import write_json
 from pytest_litmus.errors import ServerUnavailable
-from pytest_litmus.follow import pid_alive
+from pytest_litmus.processes import pid_alive
 
 __all__ = [
     "ENV_ADDRESS",
@@ -76,12 +77,8 @@ class ServerInfo:
         """Write the file (mode 0600, atomically) into ``directory``; returns its path."""
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = directory / f"{self.session}-{self.port}.json"
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         data = {k: v for k, v in asdict(self).items() if k != "path"}
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"address": self.address, **data}, fh, indent=1)
-        os.replace(tmp, path)
+        write_json(path, {"address": self.address, **data}, mode=0o600, indent=1)
         return path
 
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 import pickle
 import socket
-import struct
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 from typing import Any
 
-from pytest_litmus.locking import current_user
+from pytest_litmus.processes import identity
 
 __all__ = ["CALLER_KEYS", "HANDSHAKE_TIMEOUT", "Request", "dumps", "handshake", "identity", "loads"]
 
@@ -33,19 +32,11 @@ def dumps(value: Any) -> bytes:
     return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
 
 
-def identity() -> dict[str, Any]:
-    """This process: pid, host, user and xdist worker id (what a server records as a call's caller)."""
-    found: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname(), "user": current_user()}
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker:
-        found["worker"] = worker
-    return found
-
-
 def _set_recv_timeout(sock: socket.socket, seconds: float) -> None:
     """Bound blocking reads on the socket (0: unbounded), without making it non-blocking."""
-    whole = int(seconds)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", whole, int((seconds - whole) * 1e6)))
+    from pytest_litmus._posix import set_recv_timeout  # the server and its clients need POSIX (README)
+
+    set_recv_timeout(sock, seconds)
 
 
 def handshake(sock: socket.socket, key: bytes, *, server: bool) -> Connection[Any, Any]:

@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from pytest_litmus.errors import LockLost, ResourceInUse
-from pytest_litmus.locking import LockOwner
+from pytest_litmus.locks import LockOwner
 
 
 def say(event: str, **fields: Any) -> None:

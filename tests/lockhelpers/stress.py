@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pytest_litmus.locking import LockOwner
+from pytest_litmus.locks import LockOwner
 
 
 def main() -> int:

@@ -1,0 +1,62 @@
+"""Per-resource instrument locks across processes, behind one backend interface.
+
+- :mod:`._api`: :class:`LockBackend` and :class:`Hold`, the interface every backend implements;
+- :mod:`._host`: :class:`HostBackend`, ``flock`` lock files under ``<data_dir>/locks/``;
+- :mod:`._visa`: :class:`VisaBackend`, the instrument-side lock on an opened VISA session;
+- :mod:`._records`: lock file names and holder records;
+- :mod:`._owner`: :class:`LockOwner` and :class:`Lease`, one session's locks.
+
+Use: one :class:`LockOwner` per session; :meth:`LockOwner.acquire` returns a
+:class:`Lease`; :meth:`Lease.check` before each instrument call raises
+:class:`~pytest_litmus.errors.LockLost` when ``litmus locks release --force``
+took the lock away; :meth:`LockOwner.release_all` at the end.
+"""
+
+from __future__ import annotations
+
+from pytest_litmus.errors import LockLost, LockModeConflict, NoSuchLock, ResourceInUse
+from pytest_litmus.locks._api import (
+    ACQUIRE_BACKOFF,
+    Hold,
+    LockBackend,
+    LockKind,
+    LockMode,
+    LockState,
+    LockUnsupported,
+    OnContended,
+    ReleaseResult,
+    check_timeout,
+)
+from pytest_litmus.locks._host import HostBackend, HostHold, list_locks, release_lock
+from pytest_litmus.locks._owner import Lease, LockOwner
+from pytest_litmus.locks._records import lock_key, locks_dir
+from pytest_litmus.locks._visa import VISA_SHARED_KEY, VisaBackend, release_visa_lock, take_visa_lock
+
+__all__ = [
+    "ACQUIRE_BACKOFF",
+    "Hold",
+    "HostBackend",
+    "HostHold",
+    "Lease",
+    "LockBackend",
+    "LockKind",
+    "LockLost",
+    "LockMode",
+    "LockModeConflict",
+    "LockOwner",
+    "LockState",
+    "LockUnsupported",
+    "NoSuchLock",
+    "OnContended",
+    "ReleaseResult",
+    "ResourceInUse",
+    "VISA_SHARED_KEY",
+    "VisaBackend",
+    "check_timeout",
+    "list_locks",
+    "lock_key",
+    "locks_dir",
+    "release_lock",
+    "release_visa_lock",
+    "take_visa_lock",
+]

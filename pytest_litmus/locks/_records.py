@@ -1,0 +1,131 @@
+"""Lock file names and the holder records beside them, under ``<data_dir>/locks/``.
+
+One lock file per resource, ``<key>.lock``, named by :func:`lock_key`; beside
+it one JSON record per holder, ``<key>.<token>.json`` (pid, host, user, start,
+session, station, role, test, since, mode, kind, and the lock file's inode).
+Records say who holds a lock but never decide who may take it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from pytest_litmus.atomicfile import write_json
+from pytest_litmus.processes import holder_alive
+
+__all__ = ["LOCKS_DIR", "LOCK_SUFFIX", "RECORD_SUFFIX", "LockFiles", "lock_key", "locks_dir"]
+
+LOCKS_DIR = "locks"
+LOCK_SUFFIX = ".lock"
+RECORD_SUFFIX = ".json"
+
+
+def locks_dir(data_dir: str | os.PathLike[str]) -> Path:
+    """``<data_dir>/locks``."""
+    return Path(data_dir) / LOCKS_DIR
+
+
+@functools.lru_cache(maxsize=256)
+def _canonical_resource(resource: str) -> str:
+    """VISA resource names are case-insensitive and have aliases (``GPIB::17`` is ``GPIB0::17::INSTR``)."""
+    text = resource.strip().upper()
+    try:
+        from pyvisa import rname
+
+        return str(rname.to_canonical_name(text)).upper()
+    except Exception:  # not a VISA name pyvisa parses: lock the text as given
+        return text
+
+
+@functools.lru_cache(maxsize=256)
+def lock_key(resource: str) -> str:
+    """A file-name-safe key for a resource address: readable text plus a short hash of its canonical form."""
+    canonical = _canonical_resource(resource)
+    text = re.sub(r"[^A-Za-z0-9_-]+", "_", canonical).strip("_")[:60] or "resource"
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    return f"{text}-{digest}"
+
+
+def read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as handle:
+            data = json.loads(handle.read())
+    except (OSError, ValueError):  # gone, or not ours
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
+class LockFiles(NamedTuple):
+    """The files of one lock, as plain strings (pathlib costs more than the syscalls here)."""
+
+    folder: str
+    key: str
+
+    @classmethod
+    def of(cls, data_dir: str | os.PathLike[str], key: str) -> LockFiles:
+        return cls(os.path.join(os.fspath(data_dir), LOCKS_DIR), key)
+
+    @property
+    def lock(self) -> str:
+        return os.path.join(self.folder, f"{self.key}{LOCK_SUFFIX}")
+
+    def record(self, token: object) -> str:
+        return os.path.join(self.folder, f"{self.key}.{token}{RECORD_SUFFIX}")
+
+    def record_paths(self) -> list[str]:
+        """Paths of every holder record of this lock."""
+        prefix = f"{self.key}."
+        try:
+            names = os.listdir(self.folder)
+        except FileNotFoundError:
+            return []
+        return [os.path.join(self.folder, n) for n in names if n.startswith(prefix) and n.endswith(RECORD_SUFFIX)]
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every holder record of the lock, oldest first."""
+        found = [r for r in map(read_json, self.record_paths()) if r is not None]
+        return sorted(found, key=lambda r: str(r.get("since", "")))
+
+    def live(self, lock_inode: int | None) -> list[dict[str, Any]]:
+        """Records of live holders of the lock file's current inode (a forced-out holder's is not one)."""
+        return [r for r in self.records() if holder_alive(r) and (lock_inode is None or r.get("inode") == lock_inode)]
+
+    def holders(self) -> list[dict[str, Any]]:
+        """Live holders of the lock file as it is now."""
+        return self.live(inode(self.lock))
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        write_json(self.record(record["token"]), record)
+
+    def clear_records(self) -> None:
+        for path in self.record_paths():
+            unlink(path)
+
+    def resource_name(self, records: list[dict[str, Any]]) -> str:
+        """The address from the holder records, else from inside the lock file, else the key."""
+        if records:
+            return str(records[0].get("resource", self.key))
+        try:
+            return Path(self.lock).read_text(encoding="utf-8", errors="replace").strip() or self.key
+        except OSError:
+            return self.key
