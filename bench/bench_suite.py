@@ -1,0 +1,152 @@
+"""A production-shaped suite with and without litmus: what the plugin costs per test and per measurement.
+
+    python bench/bench_suite.py [--runs 7] [--profile]
+
+100 tests, each making 10 instrument calls and 5 limit-checked measurements, run
+  L  with litmus: ``pytest --station cell-7 --mock`` (role fixtures, ``measure``)
+  P  in plain pytest (``-p no:litmus``) on pyvisa-sim, the test opening the same
+     simulated resources directly and checking the same limits with ``assert``
+and the same two suites without measurements (``-nomeas``) and with one test (``-1``),
+alternately, in a throw-away copy of the example station. Prints median wall
+times, the ratio L / P, and the cost litmus adds per test and per measurement:
+
+  per test        ((L - P) - (L-1 - P-1)) / 99          start-up taken out
+  per measurement ((L - L-nomeas) - (P - P-nomeas)) / 500
+
+``--profile`` runs the litmus suite once in-process under cProfile instead and
+prints the functions of pytest_litmus by own time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TESTS = 100
+CALLS = 10  # per test: 5 x (psu.set_voltage, dmm.measure_voltage)
+MEASUREMENTS = 5
+
+LITMUS = """
+import pytest
+
+@pytest.mark.parametrize("i", range({tests}))
+def test_board(i, dmm, psu, measure):
+    for k in range(5):
+        psu.set_voltage(5.0)
+        v = dmm.measure_voltage()
+        {measure}
+"""
+LITMUS_MEASURE = 'measure(f"rail_{k}", v, units="V", low=3.2, high=3.4)'
+
+PLAIN = """
+import pyvisa
+import pytest
+
+SIM = {sim!r}
+
+@pytest.fixture(scope="session")
+def rm():
+    rm = pyvisa.ResourceManager(f"{{SIM}}@sim")
+    yield rm
+    rm.close()
+
+@pytest.fixture(scope="session")
+def dmm(rm):
+    return rm.open_resource("TCPIP0::192.168.1.50::inst0::INSTR", timeout=10000, read_termination="\\n", write_termination="\\n")
+
+@pytest.fixture(scope="session")
+def psu(rm):
+    return rm.open_resource("GPIB0::17::INSTR", timeout=5000, read_termination="\\n", write_termination="\\n")
+
+@pytest.mark.parametrize("i", range({tests}))
+def test_board(i, dmm, psu):
+    for k in range(5):
+        psu.write("VOLT 5")
+        v = float(dmm.query("MEAS:VOLT:DC?").strip())
+        {measure}
+"""
+PLAIN_MEASURE = "assert 3.2 <= v <= 3.4"
+
+
+def wall(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def write_suites(root: Path) -> None:
+    shutil.copytree(REPO / "stations", root / "stations")
+    sim = str(root / "stations" / "sims" / "cell-7.yaml")
+    for suffix, tests, measured in (("", TESTS, True), ("_nomeas", TESTS, False), ("_1", 1, True)):
+        (root / f"test_litmus{suffix}.py").write_text(
+            LITMUS.format(tests=tests, measure=LITMUS_MEASURE if measured else "pass")
+        )
+        (root / f"test_plain{suffix}.py").write_text(
+            PLAIN.format(sim=sim, tests=tests, measure=PLAIN_MEASURE if measured else "pass")
+        )
+
+
+def profile(root: Path) -> None:
+    import cProfile
+    import pstats
+
+    import pytest
+
+    os.chdir(root)
+    prof = cProfile.Profile()
+    prof.enable()
+    pytest.main(["-q", "-p", "no:cacheprovider", "test_litmus.py", "--station", "cell-7", "--mock"])
+    prof.disable()
+    stats = pstats.Stats(prof)
+    stats.sort_stats("tottime").print_stats("pytest_litmus", 30)
+    stats.sort_stats("cumulative").print_stats("pytest_litmus", 30)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--profile", action="store_true", help="profile the litmus suite in-process instead")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_suites(root)
+        os.environ["LITMUS_HOME"] = str(root / "home")
+        if args.profile:
+            profile(root)
+            return 0
+        env = dict(os.environ)
+        pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        commands: dict[str, list[str]] = {}
+        for suffix in ("", "_nomeas", "_1"):
+            label = suffix.replace("_", "-")
+            commands[f"L{label}"] = [*pytest, f"test_litmus{suffix}.py", "--station", "cell-7", "--mock"]
+            commands[f"P{label}"] = [*pytest, "-p", "no:litmus", f"test_plain{suffix}.py"]
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for cmd in commands.values():
+            wall(cmd, root, env)  # warm-up
+        for _ in range(args.runs):
+            for name, cmd in commands.items():
+                times[name].append(wall(cmd, root, env))
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    print(f"median wall time over {args.runs} alternating runs ({TESTS} tests x {CALLS} calls x {MEASUREMENTS} measurements)")
+    for name, seconds in med.items():
+        print(f"  {name:10s} {seconds * 1000:8.1f} ms")
+    per_test = ((med["L"] - med["P"]) - (med["L-1"] - med["P-1"])) / (TESTS - 1)
+    per_measurement = ((med["L"] - med["L-nomeas"]) - (med["P"] - med["P-nomeas"])) / (TESTS * MEASUREMENTS)
+    print(f"  ratio L / P          {med['L'] / med['P']:.3f}   (target <= 1.10)")
+    print(f"  added per test       {per_test * 1e6:8.0f} us (target <= 150)")
+    print(f"  added per measurement{per_measurement * 1e6:8.1f} us (target <= 10)")
+    print(f"  start-up L-1 - P-1   {(med['L-1'] - med['P-1']) * 1000:8.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
