@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from pytest_litmus.config import LockMode, StationConfig, load_station, resolve_data_dir
+from pytest_litmus.config import LockMode, StationConfig, resolve_data_dir
 from pytest_litmus.errors import LitmusError, StationConfigError
 from pytest_litmus.events import EventFile, Recorder, events_path, filter_events, read_events
 from pytest_litmus.hooks import LitmusPluginManager
@@ -48,14 +48,16 @@ def connect(
     station: str | None = None,
     *,
     data_dir: str | os.PathLike[str] | None = None,
-    mock: bool = False,
+    mock: bool | None = None,
     server: str | None = None,
 ) -> StationConnection:
-    """A :class:`StationConnection` for ``station`` (None: ``default_station`` of ``litmus.yaml``).
+    """A :class:`StationConnection` for ``station``; nothing is opened until ``start()`` (or ``with``).
 
-    The data dir resolves: ``data_dir`` -> ``litmus.yaml`` ``data_dir`` ->
-    ``$LITMUS_HOME`` -> the user data dir. Nothing is opened until ``start()``
-    (or ``with``).
+    Arguments left None resolve as under pytest (:mod:`pytest_litmus.settings`):
+    ``station`` -> ``$LITMUS_STATION`` -> ``default_station`` of ``litmus.yaml``;
+    ``mock`` -> ``$LITMUS_MOCK`` -> off; ``data_dir`` -> ``litmus.yaml``
+    ``data_dir`` -> ``$LITMUS_HOME`` -> the user data dir; the lock timeout is
+    ``$LITMUS_LOCK_TIMEOUT`` -> 0.
 
     ``server="host:port"`` joins the session of that instrument server instead:
     its instruments are the holder's, reached through the server, and events go
@@ -63,6 +65,7 @@ def connect(
     sets for its children) is joined when it serves ``station`` (or ``station``
     is None). See docs/sharing.md.
     """
+    from pytest_litmus import settings
     from pytest_litmus.server import ENV_ADDRESS, find_server_info
 
     hooks = LitmusPluginManager()
@@ -78,8 +81,11 @@ def connect(
             return StationConnection.join(info, hooks=hooks)
         if server is not None:  # an inherited $LITMUS_SERVER of another station is simply not joined
             raise LitmusError(f"instrument server {address} serves station {info.station!r}, not {station!r}")
-    config, resolved = load_station(station, data_dir=data_dir)
-    return StationConnection(config, data_dir=resolved, mock=mock, hooks=hooks)
+    resolved = settings.resolve({"station": (station, "station="), "mock": (mock, "mock="), "data_dir": (data_dir, "data_dir=")})
+    return StationConnection(
+        resolved.load_station(), data_dir=resolved.data_dir.value, mock=resolved.mock.value, hooks=hooks,
+        lock_timeout=resolved.lock_timeout.value,
+    )
 
 
 def _versions() -> dict[str, str | None]:

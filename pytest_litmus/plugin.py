@@ -25,7 +25,7 @@ from pytest_litmus import options
 from pytest_litmus.errors import LitmusError
 
 if TYPE_CHECKING:
-    from pytest_litmus.config import ProjectConfig, StationConfig
+    from pytest_litmus.config import StationConfig
     from pytest_litmus.connection import SessionOutcome, StationConnection
     from pytest_litmus.hooks import LitmusPluginManager
     from pytest_litmus.measurements import Measurement
@@ -101,46 +101,20 @@ def _place_in_xdist(config: pytest.Config, active: Active) -> None:
 
 
 def _resolve(config: pytest.Config) -> Active | None:
-    from pytest_litmus.config import find_project_config, find_station_file, load_station_file, resolve_data_dir
-
-    start = Path(config.invocation_params.dir)
-    station = options.resolve(config, "station")
-    station_id, source = station.value, station.source
-    project = find_project_config(start)
-    if station_id is None:
-        if project is None or project.default_station is None:
-            return None
-        station_id, source = project.default_station, f"default_station in {project.path}"
-    data_dir_setting = options.resolve(config, "data_dir")
-    data_dir = resolve_data_dir(data_dir_setting.value, project=project, start=start)
-    loaded = load_station_file(find_station_file(station_id, data_dir, start))  # litmus.yaml is read once, above
-    mock = options.resolve(config, "mock")
-    timeout = options.resolve(config, "lock_timeout")
+    """The run's settings and station (None: no station selected, the plugin stays idle)."""
+    resolved = options.resolve(config)
+    if resolved.station.value is None:
+        return None
     from pytest_litmus.hooks import LitmusPluginManager
 
     return Active(
-        station=loaded,
-        data_dir=data_dir,
-        mock=bool(mock.value),
-        lock_timeout=timeout.value,
-        sources={
-            "station": source,
-            "mock": mock.source,
-            "data_dir": _data_dir_source(data_dir_setting, project),
-            "lock_timeout": timeout.source,
-        },
+        station=resolved.load_station(),
+        data_dir=resolved.data_dir.value,
+        mock=resolved.mock.value,
+        lock_timeout=resolved.lock_timeout.value,
+        sources=resolved.sources,
         hooks=LitmusPluginManager(),
     )
-
-
-def _data_dir_source(setting: options.Resolved, project: ProjectConfig | None) -> str:
-    import os
-
-    if setting.value is not None:
-        return setting.source
-    if project is not None and project.data_dir is not None:
-        return f"data_dir in {project.path}"
-    return "LITMUS_HOME" if os.environ.get("LITMUS_HOME") else "user data dir"
 
 
 def _role_fixtures(station: StationConfig) -> types.ModuleType:
