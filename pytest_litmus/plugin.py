@@ -12,6 +12,7 @@ reaches them in ``workerinput``. Each worker joins that session
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 from collections.abc import Generator
@@ -76,6 +77,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
     bridge = types.SimpleNamespace(pytest_plugin_registered=bridge_pytest_plugin(active.hooks))
     config.pluginmanager.register(bridge, "litmus-hook-bridge")
+    if not os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):  # what connect() loads, pytest loads too
+        active.hooks.load_setuptools_entrypoints("litmus", blocked=config.pluginmanager.is_blocked)
     config.pluginmanager.register(_role_fixtures(active.station), "litmus-roles")
     config.pluginmanager.register(SessionPlugin(active), "litmus-session")
     if active.xdist == "controller":
