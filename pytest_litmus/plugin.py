@@ -18,7 +18,7 @@ import types
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pytest
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from pytest_litmus.connection import SessionOutcome, StationConnection
     from pytest_litmus.hooks import LitmusPluginManager
     from pytest_litmus.measurements import Measurement
+    from pytest_litmus.station import Station
 
 
 @dataclass
@@ -120,18 +121,21 @@ def _resolve(config: pytest.Config) -> Active | None:
     )
 
 
-def _role_fixtures(station: StationConfig) -> types.ModuleType:
-    """A plugin module with one fixture per role, named after it."""
-    module = types.ModuleType(f"pytest_litmus.roles[{station.id}]")
+def _role_fixtures(config: StationConfig) -> types.ModuleType:
+    """A plugin module with one session-scoped fixture per role, named after it."""
+    module = types.ModuleType(f"pytest_litmus.roles[{config.id}]")
 
     def make(role: str) -> Any:
-        def fixture(station: StationConnection) -> Any:
+        def fixture(station: Station) -> Any:
             return station.instrument(role)
 
-        fixture.__doc__ = f"The {role!r} instrument of station {station.id!r} (locked for the session)."
-        return pytest.fixture(name=role)(fixture)
+        fixture.__doc__ = (
+            f"The {role!r} instrument of station {config.id!r}: its proxy, opened and locked on first use and "
+            f"kept for the session (usable from session fixtures); calls are attributed to the running test."
+        )
+        return pytest.fixture(scope="session", name=role)(fixture)
 
-    for role in station.roles:
+    for role in config.roles:
         setattr(module, f"litmus_role_{role}", make(role))
     return module
 
@@ -158,8 +162,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
 
 @pytest.fixture(scope="session")
-def station(pytestconfig: pytest.Config) -> StationConnection:
-    """The session's :class:`StationConnection`: instruments by role, events, locks held for the session."""
+def station(pytestconfig: pytest.Config) -> Station:
+    """The session's :class:`~pytest_litmus.station.Station`: instruments by role, events, locks held for the session."""
     active = pytestconfig.stash.get(ACTIVE, None)
     if active is None or active.connection is None:
         pytest.fail(
@@ -167,13 +171,15 @@ def station(pytestconfig: pytest.Config) -> StationConnection:
             "or default_station in litmus.yaml",
             pytrace=False,
         )
-    return active.connection
+    # StationConnection's __enter__/__exit__ signatures do not match the Station protocol yet
+    # (the connection restructuring aligns them); fixtures promise only the protocol.
+    return cast("Station", active.connection)
 
 
 class Measure:
     """The ``measure`` fixture's value: call it to record a measurement for this test."""
 
-    def __init__(self, connection: StationConnection, item: pytest.Item) -> None:
+    def __init__(self, connection: Station, item: pytest.Item) -> None:
         self._connection = connection
         self._item = item
 
@@ -197,13 +203,13 @@ class Measure:
 
 
 @pytest.fixture
-def measure(request: pytest.FixtureRequest, station: StationConnection) -> Measure:
+def measure(request: pytest.FixtureRequest, station: Station) -> Measure:
     """``measure(name, value, *, units=None, low=None, high=None)``: record a measurement for this test."""
     return Measure(station, request.node)
 
 
 @pytest.fixture
-def srq(station: StationConnection) -> Generator[Any, None, None]:
+def srq(station: Station) -> Generator[Any, None, None]:
     """``srq(instrument, *, ese=1, sre=32, mechanism=None)``: arm service requests, get a waiter.
 
     ``waiter.wait(timeout=SECONDS)`` returns the status byte once the instrument

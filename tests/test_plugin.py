@@ -331,3 +331,39 @@ def test_litmus_entry_point_plugins_are_loaded_under_pytest_once(
     station_project.runpytest_subprocess("--station", "cell-7", "--mock").assert_outcomes(passed=1)
     seen = (station_project.path / "dash.txt").read_text().split()
     assert seen == [e["type"] for e in session_events(station_project)]
+
+
+def test_role_fixtures_serve_session_fixtures_and_calls_belong_to_the_running_test(station_project: pytest.Pytester) -> None:
+    station_project.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def powered(psu):
+            psu.set_voltage(5.0)      # runs during the setup of the first test that needs it
+            yield psu
+            psu.output(False)         # runs during the teardown of the last test
+
+        def test_first(dmm):
+            dmm.measure_voltage()
+
+        def test_second(powered, dmm, measure):
+            measure("rail", dmm.measure_voltage(), low=3.2, high=3.4)
+
+        def test_third(powered, psu):
+            assert psu is powered
+            psu.set_voltage(4.0)
+        """
+    )
+    station_project.runpytest("--station", "cell-7", "--mock").assert_outcomes(passed=3)
+    events = session_events(station_project)
+    calls = [(e["method"], e["args"], e["nodeid"].split("::")[-1]) for e in events if e["type"] == "InstrumentCall"]
+    assert calls == [
+        ("measure_voltage", [], "test_first"),
+        ("set_voltage", [5.0], "test_second"),  # the session fixture's setup: the test pytest set it up for
+        ("measure_voltage", [], "test_second"),
+        ("set_voltage", [4.0], "test_third"),
+        ("output", [False], "test_third"),  # its teardown: the last test
+    ]
+    (measurement,) = [e for e in events if e["type"] == "Measurement"]
+    assert measurement["nodeid"].endswith("::test_second")
