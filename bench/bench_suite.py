@@ -6,9 +6,12 @@
   L  with litmus: ``pytest --station cell-7 --mock`` (role fixtures, ``measure``)
   P  in plain pytest (``-p no:litmus``) on pyvisa-sim, the test opening the same
      simulated resources directly and checking the same limits with ``assert``
-and the same two suites without measurements (``-nomeas``) and with one test (``-1``),
-alternately, in a throw-away copy of the example station. Prints median wall
-times, the ratio L / P, and the cost litmus adds per test and per measurement:
+  S  the plain suite on litmus's own simulator library (pyvisa-sim plus locks and the
+     status model, what ``--mock`` runs on), to tell the plugin's cost from the simulator's
+and the same suites without measurements (``-nomeas``) and with one test (``-1``),
+alternately, in a throw-away copy of the example station. Prints median wall and
+CPU times, the ratios L / P and L / S, and the cost litmus adds per test and per
+measurement:
 
   per test        ((L - P) - (L-1 - P-1)) / 99          start-up taken out
   per measurement ((L - L-nomeas) - (P - P-nomeas)) / 500
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -54,7 +58,7 @@ SIM = {sim!r}
 
 @pytest.fixture(scope="session")
 def rm():
-    rm = pyvisa.ResourceManager(f"{{SIM}}@sim")
+    rm = pyvisa.ResourceManager({library})
     yield rm
     rm.close()
 
@@ -76,10 +80,14 @@ def test_board(i, dmm, psu):
 PLAIN_MEASURE = "assert 3.2 <= v <= 3.4"
 
 
-def wall(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+def wall(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + system) of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def write_suites(root: Path) -> None:
@@ -90,7 +98,12 @@ def write_suites(root: Path) -> None:
             LITMUS.format(tests=tests, measure=LITMUS_MEASURE if measured else "pass")
         )
         (root / f"test_plain{suffix}.py").write_text(
-            PLAIN.format(sim=sim, tests=tests, measure=PLAIN_MEASURE if measured else "pass")
+            PLAIN.format(sim=sim, tests=tests, measure=PLAIN_MEASURE if measured else "pass", library='f"{SIM}@sim"')
+        )
+        # the same plain suite on litmus's simulator library (pyvisa-sim + locks + status model)
+        (root / f"test_simlib{suffix}.py").write_text(
+            "from pytest_litmus.visa import fresh_sim_library\n"
+            + PLAIN.format(sim=sim, tests=tests, measure=PLAIN_MEASURE if measured else "pass", library="fresh_sim_library(SIM)")
         )
 
 
@@ -129,22 +142,34 @@ def main() -> int:
             label = suffix.replace("_", "-")
             commands[f"L{label}"] = [*pytest, f"test_litmus{suffix}.py", "--station", "cell-7", "--mock"]
             commands[f"P{label}"] = [*pytest, "-p", "no:litmus", f"test_plain{suffix}.py"]
-        times: dict[str, list[float]] = {name: [] for name in commands}
+            if suffix != "_nomeas":
+                commands[f"S{label}"] = [*pytest, "-p", "no:litmus", f"test_simlib{suffix}.py"]
+        walls: dict[str, list[float]] = {name: [] for name in commands}
+        cpus: dict[str, list[float]] = {name: [] for name in commands}
         for cmd in commands.values():
             wall(cmd, root, env)  # warm-up
         for _ in range(args.runs):
             for name, cmd in commands.items():
-                times[name].append(wall(cmd, root, env))
-    med = {name: statistics.median(ts) for name, ts in times.items()}
-    print(f"median wall time over {args.runs} alternating runs ({TESTS} tests x {CALLS} calls x {MEASUREMENTS} measurements)")
-    for name, seconds in med.items():
-        print(f"  {name:10s} {seconds * 1000:8.1f} ms")
-    per_test = ((med["L"] - med["P"]) - (med["L-1"] - med["P-1"])) / (TESTS - 1)
-    per_measurement = ((med["L"] - med["L-nomeas"]) - (med["P"] - med["P-nomeas"])) / (TESTS * MEASUREMENTS)
-    print(f"  ratio L / P          {med['L'] / med['P']:.3f}   (target <= 1.10)")
-    print(f"  added per test       {per_test * 1e6:8.0f} us (target <= 150)")
-    print(f"  added per measurement{per_measurement * 1e6:8.1f} us (target <= 10)")
-    print(f"  start-up L-1 - P-1   {(med['L-1'] - med['P-1']) * 1000:8.1f} ms")
+                w, c = wall(cmd, root, env)
+                walls[name].append(w)
+                cpus[name].append(c)
+    print(f"medians over {args.runs} alternating runs ({TESTS} tests x {CALLS} calls x {MEASUREMENTS} measurements)")
+    print("  S = the plain suite on litmus's simulator library instead of pyvisa-sim's")
+    for kind, times in (("wall", walls), ("cpu", cpus)):
+        med = {name: statistics.median(ts) for name, ts in times.items()}
+        print(f"{kind} time")
+        for name, seconds in med.items():
+            print(f"  {name:10s} {seconds * 1000:8.1f} ms")
+        per_test = ((med["L"] - med["P"]) - (med["L-1"] - med["P-1"])) / (TESTS - 1)
+        per_test_sim = ((med["L"] - med["S"]) - (med["L-1"] - med["S-1"])) / (TESTS - 1)
+        per_measurement = ((med["L"] - med["L-nomeas"]) - (med["P"] - med["P-nomeas"])) / (TESTS * MEASUREMENTS)
+        print(f"  ratio L / P                       {med['L'] / med['P']:6.3f}  (target <= 1.10)")
+        print(f"  ratio L / S                       {med['L'] / med['S']:6.3f}  (same simulator on both sides)")
+        print(f"  added per test over P             {per_test * 1e6:6.0f} us (target <= 150)")
+        print(f"  added per test over S             {per_test_sim * 1e6:6.0f} us (the plugin without the simulator's share)")
+        print(f"  added per measurement             {per_measurement * 1e6:6.1f} us (target <= 10)")
+        print(f"  start-up L-1 - P-1                {(med['L-1'] - med['P-1']) * 1000:6.1f} ms")
+        print(f"  start-up L-1 - S-1                {(med['L-1'] - med['S-1']) * 1000:6.1f} ms")
     return 0
 
 

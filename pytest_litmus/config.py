@@ -183,8 +183,8 @@ def _read_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise StationConfigError(path, "(file)", "a readable file", str(exc)) from None
-    try:
-        return yaml.safe_load(text)
+    try:  # libyaml's loader when PyYAML has it: the same documents, parsed ~10x faster
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

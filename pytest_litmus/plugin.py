@@ -85,7 +85,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if active.xdist == "controller":
         config.pluginmanager.register(XdistController(active), "litmus-xdist-controller")
     else:  # the process that runs the tests records them
-        config.pluginmanager.register(PerTestPlugin(active), "litmus-tests")
+        chars = str(config.getoption("reportchars", "") or "")
+        config.pluginmanager.register(PerTestPlugin(active, show_passed="P" in chars or "A" in chars), "litmus-tests")
 
 
 def _place_in_xdist(config: pytest.Config, active: Active) -> None:
@@ -344,6 +345,8 @@ class PerTestPlugin:
 
     active: Active
     reports: dict[str, dict[str, pytest.TestReport]] = field(default_factory=dict)
+    #: Whether passed tests' report sections are shown (``-rP`` / ``-rA``).
+    show_passed: bool = False
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         if self.active.connection is not None:
@@ -375,9 +378,10 @@ class PerTestPlugin:
         if call.when == "setup" and call.excinfo is not None:
             self._explain_missing_role(call.excinfo.value, item)
         report = yield
-        measured = item.stash.get(MEASUREMENTS, None)
-        if call.when == "call" and measured:
-            report.sections.append(("litmus measurements", "\n".join(m.describe() for m in measured)))
+        if call.when == "call" and (report.failed or self.show_passed):
+            measured = item.stash.get(MEASUREMENTS, None)
+            if measured:  # shown with a failure (or -rP / -rA): not worth formatting for every passed test
+                report.sections.append(("litmus measurements", "\n".join(m.describe() for m in measured)))
         return report
 
     def _explain_missing_role(self, error: BaseException, item: pytest.Item) -> None:
