@@ -16,8 +16,11 @@ measurement:
   per test        ((L - P) - (L-1 - P-1)) / 99          start-up taken out
   per measurement ((L - L-nomeas) - (P - P-nomeas)) / 500
 
-``--profile`` runs the litmus suite once in-process under cProfile instead and
-prints the functions of pytest_litmus by own time.
+``--inprocess`` instead runs the suites repeatedly inside one interpreter and compares
+CPU time (start-up imports paid once): a steadier per-test and per-measurement figure
+on a busy machine. ``--profile`` runs the litmus suite once in-process under cProfile
+and prints the functions of pytest_litmus by own time. ``--baseline-python`` adds the
+litmus suites run by another interpreter (a venv of an older commit) as B.
 """
 
 from __future__ import annotations
@@ -123,10 +126,53 @@ def profile(root: Path) -> None:
     stats.sort_stats("cumulative").print_stats("pytest_litmus", 30)
 
 
+def inprocess(root: Path, runs: int) -> None:
+    """Per-test and per-measurement costs from repeated in-process runs (CPU time, start-up imports paid once)."""
+    import contextlib
+    import io
+
+    import pytest
+
+    os.chdir(root)
+    suites = {
+        "L": ["test_litmus.py", "--station", "cell-7", "--mock"],
+        "L-nomeas": ["test_litmus_nomeas.py", "--station", "cell-7", "--mock"],
+        "L-1": ["test_litmus_1.py", "--station", "cell-7", "--mock"],
+        "S": ["-p", "no:litmus", "test_simlib.py"],
+        "S-nomeas": ["-p", "no:litmus", "test_simlib_nomeas.py"],
+        "S-1": ["-p", "no:litmus", "test_simlib_1.py"],
+    }
+    times: dict[str, list[float]] = {name: [] for name in suites}
+    for i in range(runs + 1):
+        for name, suite in suites.items():
+            start = time.process_time()
+            with contextlib.redirect_stdout(io.StringIO()):
+                code = pytest.main(["-q", "-p", "no:cacheprovider", *suite])
+            assert code == 0, (name, code)
+            if i:  # the first round imports everything
+                times[name].append(time.process_time() - start)
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    print(f"in-process CPU time, medians of {runs} alternating runs (S: plain pytest on litmus's simulator library)")
+    for name, seconds in med.items():
+        print(f"  {name:10s} {seconds * 1000:8.1f} ms")
+    per_test = ((med["L"] - med["S"]) - (med["L-1"] - med["S-1"])) / (TESTS - 1)
+    per_test_bare = ((med["L-nomeas"] - med["S-nomeas"]) - (med["L-1"] - med["S-1"])) / (TESTS - 1)
+    per_measurement = ((med["L"] - med["L-nomeas"]) - (med["S"] - med["S-nomeas"])) / (TESTS * MEASUREMENTS)
+    print(f"  added per test, 10 calls + 5 measurements  {per_test * 1e6:6.0f} us")
+    print(f"  added per test, 10 calls, no measurements  {per_test_bare * 1e6:6.0f} us (target <= 150)")
+    print(f"  added per measurement                      {per_measurement * 1e6:6.1f} us (target <= 10)")
+    print(f"  session set-up and tear-down, L-1 - S-1    {(med['L-1'] - med['S-1']) * 1000:6.1f} ms")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--profile", action="store_true", help="profile the litmus suite in-process instead")
+    parser.add_argument("--inprocess", action="store_true", help="measure per-test and per-measurement costs in-process instead")
+    parser.add_argument(
+        "--baseline-python", metavar="PYTHON",
+        help="also run the litmus suites (as B, B-nomeas, B-1) with this interpreter, e.g. a venv of an older commit",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -134,6 +180,9 @@ def main() -> int:
         os.environ["LITMUS_HOME"] = str(root / "home")
         if args.profile:
             profile(root)
+            return 0
+        if args.inprocess:
+            inprocess(root, args.runs)
             return 0
         env = dict(os.environ)
         pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
@@ -144,6 +193,8 @@ def main() -> int:
             commands[f"P{label}"] = [*pytest, "-p", "no:litmus", f"test_plain{suffix}.py"]
             if suffix != "_nomeas":
                 commands[f"S{label}"] = [*pytest, "-p", "no:litmus", f"test_simlib{suffix}.py"]
+            if args.baseline_python:
+                commands[f"B{label}"] = [args.baseline_python, *commands[f"L{label}"][1:]]
         walls: dict[str, list[float]] = {name: [] for name in commands}
         cpus: dict[str, list[float]] = {name: [] for name in commands}
         for cmd in commands.values():
@@ -170,6 +221,11 @@ def main() -> int:
         print(f"  added per measurement             {per_measurement * 1e6:6.1f} us (target <= 10)")
         print(f"  start-up L-1 - P-1                {(med['L-1'] - med['P-1']) * 1000:6.1f} ms")
         print(f"  start-up L-1 - S-1                {(med['L-1'] - med['S-1']) * 1000:6.1f} ms")
+        if args.baseline_python:
+            b_test = ((med["B"] - med["P"]) - (med["B-1"] - med["P-1"])) / (TESTS - 1)
+            b_meas = ((med["B"] - med["B-nomeas"]) - (med["P"] - med["P-nomeas"])) / (TESTS * MEASUREMENTS)
+            print(f"  baseline: ratio B / P {med['B'] / med['P']:6.3f}, per test {b_test * 1e6:6.0f} us, "
+                  f"per measurement {b_meas * 1e6:6.1f} us, start-up {(med['B-1'] - med['P-1']) * 1000:6.1f} ms")
     return 0
 
 

@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from pytest_litmus.errors import StationConfigError
 
@@ -95,8 +95,7 @@ def parse_path(value: object) -> Path:
 # --------------------------------------------------------------------------- the table
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     """One setting: its name, doors, help text, parser and default."""
 
     name: str
@@ -144,16 +143,14 @@ BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 # --------------------------------------------------------------------------- resolving
 
 
-@dataclass(frozen=True)
-class Resolved(Generic[T]):
+class Resolved(NamedTuple, Generic[T]):
     """A setting's value and where it came from (``--station``, ``LITMUS_STATION``, ``ini litmus_station``, ...)."""
 
     value: T
     source: str
 
 
-@dataclass(frozen=True)
-class IniFile:
+class IniFile(NamedTuple):
     """The pytest ini door: ``get(key)`` is the key's text ("" or None when unset); ``path`` names the file."""
 
     get: Callable[[str], str | None]
