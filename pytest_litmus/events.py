@@ -343,15 +343,15 @@ class SessionLog:
     @property
     def complete(self) -> bool:
         """Whether the session ended (a ``SessionEnded`` event is present)."""
-        return any(e.get("type") == "SessionEnded" for e in reversed(self.events))
+        return any(e.get("type") == EventType.SESSION_ENDED for e in reversed(self.events))
 
     @property
     def started(self) -> dict[str, Any] | None:
-        return next((e for e in self.events if e.get("type") == "SessionStarted"), None)
+        return next((e for e in self.events if e.get("type") == EventType.SESSION_STARTED), None)
 
     @property
     def ended(self) -> dict[str, Any] | None:
-        return next((e for e in reversed(self.events) if e.get("type") == "SessionEnded"), None)
+        return next((e for e in reversed(self.events) if e.get("type") == EventType.SESSION_ENDED), None)
 
 
 def parse_line(line: bytes) -> dict[str, Any] | None:

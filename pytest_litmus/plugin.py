@@ -24,6 +24,7 @@ import pytest
 
 from pytest_litmus import options
 from pytest_litmus.errors import LitmusError
+from pytest_litmus.eventtypes import EventType
 
 if TYPE_CHECKING:
     from pytest_litmus.config import StationConfig
@@ -333,7 +334,7 @@ class XdistController:
         if connection is not None and str(report.outcome) != "rerun":
             gateway = getattr(getattr(report, "node", None), "gateway", None)
             connection.emit(
-                "TestOutcome", nodeid=crashitem, outcome="failed", duration=0.0,
+                EventType.TEST_OUTCOME, nodeid=crashitem, outcome="failed", duration=0.0,
                 message=str(report.longrepr), caller={"worker": getattr(gateway, "id", None)},
             )
         return result
