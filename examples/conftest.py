@@ -9,9 +9,8 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def powered_board(station: Any) -> Iterator[Any]:
+def powered_board(psu: Any) -> Iterator[Any]:
     """Supply the board at 5 V with a 0.5 A limit; switch off after the last test."""
-    psu = station.instrument("psu")
     psu.reset()
     psu.set_current(0.5)
     psu.set_voltage(5.0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from pytest_litmus.config import load_station
+from pytest_litmus import settings
 from pytest_litmus.errors import LitmusError
 from pytest_litmus.holder import StationConnection
 from pytest_litmus.hooks import LitmusPluginManager
@@ -25,20 +25,22 @@ def connect(
     station: str | None = None,
     *,
     data_dir: str | os.PathLike[str] | None = None,
-    mock: bool = False,
+    mock: bool | None = None,
     server: str | None = None,
 ) -> Station:
-    """A station session for ``station`` (None: ``default_station`` of ``litmus.yaml``).
+    """A station session for ``station``; nothing is opened until ``start()`` (or ``with``).
 
-    The data dir resolves: ``data_dir`` -> ``litmus.yaml`` ``data_dir`` ->
-    ``$LITMUS_HOME`` -> the user data dir. Nothing is opened until ``start()``
-    (or ``with``).
+    Arguments left None resolve as under pytest (:mod:`pytest_litmus.settings`):
+    ``station`` -> ``$LITMUS_STATION`` -> ``default_station`` of ``litmus.yaml``;
+    ``mock`` -> ``$LITMUS_MOCK`` -> off; ``data_dir`` -> ``litmus.yaml``
+    ``data_dir`` -> ``$LITMUS_HOME`` -> the user data dir; the lock timeout is
+    ``$LITMUS_LOCK_TIMEOUT`` -> 0.
 
     ``server="host:port"`` joins the session of that instrument server instead:
     its instruments are the holder's, reached through the server, and events go
-    to the holder's log. Without ``server``, ``$LITMUS_SERVER`` (which a holder
-    sets for its children) is joined when it serves ``station`` (or ``station``
-    is None). See docs/sharing.md.
+    to the holder's log (a :class:`JoinedStation`). Without ``server``,
+    ``$LITMUS_SERVER`` (which a holder sets for its children) is joined when it
+    serves ``station`` (or ``station`` is None). See docs/sharing.md.
     """
     hooks = LitmusPluginManager()
     hooks.load_setuptools_entrypoints("litmus")
@@ -53,5 +55,8 @@ def connect(
             return JoinedStation(info, hooks=hooks)
         if server is not None:  # an inherited $LITMUS_SERVER of another station is simply not joined
             raise LitmusError(f"instrument server {address} serves station {info.station!r}, not {station!r}")
-    config, resolved = load_station(station, data_dir=data_dir)
-    return StationConnection(config, data_dir=resolved, mock=mock, hooks=hooks)
+    resolved = settings.resolve({"station": (station, "station="), "mock": (mock, "mock="), "data_dir": (data_dir, "data_dir=")})
+    return StationConnection(
+        resolved.load_station(), data_dir=resolved.data_dir.value, mock=resolved.mock.value, hooks=hooks,
+        lock_timeout=resolved.lock_timeout.value,
+    )

@@ -22,6 +22,8 @@ from pathlib import Path
 from time import time_ns
 from typing import TYPE_CHECKING, Any
 
+from pytest_litmus.eventtypes import EventType
+
 if TYPE_CHECKING:
     from pytest_litmus.hooks import LitmusPluginManager
 
@@ -137,17 +139,12 @@ class EventFile:
         self.write(encode_line(event))
 
     def write(self, line: bytes) -> None:
+        """Append one prebuilt, newline-terminated line in one ``write`` (nothing once closed)."""
         fd = self.fd
         if fd is not None:
             written = os.write(fd, line)
-            if written < len(line):
-                self.finish(fd, line, written)
-
-    @staticmethod
-    def finish(fd: int, line: bytes, written: int) -> None:
-        """Write the rest of a line after a short write (rare on regular files, but legal)."""
-        while written < len(line):
-            written += os.write(fd, line[written:])
+            while written < len(line):  # a short write: rare on regular files, but legal
+                written += os.write(fd, line[written:])
 
     def close(self) -> None:
         if self.fd is not None:
@@ -175,6 +172,7 @@ class Recorder:
         self._lock = threading.RLock()
         self._session_json = encode_basestring(session)
         self._caller = hooks.hook.litmus_event
+        self._write = writer.write
         self._seen_generation = -1
         self._alone = False
         self._str_args: dict[str, str] = {}
@@ -219,7 +217,13 @@ class Recorder:
                 if "nodeid" in event:
                     event["nodeid"] = remote[1]
                 event["caller"] = remote[0]
-            self.hooks.dispatch(event)
+            if self._alone if self.hooks.generation == self._seen_generation else self._writer_only():
+                try:
+                    self._write(encode_line(event))
+                except Exception as exc:  # noqa: BLE001 - as the hook's isolation would
+                    _writer_failed(exc, event)
+            else:
+                self._caller(event=event)
             return event
 
     def instrument_call(
@@ -263,20 +267,19 @@ class Recorder:
                     encoded = encode_args(args)
                 data = (
                     f'{{"seq":{seq},"ts":{time_ns() // 1000}e-6,"session":{self._session_json},'
-                    f'"type":"InstrumentCall",{head},"args":{encoded},{middle}'
+                    f'"type":"{EventType.INSTRUMENT_CALL}",{head},"args":{encoded},{middle}'
                     f'"duration":{duration_ns}e-9,"nodeid":{self._nodeid_json if remote is None else _remote_tail(remote)}}}\n'
                 ).encode()
-                fd = self.writer.fd
-                if fd is not None:
-                    written = os.write(fd, data)
-                    if written < len(data):
-                        EventFile.finish(fd, data, written)
+                try:
+                    self._write(data)
+                except Exception as exc:  # noqa: BLE001 - as the hook's isolation would
+                    _writer_failed(exc, {"seq": seq, "type": EventType.INSTRUMENT_CALL})
                 return
             event: dict[str, Any] = {
                 "seq": seq,
                 "ts": time.time(),
                 "session": self.session,
-                "type": "InstrumentCall",
+                "type": EventType.INSTRUMENT_CALL,
                 "role": role,
                 "method": method,
                 "args": json_safe(list(args)),
@@ -292,7 +295,7 @@ class Recorder:
                 event["nodeid"] = self._nodeid
             else:
                 event["nodeid"], event["caller"] = remote[1], remote[0]
-            self.hooks.dispatch(event)
+            self._caller(event=event)
         finally:
             lock.release()
 
@@ -301,6 +304,21 @@ class Recorder:
             self.writer.close()
             if self.hooks.is_registered(self.writer):
                 self.hooks.unregister(self.writer)
+
+
+def _writer_failed(exc: Exception, event: dict[str, Any]) -> None:
+    """The fast paths' version of the hook's isolation: a failed write is a warning."""
+    import warnings
+
+    from pytest_litmus.hooks import SubscriberWarning
+
+    warnings.warn(
+        SubscriberWarning(
+            f"litmus_event subscriber 'litmus-eventlog' raised {type(exc).__name__}: {exc} "
+            f"(event seq {event.get('seq')}, type {event.get('type')})"
+        ),
+        stacklevel=3,
+    )
 
 
 def call_head(role: str, method: str) -> str:
@@ -325,15 +343,15 @@ class SessionLog:
     @property
     def complete(self) -> bool:
         """Whether the session ended (a ``SessionEnded`` event is present)."""
-        return any(e.get("type") == "SessionEnded" for e in reversed(self.events))
+        return any(e.get("type") == EventType.SESSION_ENDED for e in reversed(self.events))
 
     @property
     def started(self) -> dict[str, Any] | None:
-        return next((e for e in self.events if e.get("type") == "SessionStarted"), None)
+        return next((e for e in self.events if e.get("type") == EventType.SESSION_STARTED), None)
 
     @property
     def ended(self) -> dict[str, Any] | None:
-        return next((e for e in reversed(self.events) if e.get("type") == "SessionEnded"), None)
+        return next((e for e in reversed(self.events) if e.get("type") == EventType.SESSION_ENDED), None)
 
 
 def parse_line(line: bytes) -> dict[str, Any] | None:

@@ -1,9 +1,9 @@
 """Hook specifications other plugins implement to subscribe to litmus events.
 
-Inside pytest they are added to pytest's plugin manager by ``pytest_addhooks``,
-so a ``conftest.py`` or plugin just defines the function. Outside pytest,
-``connect()`` builds a manager of its own with these specs and loads plugins
-registered under the ``litmus`` entry-point group.
+Only spec functions live here. :class:`pytest_litmus.hooks.LitmusPluginManager`
+adds them; inside pytest it mirrors every pytest plugin and conftest onto itself,
+so a ``conftest.py`` just defines the function. Both inside and outside pytest
+the manager loads plugins registered under the ``litmus`` entry-point group.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ def litmus_event(event: dict[str, Any]) -> None:
 
     ``event`` has ``seq``, ``ts``, ``session``, ``type`` and the type's fields
     (see docs/events.md). It is the same dict every subscriber sees: do not
-    mutate it. An implementation that raises is reported as a warning and never
-    fails the run; the other subscribers still get the event. The event file
-    writer is the default implementation (registered as ``litmus-eventlog``).
+    mutate it. Called through pluggy: ``tryfirst``/``trylast`` and ``wrapper=True``
+    apply. An implementation that raises is reported as a ``SubscriberWarning``
+    and never fails the run; the other subscribers still get the event. The event
+    file writer is the default implementation (registered as ``litmus-eventlog``).
     """

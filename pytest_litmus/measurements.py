@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from numbers import Real
 from typing import Any, Literal
 
@@ -38,12 +38,21 @@ class Measurement:
         return f"{self.name} = {self.value!r}{units}, limits [{low}, {high}]: {self.outcome}"
 
     def fields(self) -> dict[str, Any]:
-        return asdict(self)
+        """The event fields, in declaration order (what ``dataclasses.asdict`` gives, without its deep copy)."""
+        return {
+            "name": self.name, "value": self.value, "units": self.units, "low": self.low, "high": self.high,
+            "outcome": self.outcome, "nodeid": self.nodeid,
+        }
+
+
+_NUMBERS = (float, int)  # the common types, checked by identity before the slower ``Real`` ABC
 
 
 def _check_limit(name: str, which: str, limit: Any) -> float | None:
     if limit is None:
         return None
+    if type(limit) in _NUMBERS:
+        return float(limit)
     if isinstance(limit, bool) or not isinstance(limit, Real):
         raise TypeError(f"measurement {name!r}: {which} must be a number or None, got {limit!r}")
     return float(limit)
@@ -61,7 +70,7 @@ def judge(
         raise ValueError(f"measurement {name!r}: low {lo:g} is above high {hi:g}")
     outcome: Outcome = "passed"
     if lo is not None or hi is not None:
-        if isinstance(value, bool) or not isinstance(value, Real):
+        if type(value) not in _NUMBERS and (isinstance(value, bool) or not isinstance(value, Real)):
             raise TypeError(f"measurement {name!r} has limits, so its value must be a number, got {value!r}")
         number = float(value)
         if math.isnan(number) or (lo is not None and number < lo) or (hi is not None and number > hi):

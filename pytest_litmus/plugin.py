@@ -12,6 +12,7 @@ reaches them in ``workerinput``. Each worker joins that session
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 from collections.abc import Generator
@@ -23,12 +24,13 @@ import pytest
 
 from pytest_litmus import options
 from pytest_litmus.errors import LitmusError
+from pytest_litmus.eventtypes import EventType
 
 if TYPE_CHECKING:
-    from pytest_litmus.config import ProjectConfig, StationConfig
-    from pytest_litmus.station import SessionOutcome, Station
+    from pytest_litmus.config import StationConfig
     from pytest_litmus.hooks import LitmusPluginManager
     from pytest_litmus.measurements import Measurement
+    from pytest_litmus.station import SessionOutcome, Station
 
 
 @dataclass
@@ -78,12 +80,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
     bridge = types.SimpleNamespace(pytest_plugin_registered=bridge_pytest_plugin(active.hooks))
     config.pluginmanager.register(bridge, "litmus-hook-bridge")
+    if not os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):  # what connect() loads, pytest loads too
+        active.hooks.load_setuptools_entrypoints("litmus", blocked=config.pluginmanager.is_blocked)
     config.pluginmanager.register(_role_fixtures(active.station), "litmus-roles")
     config.pluginmanager.register(SessionPlugin(active), "litmus-session")
     if active.xdist == "controller":
         config.pluginmanager.register(XdistController(active), "litmus-xdist-controller")
     else:  # the process that runs the tests records them
-        config.pluginmanager.register(PerTestPlugin(active), "litmus-tests")
+        chars = str(config.getoption("reportchars", "") or "")
+        config.pluginmanager.register(PerTestPlugin(active, show_passed="P" in chars or "A" in chars), "litmus-tests")
 
 
 def _place_in_xdist(config: pytest.Config, active: Active) -> None:
@@ -103,60 +108,37 @@ def _place_in_xdist(config: pytest.Config, active: Active) -> None:
 
 
 def _resolve(config: pytest.Config) -> Active | None:
-    from pytest_litmus.config import find_project_config, find_station_file, load_station_file, resolve_data_dir
-
-    start = Path(config.invocation_params.dir)
-    station = options.resolve(config, "station")
-    station_id, source = station.value, station.source
-    project = find_project_config(start)
-    if station_id is None:
-        if project is None or project.default_station is None:
-            return None
-        station_id, source = project.default_station, f"default_station in {project.path}"
-    data_dir_setting = options.resolve(config, "data_dir")
-    data_dir = resolve_data_dir(data_dir_setting.value, project=project, start=start)
-    loaded = load_station_file(find_station_file(station_id, data_dir, start))  # litmus.yaml is read once, above
-    mock = options.resolve(config, "mock")
-    timeout = options.resolve(config, "lock_timeout")
+    """The run's settings and station (None: no station selected, the plugin stays idle)."""
+    resolved = options.resolve(config)
+    if resolved.station.value is None:
+        return None
     from pytest_litmus.hooks import LitmusPluginManager
 
     return Active(
-        station=loaded,
-        data_dir=data_dir,
-        mock=bool(mock.value),
-        lock_timeout=timeout.value,
-        sources={
-            "station": source,
-            "mock": mock.source,
-            "data_dir": _data_dir_source(data_dir_setting, project),
-            "lock_timeout": timeout.source,
-        },
+        station=resolved.load_station(),
+        data_dir=resolved.data_dir.value,
+        mock=resolved.mock.value,
+        lock_timeout=resolved.lock_timeout.value,
+        sources=resolved.sources,
         hooks=LitmusPluginManager(),
     )
 
 
-def _data_dir_source(setting: options.Resolved, project: ProjectConfig | None) -> str:
-    import os
-
-    if setting.value is not None:
-        return setting.source
-    if project is not None and project.data_dir is not None:
-        return f"data_dir in {project.path}"
-    return "LITMUS_HOME" if os.environ.get("LITMUS_HOME") else "user data dir"
-
-
-def _role_fixtures(station: StationConfig) -> types.ModuleType:
-    """A plugin module with one fixture per role, named after it."""
-    module = types.ModuleType(f"pytest_litmus.roles[{station.id}]")
+def _role_fixtures(config: StationConfig) -> types.ModuleType:
+    """A plugin module with one session-scoped fixture per role, named after it."""
+    module = types.ModuleType(f"pytest_litmus.roles[{config.id}]")
 
     def make(role: str) -> Any:
         def fixture(station: Station) -> Any:
             return station.instrument(role)
 
-        fixture.__doc__ = f"The {role!r} instrument of station {station.id!r} (locked for the session)."
-        return pytest.fixture(name=role)(fixture)
+        fixture.__doc__ = (
+            f"The {role!r} instrument of station {config.id!r}: its proxy, opened and locked on first use and "
+            f"kept for the session (usable from session fixtures); calls are attributed to the running test."
+        )
+        return pytest.fixture(scope="session", name=role)(fixture)
 
-    for role in station.roles:
+    for role in config.roles:
         setattr(module, f"litmus_role_{role}", make(role))
     return module
 
@@ -183,7 +165,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
 @pytest.fixture(scope="session")
 def station(pytestconfig: pytest.Config) -> Station:
-    """The session's :class:`StationConnection`: instruments by role, events, locks held for the session."""
+    """The session's :class:`~pytest_litmus.station.Station`: instruments by role, events, locks held for the session."""
     active = pytestconfig.stash.get(ACTIVE, None)
     if active is None or active.connection is None:
         pytest.fail(
@@ -348,7 +330,7 @@ class XdistController:
         if connection is not None and str(report.outcome) != "rerun":
             gateway = getattr(getattr(report, "node", None), "gateway", None)
             connection.emit(
-                "TestOutcome", nodeid=crashitem, outcome="failed", duration=0.0,
+                EventType.TEST_OUTCOME, nodeid=crashitem, outcome="failed", duration=0.0,
                 message=str(report.longrepr), caller={"worker": getattr(gateway, "id", None)},
             )
         return result
@@ -360,6 +342,8 @@ class PerTestPlugin:
 
     active: Active
     reports: dict[str, dict[str, pytest.TestReport]] = field(default_factory=dict)
+    #: Whether passed tests' report sections are shown (``-rP`` / ``-rA``).
+    show_passed: bool = False
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         if self.active.connection is not None:
@@ -391,9 +375,10 @@ class PerTestPlugin:
         if call.when == "setup" and call.excinfo is not None:
             self._explain_missing_role(call.excinfo.value, item)
         report = yield
-        measured = item.stash.get(MEASUREMENTS, None)
-        if call.when == "call" and measured:
-            report.sections.append(("litmus measurements", "\n".join(m.describe() for m in measured)))
+        if call.when == "call" and (report.failed or self.show_passed):
+            measured = item.stash.get(MEASUREMENTS, None)
+            if measured:  # shown with a failure (or -rP / -rA): not worth formatting for every passed test
+                report.sections.append(("litmus measurements", "\n".join(m.describe() for m in measured)))
         return report
 
     def _explain_missing_role(self, error: BaseException, item: pytest.Item) -> None:

@@ -176,3 +176,77 @@ def test_config_errors_pickle_with_their_fields(tmp_path: Path) -> None:
     err = StationConfigError(tmp_path / "x.yaml", "instruments.dmm.lock", "one of exclusive, shared, none", "maybe")
     copy = pickle.loads(pickle.dumps(err))
     assert (copy.file, copy.key, copy.expected, copy.got, str(copy)) == (err.file, err.key, err.expected, err.got, str(err))
+
+
+# --------------------------------------------------------------------------- settings, without pytest
+
+
+def test_settings_resolve_explicit_then_env_then_litmus_yaml_then_default(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_litmus.settings import resolve
+
+    write(project / "litmus.yaml", "default_station: cell-7\n")
+    s = resolve()
+    assert (s.station.value, s.mock.value, s.lock_timeout.value) == ("cell-7", False, 0.0)
+    assert s.sources == {
+        "station": f"default_station in {project / 'litmus.yaml'}",
+        "mock": "default",
+        "data_dir": "LITMUS_HOME",
+        "lock_timeout": "default",
+    }
+    monkeypatch.setenv("LITMUS_STATION", "cell-8")
+    monkeypatch.setenv("LITMUS_MOCK", "yes")
+    monkeypatch.setenv("LITMUS_LOCK_TIMEOUT", "none")
+    s = resolve()
+    assert (s.station, s.mock.value, s.lock_timeout.value) == (s.station.__class__("cell-8", "LITMUS_STATION"), True, None)
+    s = resolve({"station": ("cell-7", "station="), "mock": (False, "mock="), "lock_timeout": (2, "arg")})
+    assert (s.station.value, s.mock.value, s.lock_timeout.value) == ("cell-7", False, 2.0)
+    assert (s.station.source, s.mock.source) == ("station=", "mock=")
+
+
+def test_the_ini_door_comes_after_the_environment_and_before_litmus_yaml(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_litmus.settings import IniFile, resolve
+
+    write(project / "litmus.yaml", "default_station: cell-7\n")
+    ini = IniFile(get={"litmus_station": "cell-8", "litmus_lock_timeout": "3"}.get, path=project / "pytest.ini")
+    s = resolve(ini=ini)
+    assert (s.station.value, s.station.source, s.lock_timeout.value) == ("cell-8", "ini litmus_station", 3.0)
+    monkeypatch.setenv("LITMUS_STATION", "cell-9")
+    assert resolve(ini=ini).station.value == "cell-9"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LITMUS_MOCK": "maybe"}, "environment variable LITMUS_MOCK: mock: expected 1, true, yes, on or 0, false, no, off, got 'maybe'"),
+        ({"LITMUS_LOCK_TIMEOUT": "soon"}, "environment variable LITMUS_LOCK_TIMEOUT: lock_timeout: expected seconds >= 0"),
+        ({"LITMUS_STATION": "a/b"}, "environment variable LITMUS_STATION: station: expected a plain station name"),
+    ],
+)
+def test_a_bad_value_names_its_door(project: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str) -> None:
+    from pytest_litmus.settings import resolve
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(StationConfigError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        resolve()
+
+
+def test_connect_takes_station_mock_and_lock_timeout_from_the_environment(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_litmus import connect
+
+    monkeypatch.setenv("LITMUS_STATION", "cell-7")
+    monkeypatch.setenv("LITMUS_MOCK", "1")
+    monkeypatch.setenv("LITMUS_LOCK_TIMEOUT", "4.5")
+    station = connect()
+    assert (station.config.id, station.mock, station.lock_timeout) == ("cell-7", True, 4.5)
+    assert connect(mock=False).mock is False  # an explicit argument wins over the environment
+    monkeypatch.setenv("LITMUS_MOCK", "perhaps")
+    with pytest.raises(StationConfigError, match="LITMUS_MOCK"):
+        connect()
+
+
+def test_connect_without_any_station_says_every_door(project: Path) -> None:
+    from pytest_litmus import connect
+
+    with pytest.raises(StationConfigError, match="station=/--station, set LITMUS_STATION, litmus_station in the ini file, or default_station"):
+        connect()

@@ -132,3 +132,83 @@ def test_closed_recorder_unregisters_its_writer(tmp_path: Path, hooks: LitmusPlu
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         rec.writer.close()  # closing twice is harmless
+
+
+# --------------------------------------------------------------------------- hooks through pluggy
+
+
+def test_subscribers_are_called_through_pluggy_in_tryfirst_trylast_order(recorder: Recorder, hooks: LitmusPluginManager) -> None:
+    from pytest_litmus import hookimpl
+
+    order: list[str] = []
+
+    class Last:
+        @hookimpl(trylast=True)
+        def litmus_event(self, event: dict[str, Any]) -> None:
+            order.append("last")
+
+    class First:
+        @hookimpl(tryfirst=True)
+        def litmus_event(self, event: dict[str, Any]) -> None:
+            order.append("first")
+
+    class Plain:
+        def litmus_event(self, event: dict[str, Any]) -> None:
+            order.append("plain")
+
+    for plugin in (Last(), First(), Plain()):
+        hooks.register(plugin)
+    recorder.emit("Observation", {"key": "k", "value": 1})
+    recorder.instrument_call("dmm", "idn", call_head("dmm", "idn"), (), {}, "x", None, 1)
+    assert order == ["first", "plain", "last"] * 2
+
+
+def test_a_wrapper_subscriber_wraps_the_others_and_its_failures_are_isolated(
+    recorder: Recorder, hooks: LitmusPluginManager
+) -> None:
+    from collections.abc import Generator
+
+    from pytest_litmus import hookimpl
+
+    seen: list[str] = []
+
+    class Timing:
+        @hookimpl(wrapper=True)
+        def litmus_event(self, event: dict[str, Any]) -> Generator[None, object, object]:
+            seen.append(f"before {event['type']}")
+            result = yield
+            seen.append(f"after {event['type']}")
+            return result
+
+    class BrokenWrapper:
+        @hookimpl(wrapper=True)
+        def litmus_event(self, event: dict[str, Any]) -> Generator[None, object, object]:
+            result = yield
+            raise RuntimeError("teardown broke")
+
+    hooks.register(Timing())
+    hooks.register(BrokenWrapper(), name="broken-wrapper")
+    collector = Collector()
+    hooks.register(collector)
+    with pytest.warns(SubscriberWarning, match="'broken-wrapper' raised RuntimeError: teardown broke"):
+        recorder.emit("Observation", {"key": "k", "value": 1})
+    assert seen == ["before Observation", "after Observation"]
+    assert [e["type"] for e in collector.events] == ["Observation"]
+    assert [e["type"] for e in read_events(recorder.writer.path)] == ["Observation"]
+
+
+def test_an_entry_point_plugin_that_is_already_registered_is_not_registered_twice(hooks: LitmusPluginManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = tmp_path / "site"
+    (site / "dash_plugin.py").parent.mkdir(parents=True)
+    (site / "dash_plugin.py").write_text("seen = []\ndef litmus_event(event):\n    seen.append(event['type'])\n")
+    dist = site / "dash-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: dash\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[litmus]\ndash = dash_plugin\n")
+    monkeypatch.syspath_prepend(str(site))
+    import dash_plugin  # type: ignore[import-not-found]
+
+    hooks.register(dash_plugin, name="dash-as-pytest-plugin")
+    assert hooks.load_setuptools_entrypoints("litmus") == 0
+    hooks.unregister(dash_plugin)
+    assert hooks.load_setuptools_entrypoints("litmus") == 1 and hooks.get_plugin("dash") is dash_plugin

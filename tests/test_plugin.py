@@ -260,3 +260,110 @@ def test_the_examples_run_on_the_mock_station(station_project: pytest.Pytester) 
     last_call = [e for e in events if e["type"] == "InstrumentCall"][-1]
     assert (last_call["method"], last_call["args"]) == ("output", [False])
     assert events[-1]["outcome"] == "passed"
+
+
+def test_a_wrapper_subscriber_in_a_conftest_runs_around_the_others(station_project: pytest.Pytester) -> None:
+    station_project.makeconftest(
+        """
+        import json
+        import pytest
+        calls = []
+
+        @pytest.hookimpl(wrapper=True)
+        def litmus_event(event):
+            calls.append("enter")
+            result = yield
+            calls.append("exit")
+            if event["type"] == "SessionEnded":
+                open("calls.json", "w").write(json.dumps(calls))
+            return result
+
+        class Last:
+            @pytest.hookimpl(trylast=True)
+            def litmus_event(self, event):
+                calls.append("last")
+
+        class First:
+            @pytest.hookimpl(tryfirst=True)
+            def litmus_event(self, event):
+                calls.append("first")
+
+        def pytest_configure(config):
+            config.pluginmanager.register(Last(), "last")
+            config.pluginmanager.register(First(), "first")
+        """
+    )
+    station_project.makepyfile("def test_x(dmm): dmm.idn()")
+    station_project.runpytest("--station", "cell-7", "--mock").assert_outcomes(passed=1)
+    calls = json.loads((station_project.path / "calls.json").read_text())
+    events = session_events(station_project)
+    # the event file writer is a plain subscriber between first and last
+    assert calls == ["enter", "first", "last", "exit"] * len(events)
+
+
+def _entry_point_dist(site: Path, groups: str) -> None:
+    """A fake installed distribution ``dash`` whose module ``dash_plugin`` subscribes to events."""
+    site.mkdir()
+    (site / "dash_plugin.py").write_text(
+        "import os\n"
+        "def litmus_event(event):\n"
+        "    with open(os.path.join(os.environ['DASH_OUT'], 'dash.txt'), 'a') as f:\n"
+        "        f.write(event['type'] + '\\n')\n"
+    )
+    dist = site / "dash-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: dash\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(groups)
+
+
+@pytest.mark.parametrize(
+    "groups",
+    ["[litmus]\ndash = dash_plugin\n", "[litmus]\ndash = dash_plugin\n\n[pytest11]\ndash-pytest = dash_plugin\n"],
+    ids=["litmus-only", "also-a-pytest-plugin"],
+)
+def test_litmus_entry_point_plugins_are_loaded_under_pytest_once(
+    station_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, groups: str
+) -> None:
+    _entry_point_dist(station_project.path / "site", groups)
+    monkeypatch.setenv("PYTHONPATH", str(station_project.path / "site"))
+    monkeypatch.setenv("DASH_OUT", str(station_project.path))
+    station_project.makepyfile("def test_x(): pass")
+    station_project.runpytest_subprocess("--station", "cell-7", "--mock").assert_outcomes(passed=1)
+    seen = (station_project.path / "dash.txt").read_text().split()
+    assert seen == [e["type"] for e in session_events(station_project)]
+
+
+def test_role_fixtures_serve_session_fixtures_and_calls_belong_to_the_running_test(station_project: pytest.Pytester) -> None:
+    station_project.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def powered(psu):
+            psu.set_voltage(5.0)      # runs during the setup of the first test that needs it
+            yield psu
+            psu.output(False)         # runs during the teardown of the last test
+
+        def test_first(dmm):
+            dmm.measure_voltage()
+
+        def test_second(powered, dmm, measure):
+            measure("rail", dmm.measure_voltage(), low=3.2, high=3.4)
+
+        def test_third(powered, psu):
+            assert psu is powered
+            psu.set_voltage(4.0)
+        """
+    )
+    station_project.runpytest("--station", "cell-7", "--mock").assert_outcomes(passed=3)
+    events = session_events(station_project)
+    calls = [(e["method"], e["args"], e["nodeid"].split("::")[-1]) for e in events if e["type"] == "InstrumentCall"]
+    assert calls == [
+        ("measure_voltage", [], "test_first"),
+        ("set_voltage", [5.0], "test_second"),  # the session fixture's setup: the test pytest set it up for
+        ("measure_voltage", [], "test_second"),
+        ("set_voltage", [4.0], "test_third"),
+        ("output", [False], "test_third"),  # its teardown: the last test
+    ]
+    (measurement,) = [e for e in events if e["type"] == "Measurement"]
+    assert measurement["nodeid"].endswith("::test_second")

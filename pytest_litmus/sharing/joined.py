@@ -99,7 +99,7 @@ class JoinedStation(StationBase):
     def emit(self, event_type: str, **fields: Any) -> dict[str, Any]:
         """Record an event in the holder's log (it adds ``seq``, ``ts`` and ``caller``); returns it."""
         event = self._require_started().emit(event_type, fields)
-        self.hooks.dispatch(event)
+        self.hooks.hook.litmus_event(event=event)
         return event
 
     def test_started(self, nodeid: str) -> None:

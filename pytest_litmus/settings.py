@@ -1,0 +1,281 @@
+"""Settings without pytest: each resolved to a value and where it came from.
+
+Every setting has one help text, one parser and these doors, tried in order:
+
+1. an explicit value: a ``connect()`` argument, or a pytest option (``--station``);
+2. its environment variable (``LITMUS_STATION``);
+3. its pytest ini key (``litmus_station``; under pytest only), then ``litmus.yaml``;
+4. its default.
+
+The data dir keeps its documented order, ``litmus.yaml`` before ``$LITMUS_HOME``
+(docs/stations.md): a project that names its data dir shares its lock files
+whatever the user's environment says. A bad value is a
+:class:`~pytest_litmus.errors.StationConfigError` naming its door (option,
+environment variable, ini file and key, ``litmus.yaml`` and key).
+
+``connect()`` and the plugin both call :func:`resolve`, then
+:meth:`Settings.load_station`: one resolution path.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+
+from pytest_litmus.errors import StationConfigError
+
+if TYPE_CHECKING:
+    from pytest_litmus.config import ProjectConfig, StationConfig
+
+__all__ = ["SETTINGS", "IniFile", "Resolved", "Setting", "Settings", "resolve"]
+
+T = TypeVar("T")
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+_NO_STATION = "a station id: pass station=/--station, set LITMUS_STATION, litmus_station in the ini file, or default_station in litmus.yaml"
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def parse_bool(value: object) -> bool:
+    """``1 true yes on`` / ``0 false no off`` (any case), or a bool."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("1, true, yes, on or 0, false, no, off")
+
+
+def parse_timeout(value: object) -> float | None:
+    """Seconds >= 0, or ``none`` / ``inf`` for waiting forever."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower()
+        if text in ("none", "inf", "infinite", "forever"):
+            return None
+        try:
+            seconds = float(text)
+        except ValueError:
+            raise ValueError("seconds >= 0, or 'none' to wait forever") from None
+    if seconds < 0 or math.isnan(seconds):
+        raise ValueError("seconds >= 0, or 'none' to wait forever")
+    return None if math.isinf(seconds) else seconds
+
+
+def parse_station(value: object) -> str:
+    """A plain station name."""
+    from pytest_litmus.config import check_station_id
+
+    if not isinstance(value, str):
+        raise ValueError("a station id (a string)")
+    try:
+        return check_station_id(value.strip())
+    except StationConfigError as exc:
+        raise ValueError(exc.expected) from None
+
+
+def parse_path(value: object) -> Path:
+    """A directory path, ``~`` expanded, made absolute."""
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("a directory path")
+    return Path(text.strip()).expanduser().resolve()
+
+
+# --------------------------------------------------------------------------- the table
+
+
+class Setting(NamedTuple):
+    """One setting: its name, doors, help text, parser and default."""
+
+    name: str
+    option: str
+    env: str | None
+    help: str
+    parse: Callable[[object], Any]
+    default: Any = None
+    flag: bool = False
+    metavar: str | None = None
+    #: Its key in ``litmus.yaml``, if it has one.
+    project_key: str | None = None
+
+    @property
+    def dest(self) -> str:
+        """The pytest option's ``dest``."""
+        return f"litmus_{self.name}"
+
+    @property
+    def ini(self) -> str:
+        """The pytest ini key."""
+        return f"litmus_{self.name}"
+
+    def parse_from(self, value: object, door: str) -> Any:
+        """``value`` parsed; a bad one raises :class:`StationConfigError` naming ``door``."""
+        try:
+            return self.parse(value)
+        except ValueError as exc:
+            raise StationConfigError(door, self.name, str(exc), value) from None
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("station", "--station", "LITMUS_STATION", "station id: stations/<ID>.yaml (default: default_station in litmus.yaml)",
+            parse_station, metavar="ID", project_key="default_station"),
+    Setting("mock", "--mock", "LITMUS_MOCK", "run on the station's simulated instruments (no hardware, no host locks)",
+            parse_bool, default=False, flag=True),
+    Setting("data_dir", "--litmus-data-dir", "LITMUS_HOME", "where sessions, locks and user stations live (default: data_dir in litmus.yaml, $LITMUS_HOME, the user data dir)",
+            parse_path, metavar="DIR", project_key="data_dir"),
+    Setting("lock_timeout", "--litmus-lock-timeout", "LITMUS_LOCK_TIMEOUT", "seconds to wait for a held instrument: 0 fails at once, 'none' waits forever (default 0)",
+            parse_timeout, default=0.0, metavar="SECONDS"),
+)
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+# --------------------------------------------------------------------------- resolving
+
+
+class Resolved(NamedTuple, Generic[T]):
+    """A setting's value and where it came from (``--station``, ``LITMUS_STATION``, ``ini litmus_station``, ...)."""
+
+    value: T
+    source: str
+
+
+class IniFile(NamedTuple):
+    """The pytest ini door: ``get(key)`` is the key's text ("" or None when unset); ``path`` names the file."""
+
+    get: Callable[[str], str | None]
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, resolved, and the ``litmus.yaml`` they were read against."""
+
+    station: Resolved[str | None]
+    mock: Resolved[bool]
+    data_dir: Resolved[Path]
+    lock_timeout: Resolved[float | None]
+    project: ProjectConfig | None
+    start: Path
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Where each setting came from, by name (what the report header shows)."""
+        return {name: getattr(self, name).source for name in BY_NAME}
+
+    def load_station(self) -> StationConfig:
+        """The selected station, found and loaded; no station selected is a :class:`StationConfigError`."""
+        from pytest_litmus.config import find_station_file, load_station_file
+
+        if self.station.value is None:
+            raise StationConfigError(self.project.path if self.project else None, "station", _NO_STATION, has_got=False)
+        return load_station_file(find_station_file(self.station.value, self.data_dir.value, self.start))
+
+
+def resolve(
+    explicit: Mapping[str, tuple[object, str]] | None = None,
+    *,
+    ini: IniFile | None = None,
+    start: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve every setting.
+
+    ``explicit`` maps a setting's name to ``(value, door)`` for values given by
+    argument or option (``{"station": ("cell-7", "--station")}``); a value of
+    None is "not given". ``ini`` is pytest's ini door, ``start`` where
+    ``litmus.yaml`` and ``stations/`` are searched from (default: the working
+    directory), ``environ`` the environment (default: ``os.environ``).
+    """
+    from pytest_litmus.config import find_project_config
+
+    start = (start or Path.cwd()).resolve()
+    environ = os.environ if environ is None else environ
+    explicit = explicit or {}
+    project = find_project_config(start)
+
+    def one(name: str) -> Resolved[Any]:
+        return resolve_setting(name, explicit.get(name), ini=ini, project=project, environ=environ)
+
+    return Settings(
+        station=one("station"),
+        mock=one("mock"),
+        data_dir=one("data_dir"),
+        lock_timeout=one("lock_timeout"),
+        project=project,
+        start=start,
+    )
+
+
+def resolve_setting(
+    name: str,
+    given: tuple[object, str] | None = None,
+    *,
+    ini: IniFile | None = None,
+    project: ProjectConfig | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Resolved[Any]:
+    """One setting through its doors; ``given`` is ``(value, door)`` of an explicit value (None: not given)."""
+    setting = BY_NAME[name]
+    if given is not None and given[0] is not None:
+        value, label = given
+        return Resolved(setting.parse_from(value, label), label)
+    env = os.environ if environ is None else environ
+    doors: list[Callable[[], Resolved[Any] | None]] = [
+        lambda: _from_env(setting, env),
+        lambda: _from_ini(setting, ini),
+        lambda: _from_project(setting, project),
+    ]
+    if name == "data_dir":  # litmus.yaml before $LITMUS_HOME: see the module docstring
+        doors = [doors[1], doors[2], doors[0]]
+    for lookup in doors:
+        found = lookup()
+        if found is not None:
+            return found
+    return _default(setting)
+
+
+def _from_env(setting: Setting, environ: Mapping[str, str]) -> Resolved[Any] | None:
+    if setting.env is None:
+        return None
+    text = environ.get(setting.env)
+    if text is None or (not text.strip() and not setting.flag):
+        return None
+    return Resolved(setting.parse_from(text, f"environment variable {setting.env}"), setting.env)
+
+
+def _from_ini(setting: Setting, ini: IniFile | None) -> Resolved[Any] | None:
+    if ini is None:
+        return None
+    text = ini.get(setting.ini)
+    if not text or not text.strip():
+        return None
+    door = f"{ini.path or 'ini file'} [{setting.ini}]"
+    return Resolved(setting.parse_from(text, door), f"ini {setting.ini}")
+
+
+def _from_project(setting: Setting, project: ProjectConfig | None) -> Resolved[Any] | None:
+    if project is None or setting.project_key is None:
+        return None
+    value = getattr(project, setting.project_key)  # already validated by config.load_project_config
+    if value is None:
+        return None
+    return Resolved(value, f"{setting.project_key} in {project.path}")
+
+
+def _default(setting: Setting) -> Resolved[Any]:
+    if setting.name == "data_dir":
+        import platformdirs
+
+        return Resolved(Path(platformdirs.user_data_dir("litmus")), "user data dir")
+    return Resolved(setting.default, "default")
