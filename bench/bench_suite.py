@@ -105,7 +105,7 @@ def write_suites(root: Path) -> None:
         )
         # the same plain suite on litmus's simulator library (pyvisa-sim + locks + status model)
         (root / f"test_simlib{suffix}.py").write_text(
-            "from pytest_litmus.visa import fresh_sim_library\n"
+            "from pytest_litmus.sim.library import fresh_sim_library\n"
             + PLAIN.format(sim=sim, tests=tests, measure=PLAIN_MEASURE if measured else "pass", library="fresh_sim_library(SIM)")
         )
 
@@ -184,7 +184,9 @@ def main() -> int:
         if args.inprocess:
             inprocess(root, args.runs)
             return 0
-        env = dict(os.environ)
+        # As users run: with bytecode caches (an environment that forbids them would charge
+        # our not-yet-compiled modules, and not site-packages' compiled ones, on every run).
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
         commands: dict[str, list[str]] = {}
         for suffix in ("", "_nomeas", "_1"):

@@ -179,13 +179,15 @@ class LitmusPluginManager(pluggy.PluginManager):
         return [impl.plugin for impl in reversed(self.hook.litmus_event.get_hookimpls())]
 
 
-def bridge_pytest_plugin(manager: LitmusPluginManager) -> Callable[..., None]:
-    """A ``pytest_plugin_registered`` implementation that mirrors plugins onto ``manager``."""
+class PytestBridge:
+    """A pytest plugin that mirrors every plugin pytest registers onto ``manager``."""
 
-    def pytest_plugin_registered(plugin: Any, plugin_name: str) -> None:
+    def __init__(self, manager: LitmusPluginManager) -> None:
+        self.manager = manager
+
+    def pytest_plugin_registered(self, plugin: Any, plugin_name: str) -> None:
+        manager = self.manager
         if plugin is None or manager.is_registered(plugin) or not manager.defines_hooks(plugin):
             return
         name = plugin_name if manager.get_plugin(plugin_name) is None else None
         manager.register(plugin, name=name)
-
-    return pytest_plugin_registered

@@ -76,10 +76,9 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     _place_in_xdist(config, active)
     config.stash[ACTIVE] = active
-    from pytest_litmus.hooks import bridge_pytest_plugin
+    from pytest_litmus.hooks import PytestBridge
 
-    bridge = types.SimpleNamespace(pytest_plugin_registered=bridge_pytest_plugin(active.hooks))
-    config.pluginmanager.register(bridge, "litmus-hook-bridge")
+    config.pluginmanager.register(PytestBridge(active.hooks), "litmus-hook-bridge")
     if not os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):  # what connect() loads, pytest loads too
         active.hooks.load_setuptools_entrypoints("litmus", blocked=config.pluginmanager.is_blocked)
     config.pluginmanager.register(_role_fixtures(active.station), "litmus-roles")
@@ -259,7 +258,7 @@ def _test_outcome(reports: dict[str, pytest.TestReport]) -> tuple[str, str | Non
     return outcome, message
 
 
-@dataclass
+@dataclass(eq=False)
 class SessionPlugin:
     """The session's connection: opened at session start, closed with its outcome at the end."""
 
@@ -311,7 +310,7 @@ def _join(server_file: Path, active: Active) -> Station:
         raise pytest.UsageError(f"litmus: cannot join the controller's session: {exc}") from None
 
 
-@dataclass
+@dataclass(eq=False)
 class XdistController:
     """The xdist controller's hooks: hand workers the instrument server, record crashed tests."""
 
@@ -336,7 +335,7 @@ class XdistController:
         return result
 
 
-@dataclass
+@dataclass(eq=False)
 class PerTestPlugin:
     """Per-test hooks, in the process that runs the tests (not an xdist controller)."""
 
