@@ -104,21 +104,6 @@ def find_project_config(start: Path | None = None) -> ProjectConfig | None:
     return None
 
 
-def resolve_data_dir(
-    explicit: str | os.PathLike[str] | None = None,
-    *,
-    project: ProjectConfig | None = None,
-    start: Path | None = None,
-) -> Path:
-    """The data dir: ``explicit`` -> ``litmus.yaml`` ``data_dir`` -> ``$LITMUS_HOME`` -> user data dir."""
-    from pytest_litmus.settings import resolve_setting
-
-    if project is None:
-        project = find_project_config(start)
-    resolved: Path = resolve_setting("data_dir", (explicit or None, "data_dir"), project=project).value
-    return resolved
-
-
 def check_station_id(station: str, source: str = "station") -> str:
     """Refuse ids that are not plain names (path separators, ``..``, empty)."""
     if not isinstance(station, str) or not _STATION_ID.fullmatch(station) or ".." in station:
@@ -154,23 +139,6 @@ def find_station_file(station: str, data_dir: Path, start: Path | None = None) -
         if candidate.is_file():
             return candidate
     raise StationNotFound(station, dirs, available_stations(dirs))
-
-
-def load_station(
-    station: str | None = None,
-    *,
-    data_dir: str | os.PathLike[str] | None = None,
-    start: Path | None = None,
-) -> tuple[StationConfig, Path]:
-    """Resolve and load a station; returns it with the resolved data dir.
-
-    ``station`` None means ``$LITMUS_STATION``, then ``default_station`` from the
-    nearest ``litmus.yaml`` (see :mod:`pytest_litmus.settings`, which this wraps).
-    """
-    from pytest_litmus.settings import resolve
-
-    settings = resolve({"station": (station, "station"), "data_dir": (data_dir, "data_dir")}, start=start)
-    return settings.load_station(), settings.data_dir.value
 
 
 # --------------------------------------------------------------------------- loading

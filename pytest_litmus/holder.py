@@ -21,7 +21,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pytest_litmus.config import LockMode, StationConfig, resolve_data_dir
+from pytest_litmus.config import LockMode, StationConfig
+from pytest_litmus.settings import resolve_data_dir
 from pytest_litmus.errors import LitmusError, StationConfigError
 from pytest_litmus.events import EventFile, Recorder
 from pytest_litmus.eventtypes import EventType

@@ -24,14 +24,20 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from pytest_litmus.errors import StationConfigError
 
-if TYPE_CHECKING:
-    from pytest_litmus.config import ProjectConfig, StationConfig
+from pytest_litmus.config import (
+    ProjectConfig,
+    StationConfig,
+    check_station_id,
+    find_project_config,
+    find_station_file,
+    load_station_file,
+)
 
-__all__ = ["SETTINGS", "IniFile", "Resolved", "Setting", "Settings", "resolve"]
+__all__ = ["SETTINGS", "IniFile", "Resolved", "Setting", "Settings", "load_station", "resolve", "resolve_data_dir"]
 
 T = TypeVar("T")
 
@@ -74,8 +80,6 @@ def parse_timeout(value: object) -> float | None:
 
 def parse_station(value: object) -> str:
     """A plain station name."""
-    from pytest_litmus.config import check_station_id
-
     if not isinstance(value, str):
         raise ValueError("a station id (a string)")
     try:
@@ -175,8 +179,6 @@ class Settings:
 
     def load_station(self) -> StationConfig:
         """The selected station, found and loaded; no station selected is a :class:`StationConfigError`."""
-        from pytest_litmus.config import find_station_file, load_station_file
-
         if self.station.value is None:
             raise StationConfigError(self.project.path if self.project else None, "station", _NO_STATION, has_got=False)
         return load_station_file(find_station_file(self.station.value, self.data_dir.value, self.start))
@@ -197,8 +199,6 @@ def resolve(
     ``litmus.yaml`` and ``stations/`` are searched from (default: the working
     directory), ``environ`` the environment (default: ``os.environ``).
     """
-    from pytest_litmus.config import find_project_config
-
     start = (start or Path.cwd()).resolve()
     environ = os.environ if environ is None else environ
     explicit = explicit or {}
@@ -279,3 +279,31 @@ def _default(setting: Setting) -> Resolved[Any]:
 
         return Resolved(Path(platformdirs.user_data_dir("litmus")), "user data dir")
     return Resolved(setting.default, "default")
+
+
+def resolve_data_dir(
+    explicit: str | os.PathLike[str] | None = None,
+    *,
+    project: ProjectConfig | None = None,
+    start: Path | None = None,
+) -> Path:
+    """The data dir: ``explicit`` -> ``litmus.yaml`` ``data_dir`` -> ``$LITMUS_HOME`` -> user data dir."""
+    if project is None:
+        project = find_project_config(start)
+    resolved: Path = resolve_setting("data_dir", (explicit or None, "data_dir"), project=project).value
+    return resolved
+
+
+def load_station(
+    station: str | None = None,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    start: Path | None = None,
+) -> tuple[StationConfig, Path]:
+    """Resolve and load a station; returns it with the resolved data dir.
+
+    ``station`` None means ``$LITMUS_STATION``, then ``default_station`` from the
+    nearest ``litmus.yaml`` (wraps :func:`resolve`).
+    """
+    settings = resolve({"station": (station, "station"), "data_dir": (data_dir, "data_dir")}, start=start)
+    return settings.load_station(), settings.data_dir.value

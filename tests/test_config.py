@@ -8,13 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_litmus.config import (
-    DEFAULT_DRIVER,
-    find_project_config,
-    load_station,
-    load_station_file,
-    resolve_data_dir,
-)
+from pytest_litmus.config import DEFAULT_DRIVER, find_project_config, load_station_file
+from pytest_litmus.settings import load_station, resolve_data_dir
 from pytest_litmus.errors import StationConfigError, StationNotFound, UnknownRole
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_litmus.cli._output import format_duration, format_table
-from pytest_litmus.config import resolve_data_dir
+from pytest_litmus.settings import resolve_data_dir
 from pytest_litmus.errors import LitmusError, ResourceInUse
 from pytest_litmus.locks import LockState, NoSuchLock, ReleaseResult, list_locks, release_lock
 

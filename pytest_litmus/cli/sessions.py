@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_litmus.cli._output import format_duration, format_table
-from pytest_litmus.config import resolve_data_dir
+from pytest_litmus.settings import resolve_data_dir
 from pytest_litmus.errors import LitmusError, SessionNotFound
 from pytest_litmus.events import EVENTS_FILE, SESSIONS_DIR, SessionLog, parse_line, read_session
 from pytest_litmus.processes import holder_alive, identity

@@ -21,7 +21,7 @@ from typing import Any
 
 from pytest_litmus.cli._output import format_duration
 from pytest_litmus.cli.sessions import counts_text, find_session, measurement_text
-from pytest_litmus.config import resolve_data_dir
+from pytest_litmus.settings import resolve_data_dir
 from pytest_litmus.events import EVENTS_FILE
 from pytest_litmus.follow import iter_follow
 

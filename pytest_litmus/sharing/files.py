@@ -84,7 +84,7 @@ class ServerInfo:
 
 def servers_dir(data_dir: str | os.PathLike[str] | None) -> Path:
     """``<data_dir>/servers`` (the data dir resolved as ``connect()`` does)."""
-    from pytest_litmus.config import resolve_data_dir
+    from pytest_litmus.settings import resolve_data_dir
 
     return resolve_data_dir(data_dir) / SERVERS_DIR
 
