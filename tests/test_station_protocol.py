@@ -50,11 +50,11 @@ BLOCK_POSIX = textwrap.dedent(
 
     class NoPosix(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name in ("fcntl", "termios", "pwd", "grp", "resource"):
+            if name in ("fcntl", "termios", "pwd", "grp"):
                 raise ModuleNotFoundError(f"No module named {name!r} (blocked: a Windows stand-in)", name=name)
             return None
 
-    for name in ("fcntl", "termios", "pwd", "grp", "resource"):
+    for name in ("fcntl", "termios", "pwd", "grp"):
         sys.modules.pop(name, None)
     sys.meta_path.insert(0, NoPosix())
     """
@@ -76,3 +76,19 @@ def test_mock_runs_where_posix_modules_cannot_be_imported(tmp_path: Path) -> Non
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "passed" in proc.stdout and "INTERNALERROR" not in proc.stdout + proc.stderr
+
+
+def test_a_host_lock_where_there_is_no_flock_is_a_clear_error(tmp_path: Path) -> None:
+    script = BLOCK_POSIX + textwrap.dedent(
+        f"""
+        from pytest_litmus.errors import LitmusError
+        from pytest_litmus.locks import LockOwner
+        try:
+            LockOwner({str(tmp_path)!r}).acquire("GPIB0::17::INSTR")
+        except LitmusError as exc:
+            print("refused:", exc)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "refused: host instrument locks need a POSIX system with flock" in proc.stdout
