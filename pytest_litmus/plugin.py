@@ -371,21 +371,31 @@ class PerTestPlugin:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        if call.when == "setup" and call.excinfo is not None:
-            self._explain_missing_role(call.excinfo.value, item)
         report = yield
+        if call.when == "setup" and call.excinfo is not None:
+            self._explain_missing_role(call.excinfo.value, report)
         if call.when == "call" and (report.failed or self.show_passed):
             measured = item.stash.get(MEASUREMENTS, None)
             if measured:  # shown with a failure (or -rP / -rA): not worth formatting for every passed test
                 report.sections.append(("litmus measurements", "\n".join(m.describe() for m in measured)))
         return report
 
-    def _explain_missing_role(self, error: BaseException, item: pytest.Item) -> None:
-        """A missing fixture in a station run is most likely a role the station lacks: say so."""
+    def _explain_missing_role(self, error: BaseException, report: pytest.TestReport) -> None:
+        """A missing fixture in a station run is most likely a role the station lacks: say so.
+
+        The first line of pytest's own message is replaced in the report (pytest's
+        ``FixtureLookupErrorRepr.errorstring``), not in the exception, whose
+        formatting differs between pytest versions.
+        """
         if not isinstance(error, pytest.FixtureLookupError) or error.msg is not None or not error.argname:
             return
+        errorstring = getattr(report.longrepr, "errorstring", None)
+        if not isinstance(errorstring, str):
+            return
         st = self.active.station
-        error.msg = (
+        first, _, rest = errorstring.partition("\n")
+        hint = (
             f"fixture {error.argname!r} not found: station {st.id!r} ({st.path}) has no role {error.argname!r}; "
             f"its roles are: {', '.join(st.roles)}"
         )
+        report.longrepr.errorstring = f"{hint}\n{rest}" if "not found" in first else f"{hint}\n{errorstring}"  # type: ignore[union-attr]
