@@ -15,10 +15,13 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, runtime_checkable
 
+from pytest_litmus.events import events_path, filter_events, read_events
+from pytest_litmus.eventtypes import EventType
+from pytest_litmus.measurements import Measurement, judge
+
 if TYPE_CHECKING:
     from pytest_litmus.config import StationConfig
     from pytest_litmus.hooks import LitmusPluginManager
-    from pytest_litmus.measurements import Measurement
     from pytest_litmus.sync import SyncResult
 
 __all__ = ["SESSION_OUTCOMES", "Instrument", "SessionOutcome", "SrqWaiterLike", "Station"]
@@ -153,8 +156,6 @@ class StationBase:
     @property
     def event_log(self) -> Path:
         """The session's ``events.jsonl``."""
-        from pytest_litmus.events import events_path
-
         return events_path(self.data_dir, self.session_id)
 
     def __enter__(self) -> Any:
@@ -173,23 +174,17 @@ class StationBase:
 
     def events(self, event_type: str | Sequence[str] | None = None, role: str | None = None) -> list[dict[str, Any]]:
         """Events of this session so far, from its file, optionally filtered."""
-        from pytest_litmus.events import filter_events, read_events
-
         if not self.event_log.exists():
             return []
         return list(filter_events(read_events(self.event_log), event_type, role))
 
     def configure(self, role: str, method: str, **parameters: Any) -> None:
         """Record an ``InstrumentConfigure`` event (an operation done outside the proxy, e.g. from a UI)."""
-        from pytest_litmus.eventtypes import EventType
-
         self.config.role(role)
         self.emit(EventType.INSTRUMENT_CONFIGURE, role=role, method=method, parameters=parameters, nodeid=self.nodeid)
 
     def observe(self, key: str, value: Any, *, units: str | None = None) -> str:
         """Record an ``Observation`` (a sample outside any limit); returns a reference to it."""
-        from pytest_litmus.eventtypes import EventType
-
         if not isinstance(key, str) or not key:
             raise ValueError(f"observation key must be a non-empty string, got {key!r}")
         event = self.emit(EventType.OBSERVATION, key=key, value=value, units=units, nodeid=self.nodeid)
@@ -199,17 +194,12 @@ class StationBase:
         self, name: str, value: Any, *, units: str | None = None, low: Any = None, high: Any = None
     ) -> Measurement:
         """Judge and record a ``Measurement``; returns it (it never raises for a failed value)."""
-        from pytest_litmus.eventtypes import EventType
-        from pytest_litmus.measurements import judge
-
         measurement = judge(name, value, units=units, low=low, high=high, nodeid=self.nodeid)
         self.emit(EventType.MEASUREMENT, **measurement.fields())
         return measurement
 
     def test_finished(self, nodeid: str, outcome: str, duration: float, message: str | None = None) -> None:
         """Record ``TestOutcome`` and stop attributing calls to the test."""
-        from pytest_litmus.eventtypes import EventType
-
         self.emit(EventType.TEST_OUTCOME, nodeid=nodeid, outcome=outcome, duration=duration, message=message)
         self.nodeid = None
 
@@ -241,7 +231,6 @@ class StationBase:
         ``SyncArrived`` and ``SyncReleased``.
         """
         from pytest_litmus.events import session_dir
-        from pytest_litmus.eventtypes import EventType
         from pytest_litmus.sync import sync
 
         count = parties if parties is not None else self.sync_parties
