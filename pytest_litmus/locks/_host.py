@@ -377,7 +377,13 @@ def _clean(files: LockFiles, fd: int) -> ReleaseResult:
     finally:
         _unlock_close(fd)
     if kept:
-        raise denied(files.folder, "remove a dead holder's leftover files (the lock itself is free to take) from", "w", victim=kept[0])
+        raise denied(
+            files.folder,
+            "clean up a dead holder's files at",
+            "w",
+            victim=kept[0],
+            note=f"the lock on {resource} itself is free to take; {len(kept)} leftover file(s) stay",
+        )
     return ReleaseResult(resource, "cleaned", records)
 
 

@@ -88,7 +88,7 @@ def check_lock_name(name: str) -> str:
     if name.strip(".") == "":
         raise InvalidName(what, name, "not a name")
     if ("/" in name or "\\" in name) and not _is_visa_name(name):
-        raise InvalidName(what, name, "a path, not a resource address or lock key (path separators)")
+        raise InvalidName(what, name, "contains a path separator and is not a VISA resource address")
     return name
 
 
