@@ -79,16 +79,13 @@ def share_fd(fd: int) -> None:
         os.fchmod(fd, mode | GROUP_FILE_BITS)
 
 
-def _open_tmp(head: str, name: str, mode: int) -> tuple[str, int]:
-    tmp = os.path.join(head, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+def _reopen_tmp(tmp: str, head: str, name: str, mode: int) -> tuple[str, int]:
+    """The temporary file ``tmp`` was left by a crashed writer: remove it, or take another name."""
     try:
-        return tmp, os.open(tmp, _FLAGS, mode)
-    except FileExistsError:  # left by a crashed writer of this pid and thread
-        try:
-            os.unlink(tmp)
-        except PermissionError:  # ... of another user, in a sticky directory: take another name
-            tmp = os.path.join(head, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        return tmp, os.open(tmp, _FLAGS, mode)
+        os.unlink(tmp)
+    except PermissionError:  # another user's, in a sticky directory
+        tmp = os.path.join(head, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return tmp, os.open(tmp, _FLAGS, mode)
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o666, share: bool = False) -> None:
@@ -99,7 +96,11 @@ def write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o666,
     """
     target = os.fspath(path)
     head, name = os.path.split(target)
-    tmp, fd = _open_tmp(head, name, mode)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        fd = os.open(tmp, _FLAGS, mode)
+    except FileExistsError:  # left by a crashed writer of this pid and thread
+        tmp, fd = _reopen_tmp(tmp, head, name, mode)
     try:
         try:
             if share:

@@ -23,7 +23,7 @@ import secrets
 from types import ModuleType
 from typing import Any
 
-from pytest_litmus.atomicfile import GROUP_FILE_BITS, make_dirs, share_fd
+from pytest_litmus.atomicfile import GROUP_FILE_BITS, make_dirs, share_fd, write_json
 from pytest_litmus.errors import LitmusError, LockLost, NoSuchLock, ReleaseRefused, ResourceInUse
 from pytest_litmus.locks._api import (
     Hold,
@@ -135,13 +135,15 @@ class HostHold(Hold):
         files: LockFiles,
         fd: int,
         st: os.stat_result,
+        lock_path: str | None = None,
+        record_path: str | None = None,
     ) -> None:
         super().__init__(backend, resource, mode, record)
         self.files = files
         self.fd = fd
         self.ident = (st.st_ino, st.st_dev)
-        self.lock_path = files.lock
-        self.record_path = files.record(record["token"])
+        self.lock_path = lock_path or files.lock
+        self.record_path = record_path or files.record(record["token"])
 
     def check(self) -> None:
         """Raise :class:`LockLost` if the lock file was unlinked or replaced (one ``stat``, ~1 us)."""
@@ -187,11 +189,12 @@ class HostBackend(LockBackend):
         if not self._made:
             self._make_folder()
         files = self.files(resource)
+        lock = files.lock
         try:
-            got = try_lock_path(files.lock, shared=mode == "shared")
+            got = try_lock_path(lock, shared=mode == "shared")
         except FileNotFoundError:  # the folder was removed under us
             self._make_folder()
-            got = try_lock_path(files.lock, shared=mode == "shared")
+            got = try_lock_path(lock, shared=mode == "shared")
         if got is None:
             return None
         fd, st = got
@@ -199,11 +202,11 @@ class HostBackend(LockBackend):
             if files.shared and st.st_mode & GROUP_FILE_BITS != GROUP_FILE_BITS and st.st_uid == os.geteuid():
                 share_fd(fd)  # made under a umask that keeps the group out (027, 077)
             mine = {**record, "key": files.key, "inode": st.st_ino, "token": f"{record['pid']}-{next(_TOKENS)}"}
-            _publish(files, fd, st, mine, exclusive=mode == "exclusive")
+            written = _publish(files, fd, st, mine, exclusive=mode == "exclusive")
         except BaseException:
             _unlock_close(fd)
             raise
-        return HostHold(self, resource, mode, mine, files, fd, st)
+        return HostHold(self, resource, mode, mine, files, fd, st, lock, written)
 
     def _release(self, hold: Hold) -> None:
         assert isinstance(hold, HostHold)
@@ -291,28 +294,30 @@ def _may_break(resource: str, holders: list[dict[str, Any]]) -> None:
             raise ReleaseRefused(resource, record, user, me)
 
 
-def _write_record(files: LockFiles, record: dict[str, Any], *, rename: bool = True) -> None:
-    """Write a holder record; a PermissionError becomes :class:`AccessDenied`.
+def _write_record(files: LockFiles, record: dict[str, Any], *, rename: bool = True) -> str:
+    """Write a holder record (again, after a PermissionError); a PermissionError becomes :class:`AccessDenied`.
 
     ``rename``: if another user's file of the same name (a dead holder with our
     pid, in a sticky directory) cannot be replaced, take a new token instead.
     """
+    path = files.record(record["token"])
     try:
-        files.write_record(record)
-        return
+        write_json(path, record, share=files.shared)
+        return path
     except PermissionError:
-        path = files.record(record["token"])
         if not (rename and os.path.lexists(path)):
             raise denied(files.folder, "write a holder record in", "w", victim=path) from None
     record["token"] = f"{record['token']}-{secrets.token_hex(3)}"
+    path = files.record(record["token"])
     try:
-        files.write_record(record)
+        write_json(path, record, share=files.shared)
     except PermissionError:
         raise denied(files.folder, "write a holder record in", "w") from None
+    return path
 
 
-def _publish(files: LockFiles, fd: int, st: os.stat_result, record: dict[str, Any], *, exclusive: bool) -> None:
-    """Write the holder record; an exclusive holder first clears records of holders that are gone."""
+def _publish(files: LockFiles, fd: int, st: os.stat_result, record: dict[str, Any], *, exclusive: bool) -> str:
+    """Write the holder record (returns its path); an exclusive holder first clears records of holders that are gone."""
     if st.st_size == 0:  # name the resource inside the lock file, for listings once the records are gone
         try:
             os.pwrite(fd, str(record["resource"]).encode(), 0)
@@ -320,7 +325,12 @@ def _publish(files: LockFiles, fd: int, st: os.stat_result, record: dict[str, An
             pass
     if exclusive:
         files.clear_records()  # what the file system keeps (a dead user's, sticky dir) is ignored: stale
-    _write_record(files, record)
+    path = files.record(record["token"])
+    try:
+        write_json(path, record, share=files.shared)
+    except PermissionError:
+        return _write_record(files, record)
+    return path
 
 
 def _probe_exclusive_holder(path: str) -> tuple[bool, int | None]:
