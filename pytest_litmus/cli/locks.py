@@ -21,8 +21,7 @@ from typing import Any
 from pytest_litmus.cli._output import format_duration, format_table
 from pytest_litmus.config import resolve_data_dir
 from pytest_litmus.errors import AccessDenied, InvalidName, LitmusError, ReleaseRefused, ResourceInUse
-from pytest_litmus.locks import LockState, NoSuchLock, ReleaseResult, list_locks, release_lock
-from pytest_litmus.locks._records import check_lock_name
+from pytest_litmus.locks import LockState, NoSuchLock, ReleaseResult, check_lock_name, list_locks, release_lock
 from pytest_litmus.processes import current_user
 
 EXIT_OK = 0

@@ -153,6 +153,8 @@ class HostHold(Hold):
             now = os.stat(self.lock_path)
         except FileNotFoundError:
             raise LockLost(self.resource, self.record.get("role") or None) from None
+        except PermissionError:  # the directory was closed to us while we held the lock
+            raise denied(self.lock_path, "check the lock file", "r") from None
         if (now.st_ino, now.st_dev) != self.ident:
             holders = self.files.live(now.st_ino)
             raise LockLost(self.resource, self.record.get("role") or None, holder_summary(holders))

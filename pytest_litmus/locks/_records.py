@@ -162,6 +162,10 @@ class LockFiles(NamedTuple):
             names = os.listdir(self.folder)
         except FileNotFoundError:
             return []
+        except PermissionError:
+            from pytest_litmus.locks._perms import denied
+
+            raise denied(self.folder, "list the holder records in", "r") from None
         return [os.path.join(self.folder, n) for n in names if n.startswith(prefix) and n.endswith(RECORD_SUFFIX)]
 
     def records(self) -> list[dict[str, Any]]:
