@@ -41,42 +41,43 @@ def is_shared_dir(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def make_dirs(path: str | os.PathLike[str]) -> bool:
+def make_dirs(path: str | os.PathLike[str], bits: int = GROUP_DIR_BITS) -> bool:
     """``mkdir -p path``; True if ``path`` is a shared (setgid) directory.
 
-    A directory made inside a setgid directory gets :data:`GROUP_DIR_BITS` added
-    to the mode the umask gives it (``2775`` under umask 022). Existing
-    directories are left alone. Permission errors propagate as
-    :class:`PermissionError` (callers say whose directory refused).
+    A directory made inside a setgid directory gets ``bits`` (``path`` itself)
+    or :data:`GROUP_DIR_BITS` (the directories above it) added to the mode the
+    umask gives it: ``2775`` under umask 022. A directory only its maker writes
+    into, such as one session's, may ask for ``S_ISGID | S_IRGRP | S_IXGRP``
+    (``2755``). Existing directories are left alone. Permission errors
+    propagate as :class:`PermissionError` (callers say whose directory refused).
     """
-    target = os.fspath(path)
+    target = os.path.abspath(os.fspath(path))
     try:
         os.mkdir(target, 0o777)
     except FileExistsError:
         return is_shared_dir(target)
     except FileNotFoundError:
-        parent = os.path.dirname(os.path.abspath(target))
-        if parent == os.path.abspath(target):
+        parent = os.path.dirname(target)
+        if parent == target:
             raise
         make_dirs(parent)
         try:
             os.mkdir(target, 0o777)
         except FileExistsError:
             return is_shared_dir(target)
-    parent_shared = is_shared_dir(os.path.dirname(os.path.abspath(target)))
-    if not parent_shared:
+    if not is_shared_dir(os.path.dirname(target)):
         return is_shared_dir(target)
     mode = stat.S_IMODE(os.stat(target).st_mode)
-    if mode & GROUP_DIR_BITS != GROUP_DIR_BITS:
-        os.chmod(target, mode | GROUP_DIR_BITS)
+    if mode & bits != bits:
+        os.chmod(target, mode | bits)
     return True
 
 
-def share_fd(fd: int) -> None:
-    """Give the group read and write on a file this process just made in a shared directory."""
+def share_fd(fd: int, bits: int = GROUP_FILE_BITS) -> None:
+    """Add ``bits`` (group read and write) to a file this process just made in a shared directory."""
     mode = stat.S_IMODE(os.fstat(fd).st_mode)
-    if mode & GROUP_FILE_BITS != GROUP_FILE_BITS:
-        os.fchmod(fd, mode | GROUP_FILE_BITS)
+    if mode & bits != bits:
+        os.fchmod(fd, mode | bits)
 
 
 def _reopen_tmp(tmp: str, head: str, name: str, mode: int) -> tuple[str, int]:

@@ -283,3 +283,17 @@ def test_sessions_of_both_users_in_a_prepared_sessions_dir(station_dir: Path, ho
         assert listed.returncode == 0, listed.stderr
         assert sorted(r["id"] for r in json.loads(listed.stdout)) == ["aaaa1111-a", "bbbb2222-b"]
     assert stat.S_IMODE((sessions / "aaaa1111-a" / "events.jsonl").stat().st_mode) & 0o040
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="EventFile (pytest_litmus/events.py, not this change's to make) creates sessions/ with the plain umask "
+    "(2755), so a second user cannot add a session until sessions/ is prepared 2775; the fix is for EventFile to "
+    "make its directories with atomicfile.make_dirs and share_fd (docs/locking.md, 'Session files')",
+)
+def test_a_second_user_can_start_a_session_in_a_fresh_shared_data_dir(station_dir: Path, holder_user: str) -> None:
+    for user, session in ((holder_user, "aaaa1111-a"), (users.OTHER_USER, "bbbb2222-b")):
+        wrote = users.run_python(user, HELPERS / "session.py", str(station_dir), session, umask=0o077)
+        assert wrote.returncode == 0, wrote.stderr
+    listed = users.run_cli(holder_user, station_dir, "sessions", "--json")
+    assert sorted(r["id"] for r in json.loads(listed.stdout)) == ["aaaa1111-a", "bbbb2222-b"]
