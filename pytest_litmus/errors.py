@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "AccessDenied",
     "InstrumentError",
+    "InvalidName",
     "LitmusError",
     "LockLost",
     "LockModeConflict",
     "NoSuchLock",
+    "ReleaseRefused",
     "RemoteCallError",
     "ResourceInUse",
     "ServerUnavailable",
@@ -238,3 +241,79 @@ class SessionNotFound(LitmusError, LookupError):
         else:
             message = f"no session {ref!r} in {where}"
         super().__init__(message)
+
+
+#: Where the shared-station setup is described; every permission error points there.
+SHARED_SETUP_DOC = "docs/locking.md, 'Several users on one station'"
+
+
+class InvalidName(LitmusError, ValueError):
+    """A name that is used to build a path (a lock key, a session id) is not a plain name.
+
+    Checked before any file is touched, so ``../x`` or an absolute path cannot
+    reach outside ``locks/`` or ``sessions/``. ``what`` names the argument
+    (``lock key or resource``, ``session id``), ``value`` is what was given and
+    ``reason`` what is wrong with it.
+    """
+
+    def __init__(self, what: str, value: str, reason: str) -> None:
+        self.what = what
+        self.value = value
+        self.reason = reason
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        super().__init__(f"bad {what} {shown!r}: {reason}")
+
+
+class AccessDenied(LitmusError, PermissionError):
+    """The file system refused a file operation on a shared station (another user's file or directory).
+
+    ``path`` is the file or directory refused, ``action`` what was attempted
+    (``create the lock file``), ``owner``/``group``/``mode`` describe ``path``
+    (empty when it could not be examined), ``user`` is who we are and ``hint``
+    says what to do (``add user ana to group litmus``).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        action: str,
+        *,
+        owner: str = "",
+        group: str = "",
+        mode: str = "",
+        user: str = "",
+        hint: str = "",
+    ) -> None:
+        self.path = os.fspath(path)
+        self.action = action
+        self.owner = owner
+        self.group = group
+        self.mode = mode
+        self.user = user
+        self.hint = hint
+        facts = ", ".join(
+            f for f in (f"owner {owner}" if owner else "", f"group {group}" if group else "", f"mode {mode}" if mode else "") if f
+        )
+        about = f" ({facts})" if facts else ""
+        me = f" as user {user}" if user else ""
+        todo = f": {hint}" if hint else ""
+        super().__init__(f"cannot {action} {self.path}{about}{me}{todo}; see {SHARED_SETUP_DOC}")
+
+
+class ReleaseRefused(LitmusError, PermissionError):
+    """``release --force`` of a live lock held by another user: only that user or root may break it.
+
+    ``holder`` is the live holder's record, ``holder_user`` its user and
+    ``user`` who asked.
+    """
+
+    def __init__(self, resource: str, holder: Mapping[str, Any] | None, holder_user: str, user: str) -> None:
+        self.resource = resource
+        self.holder = dict(holder) if holder else {}
+        self.holder_user = holder_user
+        self.user = user
+        who = _describe_holder(self.holder)
+        super().__init__(
+            f"{resource} is held by {who}, a live process of user {holder_user}; only {holder_user} or root "
+            f"may break it (you are {user}): ask {holder_user} to end it, or run the release as root"
+        )

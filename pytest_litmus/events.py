@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -22,6 +23,7 @@ from pathlib import Path
 from time import time_ns
 from typing import TYPE_CHECKING, Any
 
+from pytest_litmus.atomicfile import make_dirs, share_fd
 from pytest_litmus.eventtypes import EventType
 
 if TYPE_CHECKING:
@@ -127,13 +129,19 @@ def encode_line(event: dict[str, Any]) -> bytes:
 # --------------------------------------------------------------------------- writing
 
 
+#: A session directory: its writer's, readable by the station's group (2755 under umask 022).
+SESSION_DIR_BITS = stat.S_ISGID | stat.S_IRGRP | stat.S_IXGRP
+
+
 class EventFile:
     """The default ``litmus_event`` implementation: appends each event to the session file."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        shared = make_dirs(path.parent, SESSION_DIR_BITS)
         self.fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        if shared:  # every member of the station's group may read it, whatever the writer's umask
+            share_fd(self.fd, stat.S_IRGRP)
 
     def litmus_event(self, event: dict[str, Any]) -> None:
         self.write(encode_line(event))

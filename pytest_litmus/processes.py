@@ -25,11 +25,14 @@ from typing import Any
 __all__ = [
     "START_TOLERANCE",
     "current_user",
+    "group_name",
     "holder_alive",
     "identity",
     "pid_alive",
     "process_start",
+    "process_uid",
     "this_process",
+    "user_name",
     "worker_id",
 ]
 
@@ -39,11 +42,38 @@ START_TOLERANCE = 1.0
 
 
 def current_user() -> str:
-    """This process's user name (its uid where there is no passwd entry, as in containers)."""
+    """This process's user name (its uid where there is no passwd entry, as in containers).
+
+    On POSIX the name of the effective uid, not ``$USER``/``$LOGNAME``: a process
+    started with ``runuser``, ``setpriv`` or ``sudo -E`` keeps the caller's
+    environment, and a holder record must name the user whose files it makes.
+    """
+    if hasattr(os, "geteuid"):
+        return user_name(os.geteuid())
     try:
         return getpass.getuser()
     except Exception:
-        return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+        return "unknown"
+
+
+def user_name(uid: int) -> str:
+    """The login name of ``uid``, or the number as text where there is no passwd entry."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return str(uid)
+
+
+def group_name(gid: int) -> str:
+    """The name of group ``gid``, or the number as text where there is no group entry."""
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return str(gid)
 
 
 def worker_id() -> str:
@@ -58,6 +88,16 @@ def process_start(pid: int) -> float | None:
     try:
         return float(psutil.Process(pid).create_time())
     except (psutil.Error, OSError, ValueError):
+        return None
+
+
+def process_uid(pid: int) -> int | None:
+    """The effective uid of process ``pid`` on this host, or None if it is gone or cannot be asked."""
+    import psutil
+
+    try:
+        return int(psutil.Process(pid).uids().effective)
+    except (psutil.Error, OSError, ValueError, AttributeError):  # AttributeError: no uids() on Windows
         return None
 
 

@@ -170,3 +170,53 @@ def test_one_table_printer_aligns_columns_and_trims_trailing_blanks() -> None:
         "wide cell",
         "x          y",
     ]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["../x", "/etc/passwd", "locks/../../x", "a\x00b", "x" * 300, "..", "", "a\\b", "line\nbreak"],
+    ids=["dotdot", "absolute", "nested", "nul", "overlong", "dots", "empty", "backslash", "newline"],
+)
+def test_release_refuses_a_bad_name_before_touching_any_file(
+    litmus: Callable[..., tuple[int, str, str]], tmp_path: Path, bad: str
+) -> None:
+    outside = tmp_path / "x.lock"  # where locks/../x.lock would point
+    outside.write_text("not a lock")
+    (tmp_path / "locks").mkdir()
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    for extra in ((), ("--force",)):
+        code, out, err = litmus("locks", "release", bad, *extra)
+        assert code == 2 and out == "" and len(err.splitlines()) == 1 and "RESOURCE" in err, (code, out, err)
+    code, out, _ = litmus("locks", "release", bad, "--json")
+    assert code == 2 and json.loads(out)["error"] == "usage"
+    assert outside.read_text() == "not a lock" and sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_release_lock_refuses_a_path_as_a_lock_name(tmp_path: Path) -> None:
+    from pytest_litmus.errors import InvalidName, LitmusError
+    from pytest_litmus.locks import release_lock
+
+    (tmp_path / "x.lock").write_text("")
+    with pytest.raises(InvalidName) as info:
+        release_lock(tmp_path, "../x", force=True)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, LitmusError) and info.value.value == "../x"
+    assert (tmp_path / "x.lock").exists()
+
+
+def test_a_serial_address_with_slashes_is_a_name_not_a_path(
+    litmus: Callable[..., tuple[int, str, str]], hold: Callable[..., Any]
+) -> None:
+    serial = "ASRL/dev/ttyUSB0::INSTR"
+    code, _, err = litmus("locks", "release", serial)
+    assert code == EXIT_NO_SUCH_LOCK, err
+    child = hold(serial)
+    code, out, _ = litmus("locks", "release", serial, "--force")
+    assert code == EXIT_OK and f"pid {child.pid}" in out
+
+
+def test_release_by_lock_key_still_works(litmus: Callable[..., tuple[int, str, str]], hold: Callable[..., Any]) -> None:
+    from pytest_litmus.locks import lock_key
+
+    _killed(hold(DMM))
+    code, out, _ = litmus("locks", "release", lock_key(DMM))
+    assert code == EXIT_OK and "gone" in out

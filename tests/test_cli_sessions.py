@@ -143,3 +143,23 @@ def test_tail_tags_what_an_xdist_worker_did() -> None:
     joined = describe({"type": "InstrumentClientConnected", "server": "127.0.0.1:1", "caller": caller})
     assert joined is not None and joined.endswith("client pid 7 t@bench (xdist gw1) connected")
     assert "[" not in (describe({"type": "TestStarted", "nodeid": "x"}) or "[")
+
+
+@pytest.mark.parametrize("bad", ["../x", "/etc", "a/b", "a\x00b", "x" * 300, "..", "", "a\\b"])
+def test_show_refuses_a_bad_session_id(tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: str) -> None:
+    _finished_session(tmp_path)
+    code, out, err = _run(capsys, "--data-dir", str(tmp_path), "show", bad)
+    assert code == 2 and out == "" and len(err.splitlines()) == 1 and "SESSION" in err
+
+
+def test_find_session_never_leaves_the_sessions_dir(tmp_path: Path) -> None:
+    from pytest_litmus.cli.sessions import find_session
+    from pytest_litmus.errors import InvalidName
+
+    outside = tmp_path / "elsewhere"
+    (outside / "sessions").mkdir(parents=True)
+    (outside / "events.jsonl").write_text("")
+    (tmp_path / "data" / "sessions").mkdir(parents=True)
+    for bad in ("../../elsewhere", "../", str(outside)):
+        with pytest.raises(InvalidName):
+            find_session(tmp_path / "data", bad)

@@ -21,8 +21,11 @@ from pytest_litmus import (
 )
 from pytest_litmus import errors
 from pytest_litmus.errors import (
+    AccessDenied,
+    InvalidName,
     LockModeConflict,
     NoSuchLock,
+    ReleaseRefused,
     RemoteCallError,
     ServerUnavailable,
     SessionNotFound,
@@ -48,13 +51,18 @@ EXAMPLES = [
     SyncError("power-up", "gw1 died", generation=2, arrived=["gw0"]),
     SyncTimeout("power-up", "timed out after 5 s"),
     SessionNotFound("ab", Path("/p"), ["ab12", "ab34"]),
+    InvalidName("lock key or resource", "../x", "a path"),
+    AccessDenied("/srv/litmus/locks", "create a lock file in", owner="ana", group="litmus", mode="2755", user="ci",
+                 hint="make it group-writable"),
+    ReleaseRefused("GPIB0::17::INSTR", HOLDER, "op", "ci"),
 ]
 
 
 @pytest.mark.parametrize(
     ("err", "builtin"),
     list(zip(EXAMPLES, [LookupError, ValueError, LookupError, RuntimeError, RuntimeError, RuntimeError, TimeoutError,
-                        LookupError, RuntimeError, ConnectionError, RuntimeError, RuntimeError, TimeoutError, LookupError],
+                        LookupError, RuntimeError, ConnectionError, RuntimeError, RuntimeError, TimeoutError, LookupError,
+                        ValueError, PermissionError, PermissionError],
              strict=True)),
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else v.__name__,
 )

@@ -13,7 +13,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from pytest_litmus.errors import LitmusError
+from pytest_litmus.errors import InvalidName, LitmusError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -42,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
+    except InvalidName as exc:  # a bad argument: a usage error, before any file was touched
+        print(f"litmus: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except LitmusError as exc:
         print(f"litmus: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

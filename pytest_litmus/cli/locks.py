@@ -1,13 +1,16 @@
 """``litmus locks``: who holds which instrument; ``litmus locks release RESOURCE`` frees one.
 
-Exit codes: 0 done; 1 refused (the holder is alive: use ``--force``) or another
-error; 2 usage; 3 no such lock.
+Exit codes: 0 done; 1 refused (the holder is alive: use ``--force``; another
+user's live lock: only that user or root may force it; a permission problem) or
+another error; 2 usage (a RESOURCE that is a path, has a NUL byte, is overlong);
+3 no such lock.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -17,8 +20,9 @@ from typing import Any
 
 from pytest_litmus.cli._output import format_duration, format_table
 from pytest_litmus.settings import resolve_data_dir
-from pytest_litmus.errors import LitmusError, ResourceInUse
-from pytest_litmus.locks import LockState, NoSuchLock, ReleaseResult, list_locks, release_lock
+from pytest_litmus.errors import AccessDenied, InvalidName, LitmusError, ReleaseRefused, ResourceInUse
+from pytest_litmus.locks import LockState, NoSuchLock, ReleaseResult, check_lock_name, list_locks, release_lock
+from pytest_litmus.processes import current_user
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -124,14 +128,22 @@ def lock_table(states: list[LockState]) -> str:
 
 def run_release(args: argparse.Namespace) -> int:
     as_json = bool(getattr(args, "json", False))
+    try:  # before the data dir is even resolved: no file operation sees a bad name
+        check_lock_name(args.resource)
+    except InvalidName as exc:
+        return _fail(as_json, EXIT_USAGE, "usage", f"argument RESOURCE: {exc}", [])
     try:
         result = release_lock(_data_dir(args), args.resource, force=args.force)
     except NoSuchLock as exc:
         return _fail(as_json, EXIT_NO_SUCH_LOCK, "no_such_lock", str(exc), [])
     except ResourceInUse as exc:
         holders = exc.holder.get("holders") or ([exc.holder] if exc.holder else [])
-        message = f"{exc}; it is alive, so the lock was not released (use --force to break it)"
+        message = f"{exc}; it is alive, so the lock was not released ({_force_hint(holders)})"
         return _fail(as_json, EXIT_REFUSED, "holder_alive", message, holders)
+    except ReleaseRefused as exc:
+        return _fail(as_json, EXIT_REFUSED, "not_permitted", str(exc), [exc.holder] if exc.holder else [])
+    except AccessDenied as exc:
+        return _fail(as_json, EXIT_REFUSED, "permission_denied", str(exc), [])
     except LitmusError as exc:
         return _fail(as_json, EXIT_REFUSED, "error", str(exc), [])
     if as_json:
@@ -139,6 +151,15 @@ def run_release(args: argparse.Namespace) -> int:
     else:
         print(_describe(result))
     return EXIT_OK
+
+
+def _force_hint(holders: list[Any]) -> str:
+    """``use --force to break it``, or who may, when the holders run as another user."""
+    me = current_user()
+    others = sorted({str(h.get("user")) for h in holders if h.get("user") and h.get("user") != me})
+    if not others or getattr(os, "geteuid", lambda: -1)() == 0:
+        return "use --force to break it"
+    return f"only {', '.join(others)} or root may break it with --force"
 
 
 def _describe(result: ReleaseResult) -> str:

@@ -1,13 +1,18 @@
 """``litmus sessions``: the sessions in the data dir, newest first; ``litmus show SESSION``: one in detail.
 
-A session is named by its id or a unique prefix of it. Exit codes: 0 done;
-1 no such session, an ambiguous prefix, or another error; 2 usage.
+A session is named by its id or a unique prefix of it: a plain name, checked
+before any file is touched (no path separators, ``..``, NUL or control
+characters, at most 255 characters), and only ever compared with the names
+found in ``sessions/``. Exit codes: 0 done; 1 no such session, an ambiguous
+prefix, or another error; 2 usage (a bad SESSION argument).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import sys
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -15,17 +20,38 @@ from typing import Any
 
 from pytest_litmus.cli._output import format_duration, format_table
 from pytest_litmus.settings import resolve_data_dir
-from pytest_litmus.errors import LitmusError, SessionNotFound
+from pytest_litmus.errors import InvalidName, LitmusError, SessionNotFound
 from pytest_litmus.events import EVENTS_FILE, SESSIONS_DIR, SessionLog, parse_line, read_session
 from pytest_litmus.processes import holder_alive, identity
 
 EXIT_OK = 0
 EXIT_ERROR = 1
+EXIT_USAGE = 2
 
 #: Bytes read from the end of an event file to find ``SessionEnded`` without reading it all.
 TAIL_BYTES = 64 * 1024
+#: The longest session id or prefix accepted (NAME_MAX on Linux).
+MAX_SESSION_ID = 255
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
+def check_session_id(ref: str) -> str:
+    """``ref`` if it can name a session directory (an id or prefix), else :class:`InvalidName`.
+
+    A plain name only: not empty, no path separators, ``.``/``..``, NUL or other
+    control characters, at most :data:`MAX_SESSION_ID` characters.
+    """
+    if not ref:
+        raise InvalidName("session id", ref, "empty")
+    if len(ref) > MAX_SESSION_ID:
+        raise InvalidName("session id", ref, f"longer than {MAX_SESSION_ID} characters")
+    found = _UNSAFE.search(ref)
+    if found:
+        what = "a path separator" if found.group() in "/\\" else "a control character (NUL, newline, ...)"
+        raise InvalidName("session id", ref, f"contains {what}; a session id is a plain name")
+    if ref.strip(".") == "":
+        raise InvalidName("session id", ref, "not a name")
+    return ref
 
 
 def register(subparsers: Any) -> None:
@@ -51,7 +77,13 @@ def session_dirs(data_dir: Path) -> list[Path]:
 
 
 def find_session(data_dir: Path, ref: str | None) -> Path:
-    """The session directory for an id or unique prefix (None: the newest session)."""
+    """The session directory for an id or unique prefix (None: the newest session).
+
+    ``ref`` is checked (:func:`check_session_id`) before the data dir is read,
+    and only ever compared with names listed in ``sessions/``, never joined to a path.
+    """
+    if ref is not None:
+        check_session_id(ref)
     dirs = session_dirs(data_dir)
     if ref is None:
         if not dirs:
@@ -291,6 +323,11 @@ def run_sessions(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    try:
+        check_session_id(args.session)
+    except InvalidName as exc:
+        print(f"litmus show: error: argument SESSION: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     directory = find_session(resolve_data_dir(args.data_dir), args.session)
     summary = summarize(read_session(directory / EVENTS_FILE))
     if args.json:

@@ -4,6 +4,7 @@
 - :mod:`._host`: :class:`HostBackend`, ``flock`` lock files under ``<data_dir>/locks/``;
 - :mod:`._visa`: :class:`VisaBackend`, the instrument-side lock on an opened VISA session;
 - :mod:`._records`: lock file names and holder records;
+- :mod:`._perms`: permission refusals on a data dir shared by several users, as errors that say what to do;
 - :mod:`._owner`: :class:`LockOwner` and :class:`Lease`, one session's locks.
 
 Use: one :class:`LockOwner` per session; :meth:`LockOwner.acquire` returns a
@@ -14,7 +15,15 @@ took the lock away; :meth:`LockOwner.release_all` at the end.
 
 from __future__ import annotations
 
-from pytest_litmus.errors import LockLost, LockModeConflict, NoSuchLock, ResourceInUse
+from pytest_litmus.errors import (
+    AccessDenied,
+    InvalidName,
+    LockLost,
+    LockModeConflict,
+    NoSuchLock,
+    ReleaseRefused,
+    ResourceInUse,
+)
 from pytest_litmus.locks._api import (
     ACQUIRE_BACKOFF,
     Hold,
@@ -29,14 +38,16 @@ from pytest_litmus.locks._api import (
 )
 from pytest_litmus.locks._host import HostBackend, HostHold, list_locks, release_lock
 from pytest_litmus.locks._owner import Lease, LockOwner
-from pytest_litmus.locks._records import lock_key, locks_dir
+from pytest_litmus.locks._records import check_lock_name, lock_key, locks_dir
 from pytest_litmus.locks._visa import VISA_SHARED_KEY, VisaBackend, release_visa_lock, take_visa_lock
 
 __all__ = [
     "ACQUIRE_BACKOFF",
+    "AccessDenied",
     "Hold",
     "HostBackend",
     "HostHold",
+    "InvalidName",
     "Lease",
     "LockBackend",
     "LockKind",
@@ -48,10 +59,12 @@ __all__ = [
     "LockUnsupported",
     "NoSuchLock",
     "OnContended",
+    "ReleaseRefused",
     "ReleaseResult",
     "ResourceInUse",
     "VISA_SHARED_KEY",
     "VisaBackend",
+    "check_lock_name",
     "check_timeout",
     "list_locks",
     "lock_key",

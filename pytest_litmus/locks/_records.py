@@ -17,13 +17,29 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from pytest_litmus.atomicfile import write_json
+from pytest_litmus.errors import InvalidName
 from pytest_litmus.processes import holder_alive
 
-__all__ = ["LOCKS_DIR", "LOCK_SUFFIX", "RECORD_SUFFIX", "LockFiles", "lock_key", "locks_dir"]
+__all__ = [
+    "KEY_PATTERN",
+    "LOCKS_DIR",
+    "LOCK_SUFFIX",
+    "MAX_NAME",
+    "RECORD_SUFFIX",
+    "LockFiles",
+    "check_lock_name",
+    "lock_key",
+    "locks_dir",
+]
 
 LOCKS_DIR = "locks"
 LOCK_SUFFIX = ".lock"
 RECORD_SUFFIX = ".json"
+#: What a lock key looks like (:func:`lock_key` makes at most 73 characters); only such a name is a file name.
+KEY_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
+#: The longest lock key or resource address accepted from a user (and NAME_MAX on Linux).
+MAX_NAME = 255
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def locks_dir(data_dir: str | os.PathLike[str]) -> Path:
@@ -52,6 +68,40 @@ def lock_key(resource: str) -> str:
     return f"{text}-{digest}"
 
 
+def check_lock_name(name: str) -> str:
+    """``name`` if it may name a lock (a resource address or a lock key as listed), else :class:`InvalidName`.
+
+    Checked before any file operation. Only a name matching :data:`KEY_PATTERN`
+    is ever used as a file name; anything else is hashed by :func:`lock_key`. Even
+    so, what cannot be either is refused rather than looked up: empty or overlong
+    names, control characters (NUL), ``.``/``..``, and path separators unless the
+    whole name is a VISA address (``ASRL/dev/ttyUSB0::INSTR`` is one; ``../x``
+    and ``/etc/passwd`` are not).
+    """
+    what = "lock key or resource"
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidName(what, str(name), "empty")
+    if len(name) > MAX_NAME:
+        raise InvalidName(what, name, f"longer than {MAX_NAME} characters")
+    if _CONTROL.search(name):
+        raise InvalidName(what, name, "contains a control character (NUL, newline, ...)")
+    if name.strip(".") == "":
+        raise InvalidName(what, name, "not a name")
+    if ("/" in name or "\\" in name) and not _is_visa_name(name):
+        raise InvalidName(what, name, "contains a path separator and is not a VISA resource address")
+    return name
+
+
+def _is_visa_name(name: str) -> bool:
+    try:
+        from pyvisa import rname
+
+        rname.parse_resource_name(name.strip())
+    except Exception:
+        return False
+    return True
+
+
 def read_json(path: str) -> dict[str, Any] | None:
     try:
         with open(path, "rb") as handle:
@@ -68,6 +118,17 @@ def unlink(path: str) -> None:
         pass
 
 
+def try_unlink(path: str) -> bool:
+    """Remove ``path`` if we may: False when the file system refuses (another user's file in a sticky directory)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except PermissionError:
+        return False
+    return True
+
+
 def inode(path: str) -> int | None:
     try:
         return os.stat(path).st_ino
@@ -80,6 +141,8 @@ class LockFiles(NamedTuple):
 
     folder: str
     key: str
+    #: The folder is shared by a group (setgid): files made here get group read and write.
+    shared: bool = False
 
     @classmethod
     def of(cls, data_dir: str | os.PathLike[str], key: str) -> LockFiles:
@@ -99,6 +162,10 @@ class LockFiles(NamedTuple):
             names = os.listdir(self.folder)
         except FileNotFoundError:
             return []
+        except PermissionError:
+            from pytest_litmus.locks._perms import denied
+
+            raise denied(self.folder, "list the holder records in", "r") from None
         return [os.path.join(self.folder, n) for n in names if n.startswith(prefix) and n.endswith(RECORD_SUFFIX)]
 
     def records(self) -> list[dict[str, Any]]:
@@ -115,11 +182,11 @@ class LockFiles(NamedTuple):
         return self.live(inode(self.lock))
 
     def write_record(self, record: dict[str, Any]) -> None:
-        write_json(self.record(record["token"]), record)
+        write_json(self.record(record["token"]), record, share=self.shared)
 
-    def clear_records(self) -> None:
-        for path in self.record_paths():
-            unlink(path)
+    def clear_records(self) -> list[str]:
+        """Remove every record we may; the paths of those the file system kept (another user's, sticky dir)."""
+        return [path for path in self.record_paths() if not try_unlink(path)]
 
     def resource_name(self, records: list[dict[str, Any]]) -> str:
         """The address from the holder records, else from inside the lock file, else the key."""

@@ -3,7 +3,8 @@
     python holder.py DATA_DIR RESOURCE [--mode M] [--timeout S|none] [--role R] [--session S]
 
 Prints one JSON object a line: ``waiting`` (first attempt found it held),
-``locked`` or ``in_use`` (with the pickled error); then obeys stdin lines:
+``locked``, ``in_use`` (with the pickled error) or ``error`` (any other
+``LitmusError``: type, message, pickled error); then obeys stdin lines:
 ``check`` (prints ``ok`` or ``lost`` with the pickled error), ``release``
 (prints ``released``); end of input releases and exits.
 """
@@ -18,7 +19,7 @@ import pickle
 import sys
 from typing import Any
 
-from pytest_litmus.errors import LockLost, ResourceInUse
+from pytest_litmus.errors import LitmusError, LockLost, ResourceInUse
 from pytest_litmus.locks import LockOwner
 
 
@@ -51,6 +52,9 @@ def main() -> int:
         )
     except ResourceInUse as exc:
         say("in_use", holder=exc.holder, waited=exc.waited, error=pickled(exc))
+        return 1
+    except LitmusError as exc:
+        say("error", type=type(exc).__name__, message=str(exc), error=pickled(exc))
         return 1
     say("locked", waited=lease.waited, record=lease.record)
     for line in sys.stdin:

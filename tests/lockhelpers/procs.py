@@ -9,6 +9,7 @@ import queue
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,22 @@ PATIENCE = 60.0
 
 
 class Child:
-    """A ``holder.py`` process; ``expect(event)`` waits for its next JSON line."""
+    """A ``holder.py`` process; ``expect(event)`` waits for its next JSON line.
 
-    def __init__(self, data_dir: Path, resource: str, *args: str) -> None:
+    ``as_user``: a command prefix that runs it as another user
+    (``setpriv --reuid=nobody ...``, see ``users.py``); it must ``exec``, so
+    ``pid`` is the holder's own.
+    """
+
+    def __init__(
+        self, data_dir: Path, resource: str, *args: str, as_user: Sequence[str] = (), umask: int = -1
+    ) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "holder.py"), str(data_dir), resource, *args],
+            [*as_user, sys.executable, str(HERE / "holder.py"), str(data_dir), resource, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            umask=umask,
         )
         self.pid = self.proc.pid
         self._lines: queue.Queue[str] = queue.Queue()
@@ -64,8 +73,8 @@ def unpickle(text: str) -> Any:
     return pickle.loads(base64.b64decode(text))
 
 
-def hold(data_dir: Path, resource: str, *args: str) -> Child:
+def hold(data_dir: Path, resource: str, *args: str, as_user: Sequence[str] = (), umask: int = -1) -> Child:
     """A child that has locked ``resource``."""
-    child = Child(data_dir, resource, *args)
+    child = Child(data_dir, resource, *args, as_user=as_user, umask=umask)
     child.expect("locked")
     return child
