@@ -1,4 +1,4 @@
-"""The one POSIX-only module: ``flock`` on descriptors and a socket receive timeout.
+"""The one POSIX-only module: ``flock`` on descriptors, a socket receive timeout, user and group names.
 
 Everything else in the package imports this lazily, where it is needed, so
 importing ``pytest_litmus`` (and its lock, barrier and follow modules) works on
@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import grp
 import os
+import pwd
 import socket
 import struct
 
-__all__ = ["OPEN_FLAGS", "READ_FLAGS", "set_recv_timeout", "try_flock", "unlock"]
+__all__ = ["OPEN_FLAGS", "READ_FLAGS", "group_name", "set_recv_timeout", "try_flock", "unlock", "user_name"]
 
 _CONTENTION = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES})
 #: Lock files: read-write, created if missing, never a symlink, not inherited over exec.
@@ -46,3 +48,19 @@ def set_recv_timeout(sock: socket.socket, seconds: float) -> None:
     """Bound blocking reads on ``sock`` (0: unbounded) without making it non-blocking (``SO_RCVTIMEO``)."""
     whole = int(seconds)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", whole, int((seconds - whole) * 1e6)))
+
+
+def user_name(uid: int) -> str:
+    """The login name of ``uid``, or the number as text where there is no passwd entry."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def group_name(gid: int) -> str:
+    """The name of group ``gid``, or the number as text where there is no group entry."""
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)

@@ -57,23 +57,21 @@ def current_user() -> str:
 
 
 def user_name(uid: int) -> str:
-    """The login name of ``uid``, or the number as text where there is no passwd entry."""
+    """The login name of ``uid``, or the number as text where there is no passwd entry (or no POSIX)."""
     try:
-        import pwd
-
-        return pwd.getpwuid(uid).pw_name
-    except (ImportError, KeyError):
+        from pytest_litmus._posix import user_name as lookup
+    except ImportError:
         return str(uid)
+    return lookup(uid)
 
 
 def group_name(gid: int) -> str:
-    """The name of group ``gid``, or the number as text where there is no group entry."""
+    """The name of group ``gid``, or the number as text where there is no group entry (or no POSIX)."""
     try:
-        import grp
-
-        return grp.getgrgid(gid).gr_name
-    except (ImportError, KeyError):
+        from pytest_litmus._posix import group_name as lookup
+    except ImportError:
         return str(gid)
+    return lookup(gid)
 
 
 def worker_id() -> str:
