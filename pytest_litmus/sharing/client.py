@@ -119,7 +119,8 @@ class RemoteStation:
                 conn.close()
                 raise
         except HandshakeFailed as exc:
-            raise ServerUnavailable(self.address, f"refused the connection or is not an instrument server: {exc}") from None
+            how = "refused the connection" if str(exc).startswith("wrong key") else "key handshake failed"
+            raise ServerUnavailable(self.address, f"{how}: {exc}") from None
         except (EOFError, OSError) as exc:
             raise ServerUnavailable(self.address, f"went away while greeting ({type(exc).__name__})") from None
         except Exception as exc:

@@ -134,7 +134,7 @@ def _problem(st: os.stat_result, what: str) -> str | None:
     if st.st_uid not in (uid, 0):
         return f"{what} owned by uid {st.st_uid}, not you (uid {uid}) or root"
     writers = [who for bit, who in ((stat.S_IWGRP, "group"), (stat.S_IWOTH, "others")) if st.st_mode & bit]
-    if writers and not (what != "file" and st.st_mode & stat.S_ISVTX and not st.st_mode & stat.S_IWGRP):
+    if writers and not (what != "file" and st.st_mode & stat.S_ISVTX):  # sticky: others cannot replace ours
         return f"{what} mode {stat.S_IMODE(st.st_mode):04o}: writable by {' and '.join(writers)}"
     return None
 
