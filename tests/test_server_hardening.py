@@ -267,6 +267,11 @@ def test_waits_the_caller_asked_for_set_the_deadline(station: Any, server: Instr
         dmm.write("*OPC")
         waiter.wait(timeout=20)
         waiter.close()
+        with pytest.raises(TypeError):
+            dmm.query("*IDN?", timeout=30)  # no such keyword in this driver, but it sets the deadline
+        with pytest.raises(TypeError):
+            dmm.query("*IDN?", timeout=None)  # None may mean "the default": the role's timeout holds
+    assert sent[-2:] == [33.0, 13.0]
     assert sent[0] == 13.0  # the role's 10 s timeout + margin
     assert sent[1] == 4.5  # lock_context(1.5)
     assert None in sent  # lock_context(): the caller asked to wait for ever

@@ -180,16 +180,16 @@ class RemoteStation:
         """Send one request and return its result, or raise the exception it raised in the server.
 
         ``wait`` is how long the holder may legitimately take, in seconds (None:
-        for ever; default: the role's instrument timeout, or a ``timeout=``
-        keyword of the call when longer); no answer within ``wait`` plus
+        for ever; default: the role's instrument timeout, or a numeric
+        ``timeout=`` keyword of the call when longer); no answer within ``wait`` plus
         :attr:`call_margin` raises :class:`ServerUnavailable` and drops the
         connection, the call having perhaps run.
         """
         __tracebackhide__ = True  # pytest shows the test's line, not this forwarding
         if wait is DEFAULT:
             wait = self.timeouts.get(role, VISA_DEFAULT_TIMEOUT)
-            asked = kwargs.get("timeout", 0) if kwargs else 0
-            if asked is None or (isinstance(asked, (int, float)) and asked > wait):
+            asked = kwargs.get("timeout") if kwargs else None
+            if isinstance(asked, (int, float)) and asked > wait:  # None may mean "the default": no hang
                 wait = asked
         deadline = None if wait is None else wait + self.call_margin
         conn, ready = self._conn()
