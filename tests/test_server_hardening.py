@@ -355,11 +355,15 @@ def test_a_keyed_peer_that_sends_junk_gets_errors_not_a_crash(
     assert (status, value.strip()) == ("ok", IDN)  # the same connection still works
     conn.send_bytes(b"")  # an empty frame
     assert conn.recv()[0] == "raise"
-    conn._send(struct.pack("!i", -1) + struct.pack("!Q", 1 << 62))  # type: ignore[attr-defined]  # a frame it will not read
+    # A frame it will not read: 2**62 bytes declared.
+    conn._send(struct.pack("!i", -1) + struct.pack("!Q", 1 << 62))  # type: ignore[attr-defined]
     with pytest.raises(EOFError):
         conn.recv_bytes()
     conn.close()
-    gone = list(islice(iter_follow(station.event_log, event_type="InstrumentClientDisconnected", stop_at_end=False, timeout=HANG), 1))
+    follower = iter_follow(
+        station.event_log, event_type="InstrumentClientDisconnected", stop_at_end=False, timeout=HANG
+    )
+    gone = list(islice(follower, 1))
     assert "bad message length" in gone[0]["reason"]
     assert gone[0]["caller"] == {"host": "h"}  # what was not a str or int is not kept
     assert thread_errors == []
@@ -383,7 +387,9 @@ def fake_server(reply: Callable[[socket.socket], None]) -> tuple[ServerInfo, thr
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     port = listener.getsockname()[1]
-    info = ServerInfo(host="127.0.0.1", port=port, pid=os.getpid(), session="fake", station="cell-7", roles=["dmm"], key="11" * 32)
+    info = ServerInfo(
+        host="127.0.0.1", port=port, pid=os.getpid(), session="fake", station="cell-7", roles=["dmm"], key="11" * 32
+    )
     return info, thread
 
 
@@ -408,7 +414,9 @@ def keyed_fake_server(script: Callable[[Connection[Any, Any]], None]) -> tuple[S
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     host, port = listener.address
-    info = ServerInfo(host=host, port=port, pid=os.getpid(), session="fake", station="cell-7", roles=["dmm"], key=key.hex())
+    info = ServerInfo(
+        host=host, port=port, pid=os.getpid(), session="fake", station="cell-7", roles=["dmm"], key=key.hex()
+    )
     return info, thread
 
 

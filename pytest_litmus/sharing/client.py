@@ -124,13 +124,14 @@ class RemoteStation:
         except (EOFError, OSError) as exc:
             raise ServerUnavailable(self.address, f"went away while greeting ({type(exc).__name__})") from None
         except Exception as exc:
-            raise ServerUnavailable(self.address, f"sent a greeting that does not unpickle ({type(exc).__name__})") from None
+            reason = f"sent a greeting that does not unpickle ({type(exc).__name__})"
+            raise ServerUnavailable(self.address, reason) from None
         finally:
             sock.close()
-        if type(greeting) is tuple and len(greeting) == 2 and greeting[0] == "refused":
+        if _pair(greeting, "refused"):
             conn.close()
             raise ServerUnavailable(self.address, f"refused the connection: {greeting[1]}")
-        if not (type(greeting) is tuple and len(greeting) == 2 and greeting[0] == "ok" and isinstance(greeting[1], dict)):
+        if not _pair(greeting, "ok") or not isinstance(greeting[1], dict):
             conn.close()
             raise ServerUnavailable(self.address, f"sent no greeting (got {type(greeting).__name__})")
         self.server = greeting[1]
@@ -385,6 +386,11 @@ def remote_role(instrument: object) -> str:
         raise LitmusError(f"{instrument!r} is not an instrument of an instrument server")
     role: str = object.__getattribute__(instrument, "_role")
     return role
+
+
+def _pair(value: Any, tag: str) -> bool:
+    """Whether ``value`` is a ``(tag, something)`` tuple."""
+    return type(value) is tuple and len(value) == 2 and value[0] == tag
 
 
 def _sketch(value: Any) -> str:

@@ -244,14 +244,16 @@ class InstrumentServer:
             conn = handshake(client.sock, self._key, server=True, proved=lambda: self._authenticated(client))
         except HandshakeFailed as exc:
             if client.evicted:
-                self._refuse(client, f"dropped before the key handshake: {self.max_handshakes} newer connections waited")
+                waited = f"{self.max_handshakes} newer connections waited"
+                self._refuse(client, f"dropped before the key handshake: {waited}")
             else:
                 self._refuse(client, str(exc))
             return
         with conn:
             try:
                 hello = loads(conn.recv_bytes(MAX_GREETING))
-                if not (type(hello) is tuple and len(hello) == 2 and hello[0] == "hello" and isinstance(hello[1], dict)):
+                greeted = type(hello) is tuple and len(hello) == 2 and hello[0] == "hello"
+                if not greeted or not isinstance(hello[1], dict):
                     self._refuse(client, f"no greeting after the key handshake (got {type(hello).__name__})")
                     return
                 if not client.slot:
