@@ -19,22 +19,28 @@ from pytest_litmus.sharing.files import (
     ENV_ADDRESS,
     ENV_FILE,
     SERVERS_DIR,
+    ConnectionFileWarning,
     ServerInfo,
     find_server,
     find_server_info,
     list_servers,
+    scan_servers,
+    trust_problem,
 )
 from pytest_litmus.sharing.joined import JoinedStation
 from pytest_litmus.sharing.server import DEFAULT_MAX_CLIENTS, InstrumentServer, serve
-from pytest_litmus.sharing.wire import CALLER_KEYS, HANDSHAKE_TIMEOUT, identity
+from pytest_litmus.sharing.wire import CALL_MARGIN, CALLER_KEYS, HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, identity
 
 __all__ = [
     "CALLER_KEYS",
+    "CALL_MARGIN",
     "DEFAULT_MAX_CLIENTS",
     "ENV_ADDRESS",
     "ENV_FILE",
     "HANDSHAKE_TIMEOUT",
+    "MAX_HANDSHAKES",
     "SERVERS_DIR",
+    "ConnectionFileWarning",
     "InstrumentServer",
     "JoinedStation",
     "RemoteCallError",
@@ -49,5 +55,7 @@ __all__ = [
     "identity",
     "list_servers",
     "remote_role",
+    "scan_servers",
     "serve",
+    "trust_problem",
 ]

@@ -3,24 +3,70 @@
 :class:`RemoteStation` is one connection per thread to a server;
 :class:`RemoteInstrument` forwards method calls and attribute reads of one role;
 :class:`RemoteSrqWaiter` waits for a service request in the holder.
+
+Every call has a deadline: what the holder may legitimately wait (the role's
+VISA timeout, an SRQ wait's or lock wait's own timeout) plus
+:attr:`RemoteStation.call_margin`. A holder that does not answer by then
+(frozen, or stuck) gives :class:`ServerUnavailable`, and the connection is
+dropped so the next call starts afresh. Only ``None`` waits, which the caller
+asked for, wait for ever.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import threading
-from collections.abc import Iterator, Mapping
-from multiprocessing import AuthenticationError
+from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
 from pytest_litmus.errors import LitmusError, ServerUnavailable
 from pytest_litmus.sharing.files import ServerInfo, find_server_info
-from pytest_litmus.sharing.wire import HANDSHAKE_TIMEOUT, dumps, handshake, identity, loads
+from pytest_litmus.sharing.wire import (
+    CALL_MARGIN,
+    HANDSHAKE_TIMEOUT,
+    MAX_GREETING,
+    MAX_MESSAGE,
+    VISA_DEFAULT_TIMEOUT,
+    HandshakeFailed,
+    dumps,
+    handshake,
+    identity,
+    loads,
+    settle,
+)
 
 __all__ = ["RemoteInstrument", "RemoteSrqWaiter", "RemoteStation", "connect_remote", "remote_role"]
+
+#: ``poll`` takes milliseconds in a C int: a longer wait is a wait for ever.
+_LONGEST_POLL = (2**31 - 1) / 1000
+#: The ``wait`` of :meth:`RemoteStation.request` when none is given.
+DEFAULT: Any = object()
+
+
+def _poller(conn: Connection[Any, Any]) -> Callable[[float | None], bool]:
+    """``ready(seconds)``: whether ``conn`` has something to read within ``seconds`` (None: wait for ever).
+
+    One ``poll(2)`` per call where there is one (``Connection.poll`` builds a
+    selector each time, ten times the cost).
+    """
+    try:
+        import select
+
+        poller = select.poll()
+    except (ImportError, AttributeError):  # Windows
+        return conn.poll
+    poller.register(conn.fileno(), select.POLLIN)
+
+    def ready(seconds: float | None) -> bool:
+        if seconds is None or seconds > _LONGEST_POLL:
+            return bool(poller.poll())
+        return bool(poller.poll(max(0, math.ceil(seconds * 1000))))
+
+    return ready
 
 
 class RemoteStation:
@@ -28,13 +74,19 @@ class RemoteStation:
 
     Each thread gets its own connection to the server (opened on first use, and
     again after ``fork``). Set :attr:`nodeid` to attribute calls to a test in the
-    holder's log. A lost server raises :class:`ServerUnavailable` on the next call.
+    holder's log. A lost server raises :class:`ServerUnavailable` on the next call,
+    and so does one that does not answer within a call's deadline: what the
+    holder may wait plus :attr:`call_margin` seconds.
     """
 
-    def __init__(self, info: ServerInfo, *, nodeid: str | None = None) -> None:
+    def __init__(self, info: ServerInfo, *, nodeid: str | None = None, call_margin: float = CALL_MARGIN) -> None:
         self.info = info
         self.address = info.address
         self.nodeid = nodeid
+        #: Seconds a call may take beyond what the holder waits (raise it for slow driver methods).
+        self.call_margin = call_margin
+        #: Seconds each role's instrument may take to answer in the holder (its VISA timeout).
+        self.timeouts: dict[str, float] = {}
         self._key = bytes.fromhex(info.key)
         self._local = threading.local()
         self._conns: list[Connection[Any, Any]] = []
@@ -59,30 +111,46 @@ class RemoteStation:
         try:
             sock.settimeout(None)
             conn = handshake(sock, self._key, server=False)
-        except AuthenticationError:
-            raise ServerUnavailable(self.address, "refused the connection: wrong key") from None
+            try:
+                conn.send(("hello", identity()))
+                greeting = loads(conn.recv_bytes(MAX_GREETING))  # the server proved the key: its pickle may be read
+                settle(sock)
+            except BaseException:
+                conn.close()
+                raise
+        except HandshakeFailed as exc:
+            how = "refused the connection" if str(exc).startswith("wrong key") else "key handshake failed"
+            raise ServerUnavailable(self.address, f"{how}: {exc}") from None
         except (EOFError, OSError) as exc:
-            reason = "closed the connection during the handshake (wrong key, or at its client limit)"
-            raise ServerUnavailable(self.address, f"{reason}: {type(exc).__name__}") from None
+            raise ServerUnavailable(self.address, f"went away while greeting ({type(exc).__name__})") from None
+        except Exception as exc:
+            reason = f"sent a greeting that does not unpickle ({type(exc).__name__})"
+            raise ServerUnavailable(self.address, reason) from None
         finally:
             sock.close()
-        try:
-            conn.send(("hello", identity()))
-            _, self.server = conn.recv()
-        except (EOFError, OSError) as exc:
+        if _pair(greeting, "refused"):
             conn.close()
-            raise ServerUnavailable(self.address, f"went away while greeting ({type(exc).__name__})") from None
+            raise ServerUnavailable(self.address, f"refused the connection: {greeting[1]}")
+        if not _pair(greeting, "ok") or not isinstance(greeting[1], dict):
+            conn.close()
+            raise ServerUnavailable(self.address, f"sent no greeting (got {type(greeting).__name__})")
+        self.server = greeting[1]
         return conn
 
-    def _conn(self) -> Connection[Any, Any]:
+    def _conn(self) -> tuple[Connection[Any, Any], Callable[[float | None], bool]]:
         local = self._local
         conn: Connection[Any, Any] | None = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():
             conn = self._connect()
-            local.conn, local.pid = conn, os.getpid()
+            local.conn, local.pid, local.ready = conn, os.getpid(), _poller(conn)
             with self._lock:
                 self._conns.append(conn)
-        return conn
+        return conn, local.ready
+
+    def _connection(self) -> Connection[Any, Any] | None:
+        """This thread's connection now (None when there is none), to tell whether it was dropped since."""
+        conn: Connection[Any, Any] | None = getattr(self._local, "conn", None)
+        return conn if conn is not None and self._local.pid == os.getpid() else None
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -93,27 +161,84 @@ class RemoteStation:
                 if conn in self._conns:
                     self._conns.remove(conn)
 
-    def request(self, op: str, role: str, name: str, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None) -> Any:
-        """Send one request and return its result, or raise the exception it raised in the server."""
+    def _open_wait(self, role: str) -> float | None:
+        """What opening ``role`` in the holder may wait: its lock timeout (None: for ever) and the instrument's."""
+        lock_timeout = self.server.get("lock_timeout", 0.0)
+        if lock_timeout is None:
+            return None
+        return float(lock_timeout) + self.timeouts.get(role, VISA_DEFAULT_TIMEOUT)
+
+    def request(
+        self,
+        op: str,
+        role: str,
+        name: str,
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        wait: float | None = DEFAULT,
+    ) -> Any:
+        """Send one request and return its result, or raise the exception it raised in the server.
+
+        ``wait`` is how long the holder may legitimately take, in seconds (None:
+        for ever; default: the role's instrument timeout, or a numeric
+        ``timeout=`` keyword of the call when longer); no answer within ``wait`` plus
+        :attr:`call_margin` raises :class:`ServerUnavailable` and drops the
+        connection, the call having perhaps run.
+        """
         __tracebackhide__ = True  # pytest shows the test's line, not this forwarding
-        conn = self._conn()
+        if wait is DEFAULT:
+            wait = self.timeouts.get(role, VISA_DEFAULT_TIMEOUT)
+            asked = kwargs.get("timeout") if kwargs else None
+            if isinstance(asked, (int, float)) and asked > wait:  # None may mean "the default": no hang
+                wait = asked
+        deadline = None if wait is None else wait + self.call_margin
+        conn, ready = self._conn()
         try:
             conn.send_bytes(dumps((op, role, name, args, dict(kwargs) if kwargs else {}, self.nodeid)))
-            status, value = loads(conn.recv_bytes())
+            if not ready(deadline):
+                self._drop()
+                raise ServerUnavailable(
+                    self.address,
+                    f"no answer to {role}.{name} within {deadline:g} s (holder frozen or stuck?); "
+                    "the call may or may not have run",
+                )
+            data = conn.recv_bytes(MAX_MESSAGE)
         except (EOFError, OSError) as exc:
+            if isinstance(exc, ServerUnavailable):
+                raise
             self._drop()
             raise ServerUnavailable(
                 self.address, f"went away during {role}.{name} ({type(exc).__name__}); the call may or may not have run"
             ) from None
-        if status == "raise":
-            raise value
-        return value
+        except BaseException:  # interrupted between request and reply: the stream is out of step
+            self._drop()
+            raise
+        try:
+            reply = loads(data)
+        except Exception as exc:
+            reply = exc
+        if type(reply) is tuple and len(reply) == 2:
+            status, value = reply
+            if status == "ok":
+                return value
+            if status == "raise" and isinstance(value, BaseException):
+                raise value
+        self._drop()
+        raise ServerUnavailable(
+            self.address, f"sent junk in reply to {role}.{name} ({_sketch(reply)}); the call may or may not have run"
+        )
 
     def instrument(self, role: str) -> RemoteInstrument:
         """The role's instrument in the holder, as a forwarding proxy (the same object per role)."""
         found = self._instruments.get(role)
         if found is None:
-            found = RemoteInstrument(self, role, self.request("describe", role, "describe"))
+            self._conn()  # the greeting says how long opening may take
+            description = self.request("describe", role, "describe", wait=self._open_wait(role))
+            timeout = description.get("timeout") if isinstance(description, dict) else None
+            if isinstance(timeout, (int, float)) and timeout > 0:
+                self.timeouts[role] = float(timeout)
+            found = RemoteInstrument(self, role, description)
             self._instruments[role] = found
         return found
 
@@ -124,7 +249,9 @@ class RemoteStation:
 
     def srq(self, role: str, *, ese: int = 1, sre: int = 32, mechanism: str | None = None) -> RemoteSrqWaiter:
         """Arm service requests on ``role`` in the holder; the waiter waits there (see docs/srq.md)."""
-        waiter_id = self.request("srq_arm", role, "srq", (), {"ese": ese, "sre": sre, "mechanism": mechanism})
+        self._conn()
+        arm = {"ese": ese, "sre": sre, "mechanism": mechanism}
+        waiter_id = self.request("srq_arm", role, "srq", (), arm, wait=self._open_wait(role))
         return RemoteSrqWaiter(self, role, waiter_id)
 
     def close(self) -> None:
@@ -188,12 +315,14 @@ class RemoteInstrument:
         """
         station: RemoteStation = object.__getattribute__(self, "_station")
         role: str = object.__getattribute__(self, "_role")
-        if not station.request("lock", role, "lock", (timeout,)):
+        if not station.request("lock", role, "lock", (timeout,), wait=timeout):
             raise TimeoutError(f"instrument lock of role {role!r} at {station.address} still taken after {timeout} s")
+        conn = station._connection()
         try:
             yield self
         finally:
-            station.request("unlock", role, "unlock")
+            if station._connection() is conn:  # a dropped connection gave the lock up in the holder
+                station.request("unlock", role, "unlock")
 
     #: The name this had before ``lock_context``; kept working.
     locked = lock_context
@@ -219,7 +348,7 @@ class RemoteSrqWaiter:
         """The status byte once the instrument requests service; ``SrqTimeout`` after ``timeout`` s."""
         if self._id is None:
             raise LitmusError(f"SRQ waiter of role {self.role!r} is closed")
-        status: int = self.station.request("srq_wait", self.role, "wait", (self._id, timeout))
+        status: int = self.station.request("srq_wait", self.role, "wait", (self._id, timeout), wait=timeout)
         return status
 
     def close(self) -> None:
@@ -257,3 +386,17 @@ def remote_role(instrument: object) -> str:
         raise LitmusError(f"{instrument!r} is not an instrument of an instrument server")
     role: str = object.__getattribute__(instrument, "_role")
     return role
+
+
+def _pair(value: Any, tag: str) -> bool:
+    """Whether ``value`` is a ``(tag, something)`` tuple."""
+    return type(value) is tuple and len(value) == 2 and value[0] == tag
+
+
+def _sketch(value: Any) -> str:
+    """A short description of a reply that is not one."""
+    if isinstance(value, Exception):
+        return f"does not unpickle: {type(value).__name__}"
+    if isinstance(value, tuple):
+        return f"tuple of {len(value)}"
+    return type(value).__name__

@@ -4,6 +4,10 @@ A server writes ``<data_dir>/servers/<session>-<port>.json`` (mode 0600, as
 Jupyter keeps kernel files); a client of the same user and data dir finds the
 key from the address alone, or from the ``LITMUS_SERVER`` /
 ``LITMUS_SERVER_FILE`` variables a holder gives its children.
+
+A client trusts a connection file only when it and its directory belong to
+this user (or root) and nobody else can write them: whoever can plant a file
+can name a server of theirs, whose replies the client would unpickle.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import contextlib
 import json
 import os
 import socket
+import stat
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,12 +29,16 @@ __all__ = [
     "ENV_ADDRESS",
     "ENV_FILE",
     "SERVERS_DIR",
+    "ConnectionFileWarning",
+    "Refused",
     "ServerInfo",
     "find_server",
     "find_server_info",
     "list_servers",
     "same_address",
+    "scan_servers",
     "split_address",
+    "trust_problem",
 ]
 
 SERVERS_DIR = "servers"
@@ -65,7 +75,18 @@ class ServerInfo:
 
     @classmethod
     def load(cls, path: Path) -> ServerInfo:
-        data = json.loads(path.read_text())
+        """Read a connection file; :class:`ServerUnavailable` if it is not one to trust (see :func:`trust_problem`)."""
+        try:
+            text = _read_trusted(Path(path))
+        except _Untrusted as exc:
+            raise ServerUnavailable("(unknown)", f"connection file {path} refused: {exc}") from None
+        return cls._parse(text, Path(path))
+
+    @classmethod
+    def _parse(cls, text: str, path: Path) -> ServerInfo:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: not a JSON object")
         data.pop("address", None)
         return cls(**data, path=path)
 
@@ -89,13 +110,84 @@ def servers_dir(data_dir: str | os.PathLike[str] | None) -> Path:
     return resolve_data_dir(data_dir) / SERVERS_DIR
 
 
-def list_servers(data_dir: str | os.PathLike[str] | None = None) -> list[ServerInfo]:
-    """Servers with a connection file in the data dir whose process is alive (stale files are removed)."""
+class ConnectionFileWarning(UserWarning):
+    """A connection file was skipped because it is not one to trust (its path and why are in the message)."""
+
+
+class _Untrusted(Exception):
+    """A connection file that must not be read; ``str`` says why."""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A connection file skipped by :func:`scan_servers`, and why."""
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.reason})"
+
+
+def _problem(st: os.stat_result, what: str) -> str | None:
+    uid = os.getuid()  # type: ignore[attr-defined,unused-ignore]  # POSIX only; callers check
+    if st.st_uid not in (uid, 0):
+        return f"{what} owned by uid {st.st_uid}, not you (uid {uid}) or root"
+    writers = [who for bit, who in ((stat.S_IWGRP, "group"), (stat.S_IWOTH, "others")) if st.st_mode & bit]
+    if writers and not (what != "file" and st.st_mode & stat.S_ISVTX):  # sticky: others cannot replace ours
+        return f"{what} mode {stat.S_IMODE(st.st_mode):04o}: writable by {' and '.join(writers)}"
+    return None
+
+
+def trust_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why the connection file at ``path`` must not be trusted, or None when it may be.
+
+    Trusted: a regular file owned by this user or root, writable by neither
+    group nor others, in a directory of the same owners that only its owner
+    can write (a world-writable directory with the sticky bit, like ``/tmp``,
+    is fine: others cannot replace a file of ours there). Symlinks are
+    followed and their target is judged. Windows has no such modes: None.
+    """
+    if not hasattr(os, "getuid"):
+        return None
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    return _problem(st, "file") or _problem(os.stat(os.path.dirname(real)), f"its directory {os.path.dirname(real)}")
+
+
+def _read_trusted(path: Path) -> str:
+    """The text of a connection file that passes :func:`trust_problem`; :class:`_Untrusted` if not."""
+    problem = trust_problem(path)
+    if problem:
+        raise _Untrusted(problem)
+    real = os.path.realpath(path)
+    fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, encoding="utf-8") as file:
+        if hasattr(os, "getuid"):  # the file judged is the file read, not one swapped in since
+            st, now = os.stat(real), os.fstat(file.fileno())
+            if (st.st_dev, st.st_ino) != (now.st_dev, now.st_ino) or _problem(now, "file"):
+                raise _Untrusted("replaced while being read")
+        return file.read()
+
+
+def scan_servers(data_dir: str | os.PathLike[str] | None = None) -> tuple[list[ServerInfo], list[Refused]]:
+    """Live servers with a trusted connection file in the data dir, and the files refused.
+
+    Files of servers that died on this host are removed; unreadable or
+    malformed files are skipped silently, untrusted ones are returned as
+    :class:`Refused` (and never read).
+    """
     found: list[ServerInfo] = []
+    refused: list[Refused] = []
     here = socket.gethostname()
     for path in sorted(servers_dir(data_dir).glob("*.json")):
         try:
-            info = ServerInfo.load(path)
+            info = ServerInfo._parse(_read_trusted(path), path)
+        except _Untrusted as exc:
+            refused.append(Refused(path, str(exc)))
+            continue
         except (OSError, ValueError, TypeError):
             continue
         if info.hostname == here and not pid_alive(info.pid):
@@ -103,6 +195,17 @@ def list_servers(data_dir: str | os.PathLike[str] | None = None) -> list[ServerI
                 path.unlink()
             continue
         found.append(info)
+    return found, refused
+
+
+def list_servers(data_dir: str | os.PathLike[str] | None = None) -> list[ServerInfo]:
+    """Servers with a trusted connection file in the data dir whose process is alive (stale files are removed).
+
+    An untrusted file is skipped with a :class:`ConnectionFileWarning` naming it and why.
+    """
+    found, refused = scan_servers(data_dir)
+    for skipped in refused:
+        warnings.warn(f"litmus: skipped connection file {skipped}", ConnectionFileWarning, stacklevel=2)
     return found
 
 
@@ -124,11 +227,14 @@ def same_address(a: str, b: str) -> bool:
 def find_server(address: str, data_dir: str | os.PathLike[str] | None = None) -> ServerInfo:
     """The live server at ``address`` from its connection file in the data dir."""
     split_address(address)
-    for info in list_servers(data_dir):
+    found, refused = scan_servers(data_dir)
+    for info in found:
         if same_address(info.address, address):
             return info
+    skipped = f"; refused as untrusted: {', '.join(map(str, refused))}" if refused else ""
     raise ServerUnavailable(
-        address, f"no connection file for it in {servers_dir(data_dir)} (the key is there: use the server's data dir)"
+        address,
+        f"no connection file for it in {servers_dir(data_dir)} (the key is there: use the server's data dir){skipped}",
     )
 
 
@@ -136,15 +242,22 @@ def find_server_info(address: str | None = None, data_dir: str | os.PathLike[str
     """The connection file of the server at ``address`` (default ``$LITMUS_SERVER``).
 
     ``$LITMUS_SERVER_FILE`` is used when it names that server, else the
-    connection files in ``data_dir`` (resolved as ``connect()`` does).
+    connection files in ``data_dir`` (resolved as ``connect()`` does). An
+    untrusted ``$LITMUS_SERVER_FILE`` raises :class:`ServerUnavailable` naming
+    it and why, rather than falling back.
     """
     address = address or os.environ.get(ENV_ADDRESS)
     if not address:
         raise ServerUnavailable("(none)", f"no address given and ${ENV_ADDRESS} is not set")
     env_file = os.environ.get(ENV_FILE)
     if env_file:
-        with contextlib.suppress(OSError, ValueError, TypeError):
-            info = ServerInfo.load(Path(env_file))
+        try:
+            info = ServerInfo._parse(_read_trusted(Path(env_file)), Path(env_file))
+        except _Untrusted as exc:
+            raise ServerUnavailable(address, f"${ENV_FILE} {env_file} refused: {exc}") from None
+        except (OSError, ValueError, TypeError):
+            pass
+        else:
             if same_address(info.address, address):
                 return info
     return find_server(address, data_dir)

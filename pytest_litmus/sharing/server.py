@@ -7,6 +7,13 @@ runs through the holder's proxy, so one per-instrument lock serialises the
 holder and all clients, and every call lands in the holder's event log with the
 calling process's identity. The server needs only the :class:`Station`
 protocol of the holder, never its class.
+
+Unauthenticated connections get a budget of their own (:data:`MAX_HANDSHAKES`
+at once, the oldest dropped when a new one arrives); a client takes one of the
+``max_clients`` slots only once it has proved the key, so idle sockets cannot
+lock keyed clients out. Nothing a peer sends ends in a raw traceback: junk
+before the key is an ``InstrumentClientRefused`` event, a malformed request
+after it an error reply.
 """
 
 from __future__ import annotations
@@ -20,7 +27,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from multiprocessing import AuthenticationError
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +36,19 @@ from pytest_litmus.eventtypes import EventType
 from pytest_litmus.events import REMOTE_CALLER
 from pytest_litmus.instruments import proxy_state
 from pytest_litmus.sharing.files import ENV_ADDRESS, ENV_FILE, SERVERS_DIR, ServerInfo
-from pytest_litmus.sharing.wire import CALLER_KEYS, Request, dumps, handshake, identity, loads
+from pytest_litmus.sharing.wire import (
+    CALLER_KEYS,
+    MAX_GREETING,
+    MAX_HANDSHAKES,
+    MAX_MESSAGE,
+    VISA_DEFAULT_TIMEOUT,
+    HandshakeFailed,
+    dumps,
+    handshake,
+    identity,
+    loads,
+    settle,
+)
 
 if TYPE_CHECKING:
     from pytest_litmus.station import SrqWaiterLike, Station
@@ -47,6 +65,9 @@ class _Client:
         self.sock = sock
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.caller: dict[str, Any] = {}
+        #: Dropped from the handshake budget by newer connections; holds a client slot.
+        self.evicted = False
+        self.slot = False
         self.held: dict[str, tuple[threading.RLock, int]] = {}
         self.waiters: dict[int, SrqWaiterLike] = {}
         self.calls = 0
@@ -87,14 +108,19 @@ class InstrumentServer:
         host: str = "127.0.0.1",
         port: int = 0,
         max_clients: int = DEFAULT_MAX_CLIENTS,
+        max_handshakes: int = MAX_HANDSHAKES,
     ) -> None:
         self.connection = connection
         self.roles = roles
+        self.max_clients = max_clients
+        self.max_handshakes = max(1, max_handshakes)
         self._key = secrets.token_bytes(32)
-        self._sock = socket.create_server((host, port), backlog=max(16, max_clients))
+        self._sock = socket.create_server((host, port), backlog=max(128, max_clients))
         bound_host, bound_port = self._sock.getsockname()[:2]
         self._slots = threading.BoundedSemaphore(max_clients)
         self._clients: set[_Client] = set()
+        #: Connections still in the key handshake, oldest first.
+        self._pending: dict[socket.socket, _Client] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self.info = ServerInfo(
@@ -145,7 +171,7 @@ class InstrumentServer:
             self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
         with self._lock:
-            clients = list(self._clients)
+            clients = [*self._clients, *self._pending.values()]
         for client in clients:
             with contextlib.suppress(OSError):
                 client.sock.shutdown(socket.SHUT_RDWR)
@@ -169,38 +195,79 @@ class InstrumentServer:
                 sock, peer = self._sock.accept()
             except OSError:
                 return
-            if not self._slots.acquire(blocking=False):
-                sock.close()  # at the client limit: the peer sees the handshake fail
-                continue
-            threading.Thread(target=self._serve_client, args=(sock, peer), name="litmus-server-client", daemon=True).start()
+            client = _Client(sock, peer)
+            with self._lock:
+                while len(self._pending) >= self.max_handshakes:  # drop the oldest unauthenticated peer
+                    oldest = self._pending.pop(next(iter(self._pending)))
+                    oldest.evicted = True
+                    with contextlib.suppress(OSError):
+                        oldest.sock.shutdown(socket.SHUT_RDWR)
+                self._pending[sock] = client
+            try:
+                threading.Thread(
+                    target=self._serve_client, args=(client,), name="litmus-server-client", daemon=True
+                ).start()
+            except RuntimeError:  # no thread to be had: the peer sees the handshake fail
+                with self._lock:
+                    self._pending.pop(sock, None)
+                sock.close()
 
-    def _serve_client(self, sock: socket.socket, peer: Any) -> None:
-        client = _Client(sock, peer)
+    def _authenticated(self, client: _Client) -> bool:
+        """The peer proved the key: leave the handshake budget, take a client slot if one is free."""
         with self._lock:
-            self._clients.add(client)
+            if client.evicted or self._pending.pop(client.sock, None) is None:
+                return False
+            client.slot = self._slots.acquire(blocking=False)
+            if client.slot:
+                self._clients.add(client)
+        return True
+
+    def _serve_client(self, client: _Client) -> None:
         try:
             self._session(client)
+        except Exception as exc:  # a bug here must not print a traceback per peer; record it instead
+            self._emit(EventType.CLIENT_REFUSED, peer=client.peer, reason=f"server error: {type(exc).__name__}: {exc}")
         finally:
             client.release_all()
             with self._lock:
+                self._pending.pop(client.sock, None)
                 self._clients.discard(client)
-            sock.close()
-            self._slots.release()
+            client.sock.close()
+            if client.slot:
+                self._slots.release()
+
+    def _refuse(self, client: _Client, reason: str) -> None:
+        self._emit(EventType.CLIENT_REFUSED, peer=client.peer, reason=reason)
 
     def _session(self, client: _Client) -> None:
         try:
-            conn = handshake(client.sock, self._key, server=True)
-        except (AuthenticationError, EOFError, OSError) as exc:
-            self._emit(EventType.CLIENT_REFUSED, peer=client.peer, reason=f"{type(exc).__name__}: {exc}")
+            conn = handshake(client.sock, self._key, server=True, proved=lambda: self._authenticated(client))
+        except HandshakeFailed as exc:
+            if client.evicted:
+                waited = f"{self.max_handshakes} newer connections waited"
+                self._refuse(client, f"dropped before the key handshake: {waited}")
+            else:
+                self._refuse(client, str(exc))
             return
         with conn:
             try:
-                kind, caller = conn.recv()
-                if kind != "hello" or not isinstance(caller, dict):
+                hello = loads(conn.recv_bytes(MAX_GREETING))
+                greeted = type(hello) is tuple and len(hello) == 2 and hello[0] == "hello"
+                if not greeted or not isinstance(hello[1], dict):
+                    self._refuse(client, f"no greeting after the key handshake (got {type(hello).__name__})")
                     return
-                client.caller = {k: caller[k] for k in CALLER_KEYS if k in caller}
-                conn.send(("ok", self.info.public()))
-            except (EOFError, OSError, pickle.UnpicklingError, ValueError, TypeError):
+                if not client.slot:
+                    conn.send(("refused", f"at its client limit ({self.max_clients} clients)"))
+                    self._refuse(client, f"at the client limit ({self.max_clients} clients)")
+                    return
+                client.caller = {k: v for k in CALLER_KEYS if isinstance(v := hello[1].get(k), (str, int))}
+                conn.send(("ok", self._greeting()))
+                settle(client.sock)
+            except (EOFError, OSError) as exc:
+                self._refuse(client, f"greeting failed ({type(exc).__name__}: {exc})")
+                return
+            except Exception as exc:  # a keyed peer's greeting that does not unpickle
+                self._refuse(client, f"greeting does not unpickle ({type(exc).__name__})")
                 return
             self._emit(EventType.CLIENT_CONNECTED, peer=client.peer, caller=client.caller)
             reason = self._serve_requests(client, conn)
@@ -208,14 +275,23 @@ class InstrumentServer:
                 EventType.CLIENT_DISCONNECTED, peer=client.peer, caller=client.caller, calls=client.calls, reason=reason
             )
 
+    def _greeting(self) -> dict[str, Any]:
+        """What a client learns on connecting: the public connection info and the holder's lock timeout."""
+        lock_timeout = getattr(self.connection, "lock_timeout", 0.0)
+        if not (lock_timeout is None or isinstance(lock_timeout, (int, float))):
+            lock_timeout = 0.0
+        return {**self.info.public(), "lock_timeout": lock_timeout}
+
     def _serve_requests(self, client: _Client, conn: Connection[Any, Any]) -> str:
         while True:
             try:
-                request = loads(conn.recv_bytes())
+                data = conn.recv_bytes(MAX_MESSAGE)
             except EOFError:
                 return "closed"
-            except OSError as exc:
+            except OSError as exc:  # includes a frame over MAX_MESSAGE: the stream is out of step
                 return f"{type(exc).__name__}: {exc}"
+            try:
+                request = loads(data)
             except Exception as exc:  # a request that does not unpickle here
                 request, reply = None, ("raise", RemoteCallError("?", "?", type(exc).__name__, str(exc)))
             else:
@@ -237,18 +313,44 @@ class InstrumentServer:
             raise UnknownRole(role, self.connection.config.id, self.roles, self.connection.config.path)
         return self.connection.instrument(role)
 
-    def _handle(self, client: _Client, request: Request) -> tuple[str, Any]:
+    def _handle(self, client: _Client, request: Any) -> tuple[str, Any]:
+        if not _well_formed(request):
+            return "raise", RemoteCallError("?", "?", "ValueError", f"malformed request: {_sketch(request)}")
         op, role, name, args, kwargs, nodeid = request
         client.calls += 1
         token = REMOTE_CALLER.set((client.caller, nodeid))
         try:
             if name.startswith("_"):
                 raise AttributeError(f"private attribute {name!r} is not served")
-            return "ok", _OPS[op](self, client, role, name, args, kwargs)
+            handler = _OPS.get(op)
+            if handler is None:
+                raise LitmusError(f"unknown instrument server operation {op!r}")
+            return "ok", handler(self, client, role, name, args, kwargs)
         except Exception as exc:
             return "raise", portable(exc, role, name)
         finally:
             REMOTE_CALLER.reset(token)
+
+
+def _well_formed(request: Any) -> bool:
+    """Whether ``request`` is a :data:`~.wire.Request` by its types (a keyed peer may still be buggy)."""
+    return (
+        type(request) is tuple
+        and len(request) == 6
+        and isinstance(request[0], str)
+        and isinstance(request[1], str)
+        and isinstance(request[2], str)
+        and isinstance(request[3], tuple)
+        and isinstance(request[4], dict)
+        and (request[5] is None or isinstance(request[5], str))
+    )
+
+
+def _sketch(value: Any) -> str:
+    """A short description of a malformed request, for the error sent back."""
+    if isinstance(value, tuple):
+        return f"tuple of {len(value)} ({', '.join(type(v).__name__ for v in value[:6])})"
+    return type(value).__name__
 
 
 def _op_call(server: InstrumentServer, client: _Client, role: str, name: str, args: Any, kwargs: Any) -> Any:
@@ -271,7 +373,9 @@ def _op_describe(server: InstrumentServer, client: _Client, role: str, name: str
             continue
         static = inspect.getattr_static(driver, attr, None)
         kinds["methods" if callable(static) and not isinstance(static, property) else "values"].append(attr)
-    return {"driver": f"{type(driver).__module__}:{type(driver).__qualname__}", **kinds}
+    timeout_ms = server.connection.config.role(role).timeout_ms
+    timeout = timeout_ms / 1000 if timeout_ms else VISA_DEFAULT_TIMEOUT
+    return {"driver": f"{type(driver).__module__}:{type(driver).__qualname__}", "timeout": timeout, **kinds}
 
 
 def _op_lock(server: InstrumentServer, client: _Client, role: str, name: str, args: Any, kwargs: Any) -> Any:
@@ -340,7 +444,7 @@ def portable(exc: Exception, role: str, name: str) -> Exception:
 def _send_reply(conn: Connection[Any, Any], request: Any, reply: tuple[str, Any]) -> None:
     try:
         data = dumps(reply)
-    except (pickle.PicklingError, TypeError, AttributeError) as exc:  # a result that cannot cross processes
+    except Exception as exc:  # a result that cannot cross processes
         role, name = (request[1], request[2]) if isinstance(request, tuple) and len(request) > 2 else ("?", "?")
         data = dumps(("raise", RemoteCallError(role, name, type(exc).__name__, f"result cannot be sent: {exc}")))
     conn.send_bytes(data)
@@ -353,6 +457,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 0,
     max_clients: int = DEFAULT_MAX_CLIENTS,
+    max_handshakes: int = MAX_HANDSHAKES,
 ) -> InstrumentServer:
     """Serve ``roles`` (default: every role of the station) of a started connection.
 
@@ -360,13 +465,16 @@ def serve(
     locks) the first time a client uses it. ``port=0`` picks a free port; bind to
     another ``host`` than 127.0.0.1 only on a trusted network (the key still
     guards it, but the traffic is not encrypted). Close the server with
-    :meth:`InstrumentServer.close` (or ``with``).
+    :meth:`InstrumentServer.close` (or ``with``). ``max_handshakes`` bounds
+    the connections waiting to prove the key; ``max_clients`` those that have.
     """
     served = sorted(roles) if roles is not None else list(connection.config.roles)
     for role in served:
         connection.config.role(role)
     if not connection.started:
         raise LitmusError(f"session {connection.session_id} is not running: start it before serving its instruments")
-    return InstrumentServer(connection, served, host=host, port=port, max_clients=max_clients)
+    return InstrumentServer(
+        connection, served, host=host, port=port, max_clients=max_clients, max_handshakes=max_handshakes
+    )
 
 

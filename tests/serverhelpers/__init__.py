@@ -14,12 +14,12 @@ STATION_FILE = REPO / "stations" / "cell-7.yaml"
 HERE = Path(__file__).resolve().parent
 
 
-def start_session(data_dir: Path) -> Any:
-    """A started mock cell-7 session in this process."""
+def start_session(data_dir: Path, station_file: Path = STATION_FILE) -> Any:
+    """A started mock session of ``station_file`` (cell-7) in this process."""
     from pytest_litmus.config import load_station_file
     from pytest_litmus.connection import StationConnection
 
-    return StationConnection(load_station_file(STATION_FILE), data_dir=data_dir, mock=True).start()
+    return StationConnection(load_station_file(station_file), data_dir=data_dir, mock=True).start()
 
 
 def spawn(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
