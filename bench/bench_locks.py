@@ -79,7 +79,10 @@ def bench_uncontended(data_dir: Path, n: int) -> None:
 
 def start_holder(data_dir: Path) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(data_dir), RESOURCE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLDER, str(data_dir), RESOURCE],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
     return proc

@@ -59,7 +59,9 @@ def main() -> int:
     for name, ms in med.items():
         print(f"  {name:20s} {ms:7.1f} ms")
     print(f"  plugin, no station   {med['A no station'] - med['B bare pytest']:+7.1f} ms over bare pytest")
-    print(f"  plugin, mock station {med['C --station --mock'] - med['B bare pytest']:+7.1f} ms over bare pytest (target <= 150)")
+    print(
+        f"  plugin, mock station {med['C --station --mock'] - med['B bare pytest']:+7.1f} ms over bare pytest (target <= 150)"
+    )
     return 0
 
 

@@ -11,7 +11,6 @@ per call of each and their ratio (target: proxy <= 1.25x raw).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile

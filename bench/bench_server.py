@@ -102,7 +102,9 @@ def main() -> None:
     print(f"  {'  p99 of that round':<44} {one['p99'] * 1e6:8.1f} us/call")
     spread = ", ".join(f"{r['median'] * 1e6:.0f}" for r in rounds)
     print(f"  {'  medians of all rounds':<44} {spread} us/call")
-    print(f"  {'instrument server, 2 clients at once':<44} {'':>8}           {sum(c['rate'] for c in two):9.0f} calls/s total")
+    print(
+        f"  {'instrument server, 2 clients at once':<44} {'':>8}           {sum(c['rate'] for c in two):9.0f} calls/s total"
+    )
     verdict = "within" if added <= 150e-6 else "OVER"
     print(f"added per call by the server: {added * 1e6:.1f} us ({verdict} the 150 us target)")
 

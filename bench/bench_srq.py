@@ -66,7 +66,9 @@ def completion_clock(device: Any) -> list[float]:
     return stamps
 
 
-def latencies(wait: Callable[[], Any], start: Callable[[str], None], stamps: list[float], op: str, n: int) -> list[float]:
+def latencies(
+    wait: Callable[[], Any], start: Callable[[str], None], stamps: list[float], op: str, n: int
+) -> list[float]:
     out = []
     for _ in range(n):
         stamps.clear()
@@ -84,8 +86,14 @@ def describe(values: list[float]) -> str:
 def bench_latency(sim: Path, emulator: Emulator, repeat: int) -> None:
     rm = resource_manager(sim)
     sessions = {
-        "event": (rm.open_resource("GPIB0::1::INSTR", read_termination="\n", write_termination="\n"), rm.visalib.device("GPIB0::1::INSTR")),
-        "read_stb": (rm.open_resource("GPIB0::2::INSTR", read_termination="\n", write_termination="\n"), rm.visalib.device("GPIB0::2::INSTR")),
+        "event": (
+            rm.open_resource("GPIB0::1::INSTR", read_termination="\n", write_termination="\n"),
+            rm.visalib.device("GPIB0::1::INSTR"),
+        ),
+        "read_stb": (
+            rm.open_resource("GPIB0::2::INSTR", read_termination="\n", write_termination="\n"),
+            rm.visalib.device("GPIB0::2::INSTR"),
+        ),
     }
     import pyvisa
 

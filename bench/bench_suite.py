@@ -106,7 +106,9 @@ def write_suites(root: Path) -> None:
         # the same plain suite on litmus's simulator library (pyvisa-sim + locks + status model)
         (root / f"test_simlib{suffix}.py").write_text(
             "from pytest_litmus.sim.library import fresh_sim_library\n"
-            + PLAIN.format(sim=sim, tests=tests, measure=PLAIN_MEASURE if measured else "pass", library="fresh_sim_library(SIM)")
+            + PLAIN.format(
+                sim=sim, tests=tests, measure=PLAIN_MEASURE if measured else "pass", library="fresh_sim_library(SIM)"
+            )
         )
 
 
@@ -168,9 +170,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--profile", action="store_true", help="profile the litmus suite in-process instead")
-    parser.add_argument("--inprocess", action="store_true", help="measure per-test and per-measurement costs in-process instead")
     parser.add_argument(
-        "--baseline-python", metavar="PYTHON",
+        "--inprocess", action="store_true", help="measure per-test and per-measurement costs in-process instead"
+    )
+    parser.add_argument(
+        "--baseline-python",
+        metavar="PYTHON",
         help="also run the litmus suites (as B, B-nomeas, B-1) with this interpreter, e.g. a venv of an older commit",
     )
     args = parser.parse_args()
@@ -219,15 +224,19 @@ def main() -> int:
         print(f"  ratio L / P                       {med['L'] / med['P']:6.3f}  (target <= 1.10)")
         print(f"  ratio L / S                       {med['L'] / med['S']:6.3f}  (same simulator on both sides)")
         print(f"  added per test over P             {per_test * 1e6:6.0f} us (target <= 150)")
-        print(f"  added per test over S             {per_test_sim * 1e6:6.0f} us (the plugin without the simulator's share)")
+        print(
+            f"  added per test over S             {per_test_sim * 1e6:6.0f} us (the plugin without the simulator's share)"
+        )
         print(f"  added per measurement             {per_measurement * 1e6:6.1f} us (target <= 10)")
         print(f"  start-up L-1 - P-1                {(med['L-1'] - med['P-1']) * 1000:6.1f} ms")
         print(f"  start-up L-1 - S-1                {(med['L-1'] - med['S-1']) * 1000:6.1f} ms")
         if args.baseline_python:
             b_test = ((med["B"] - med["P"]) - (med["B-1"] - med["P-1"])) / (TESTS - 1)
             b_meas = ((med["B"] - med["B-nomeas"]) - (med["P"] - med["P-nomeas"])) / (TESTS * MEASUREMENTS)
-            print(f"  baseline: ratio B / P {med['B'] / med['P']:6.3f}, per test {b_test * 1e6:6.0f} us, "
-                  f"per measurement {b_meas * 1e6:6.1f} us, start-up {(med['B-1'] - med['P-1']) * 1000:6.1f} ms")
+            print(
+                f"  baseline: ratio B / P {med['B'] / med['P']:6.3f}, per test {b_test * 1e6:6.0f} us, "
+                f"per measurement {b_meas * 1e6:6.1f} us, start-up {(med['B-1'] - med['P-1']) * 1000:6.1f} ms"
+            )
     return 0
 
 

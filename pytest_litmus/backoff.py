@@ -55,7 +55,7 @@ class Backoff:
 class Poll:
     """One wait on a :class:`Backoff`: its deadline and where it is on the ramp."""
 
-    __slots__ = ("schedule", "started", "deadline", "delay")
+    __slots__ = ("deadline", "delay", "schedule", "started")
 
     def __init__(self, schedule: Backoff, timeout: float | None = None) -> None:
         self.schedule = schedule

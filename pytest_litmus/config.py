@@ -8,7 +8,6 @@ what was expected.
 from __future__ import annotations
 
 import keyword
-import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -210,7 +209,9 @@ class _Reader:
         unknown = [k for k in self.data if k not in self.used]
         if unknown:
             known = ", ".join(sorted(self.used))
-            raise StationConfigError(self.path, self.key(str(unknown[0])), f"one of the known keys ({known})", "unknown key")
+            raise StationConfigError(
+                self.path, self.key(str(unknown[0])), f"one of the known keys ({known})", "unknown key"
+            )
 
 
 def load_project_config(path: Path) -> ProjectConfig:
@@ -242,8 +243,12 @@ def _load_instrument(path: Path, role: Any, data: Any) -> InstrumentConfig:
         )
     reader = _Reader(path, data, prefix)
     resource = cast(str, reader.string("resource", required=True))
-    driver = reader.get("driver", "an import path 'package.module:Class'", lambda v: isinstance(v, str) and bool(_DRIVER.fullmatch(v)))
-    timeout_ms = reader.get("timeout_ms", "a positive whole number of milliseconds, or null for no timeout", _is_positive_int_or_none)
+    driver = reader.get(
+        "driver", "an import path 'package.module:Class'", lambda v: isinstance(v, str) and bool(_DRIVER.fullmatch(v))
+    )
+    timeout_ms = reader.get(
+        "timeout_ms", "a positive whole number of milliseconds, or null for no timeout", _is_positive_int_or_none
+    )
     read_term = reader.string("read_termination", allow_empty=True)
     write_term = reader.string("write_termination", allow_empty=True)
     lock = reader.get("lock", "one of exclusive, shared, none", lambda v: v in LOCK_MODES)
@@ -293,7 +298,10 @@ def load_station_file(path: Path) -> StationConfig:
     simulation = reader.path_value("simulation")
     visa_library = _resolve_visa_library(reader)
     raw_instruments = reader.get(
-        "instruments", "a non-empty mapping of role names to instruments", lambda v: isinstance(v, dict) and bool(v), required=True
+        "instruments",
+        "a non-empty mapping of role names to instruments",
+        lambda v: isinstance(v, dict) and bool(v),
+        required=True,
     )
     reader.finish()
     instruments = {role: _load_instrument(path, role, data) for role, data in raw_instruments.items()}

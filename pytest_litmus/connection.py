@@ -55,8 +55,13 @@ def connect(
             return JoinedStation(info, hooks=hooks)
         if server is not None:  # an inherited $LITMUS_SERVER of another station is simply not joined
             raise LitmusError(f"instrument server {address} serves station {info.station!r}, not {station!r}")
-    resolved = settings.resolve({"station": (station, "station="), "mock": (mock, "mock="), "data_dir": (data_dir, "data_dir=")})
+    resolved = settings.resolve(
+        {"station": (station, "station="), "mock": (mock, "mock="), "data_dir": (data_dir, "data_dir=")}
+    )
     return StationConnection(
-        resolved.load_station(), data_dir=resolved.data_dir.value, mock=resolved.mock.value, hooks=hooks,
+        resolved.load_station(),
+        data_dir=resolved.data_dir.value,
+        mock=resolved.mock.value,
+        hooks=hooks,
         lock_timeout=resolved.lock_timeout.value,
     )

@@ -213,7 +213,9 @@ class RemoteCallError(LitmusError, RuntimeError):
 class SyncError(LitmusError, RuntimeError):
     """The barrier ``name`` is broken (a party died or timed out) or was used inconsistently."""
 
-    def __init__(self, name: str, reason: str, *, generation: int | None = None, arrived: list[str] | None = None) -> None:
+    def __init__(
+        self, name: str, reason: str, *, generation: int | None = None, arrived: list[str] | None = None
+    ) -> None:
         self.name = name
         self.reason = reason
         self.generation = generation
@@ -292,7 +294,13 @@ class AccessDenied(LitmusError, PermissionError):
         self.user = user
         self.hint = hint
         facts = ", ".join(
-            f for f in (f"owner {owner}" if owner else "", f"group {group}" if group else "", f"mode {mode}" if mode else "") if f
+            f
+            for f in (
+                f"owner {owner}" if owner else "",
+                f"group {group}" if group else "",
+                f"mode {mode}" if mode else "",
+            )
+            if f
         )
         about = f" ({facts})" if facts else ""
         me = f" as user {user}" if user else ""

@@ -261,7 +261,9 @@ class Recorder:
             if self._alone if self.hooks.generation == self._seen_generation else self._writer_only():
                 if kwargs or error is not None:
                     middle = (f'"kwargs":{_encode_event(json_safe(kwargs))},' if kwargs else "") + (
-                        f'"error":{encode_basestring(error)},' if error is not None else f'"result":{encode_value(result)},'
+                        f'"error":{encode_basestring(error)},'
+                        if error is not None
+                        else f'"result":{encode_value(result)},'
                     )
                 elif type(result) is str and len(result) <= MAX_TEXT:
                     middle = f'"result":{encode_basestring(result)},'

@@ -213,4 +213,6 @@ def _deliver(callback: Callable[[Event], object], event: Event) -> None:
     except Exception as exc:
         from pytest_litmus.hooks import SubscriberWarning
 
-        warnings.warn(SubscriberWarning(f"event subscriber {callback!r} raised {type(exc).__name__}: {exc}"), stacklevel=2)
+        warnings.warn(
+            SubscriberWarning(f"event subscriber {callback!r} raised {type(exc).__name__}: {exc}"), stacklevel=2
+        )

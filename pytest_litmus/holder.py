@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_litmus.config import LockMode, StationConfig
-from pytest_litmus.settings import resolve_data_dir
 from pytest_litmus.errors import LitmusError, StationConfigError
 from pytest_litmus.events import EventFile, Recorder
 from pytest_litmus.eventtypes import EventType
@@ -30,6 +29,7 @@ from pytest_litmus.hooks import LitmusPluginManager
 from pytest_litmus.instruments import InstrumentProxy, open_driver, proxy_state
 from pytest_litmus.locks import Lease, LockOwner
 from pytest_litmus.processes import current_user
+from pytest_litmus.settings import resolve_data_dir
 from pytest_litmus.station import SESSION_OUTCOMES, LockWait, SessionOutcome, StationBase
 
 if TYPE_CHECKING:
@@ -95,7 +95,9 @@ class StationConnection(StationBase):
         self._outcome: SessionOutcome | None = None
 
     @staticmethod
-    def join(server: ServerInfo, *, hooks: LitmusPluginManager | None = None, config: StationConfig | None = None) -> JoinedStation:
+    def join(
+        server: ServerInfo, *, hooks: LitmusPluginManager | None = None, config: StationConfig | None = None
+    ) -> JoinedStation:
         """A station joined to the session that the instrument server ``server`` belongs to.
 
         See :class:`~pytest_litmus.sharing.joined.JoinedStation`; kept here
@@ -119,7 +121,9 @@ class StationConnection(StationBase):
         """Create the event file and record ``SessionStarted``; returns self."""
         with self._lock:
             if self._state != "new":
-                raise LitmusError(f"session {self.session_id} was already {self._state}; one StationConnection per session")
+                raise LitmusError(
+                    f"session {self.session_id} was already {self._state}; one StationConnection per session"
+                )
             self._recorder = Recorder(self.session_id, EventFile(self.event_log), self.hooks)
             self._state = "started"
             atexit.register(self._at_exit)
@@ -225,7 +229,9 @@ class StationConnection(StationBase):
                 raise StationConfigError(
                     self.config.path, "simulation", "a pyvisa-sim file for --mock / mock=True", has_got=False
                 )
-            self._rm = open_resource_manager(self.config.visa_library, simulation=self.config.simulation if self.mock else None)
+            self._rm = open_resource_manager(
+                self.config.visa_library, simulation=self.config.simulation if self.mock else None
+            )
         return self._rm
 
     def _simulation_file(self) -> str | None:
@@ -260,8 +266,15 @@ class StationConnection(StationBase):
                     self._drop_lock(role, lease)
                 raise
             if lease is not None:
-                self.emit(EventType.LOCK_ACQUIRED, role=role, resource=cfg.resource, mode=lease.mode, kind=lease.kind,
-                          waited=lease.waited, nodeid=self.nodeid)
+                self.emit(
+                    EventType.LOCK_ACQUIRED,
+                    role=role,
+                    resource=cfg.resource,
+                    mode=lease.mode,
+                    kind=lease.kind,
+                    waited=lease.waited,
+                    nodeid=self.nodeid,
+                )
             guard = lease.check if lease is not None and lease.kind != "none" else None
             proxy = InstrumentProxy(driver, role=role, resource=cfg.resource, recorder=recorder, guard=guard)
             self.instruments[role] = proxy
@@ -292,7 +305,9 @@ class StationConnection(StationBase):
 
         proxy = self.instrument(instrument) if isinstance(instrument, str) else instrument
         if not isinstance(proxy, InstrumentProxy):
-            raise LitmusError(f"{proxy!r} is another process's instrument: arm it through the station that joined its server")
+            raise LitmusError(
+                f"{proxy!r} is another process's instrument: arm it through the station that joined its server"
+            )
         state = proxy_state(proxy)
         resource = getattr(state.driver, "resource", None)
         if resource is None:
@@ -305,7 +320,9 @@ class StationConnection(StationBase):
 
     # ------------------------------------------------------------------ serving
 
-    def start_instrument_server(self, roles: set[str] | list[str] | None = None, *, host: str = "127.0.0.1", port: int = 0) -> str:
+    def start_instrument_server(
+        self, roles: set[str] | list[str] | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> str:
         """Serve this session's instruments to other processes; returns ``host:port``.
 
         Clients of the same user and data dir reach them with
@@ -337,7 +354,14 @@ class StationConnection(StationBase):
             self._owner = LockOwner(self.data_dir, session=self.session_id, station=self.config.id)
 
         def contended(holder: Mapping[str, Any]) -> None:
-            self.emit(EventType.LOCK_CONTENDED, role=role, resource=resource, mode=mode, holder=dict(holder), nodeid=self.nodeid)
+            self.emit(
+                EventType.LOCK_CONTENDED,
+                role=role,
+                resource=resource,
+                mode=mode,
+                holder=dict(holder),
+                nodeid=self.nodeid,
+            )
 
         lease = self._owner.acquire(
             resource, mode=mode, timeout=timeout, role=role, nodeid=self.nodeid or "", on_contended=contended
@@ -350,7 +374,14 @@ class StationConnection(StationBase):
         held = lease.held and lease.kind != "none"
         lease.release()
         if held:
-            self.emit(EventType.LOCK_RELEASED, role=role, resource=lease.resource, mode=lease.mode, kind=lease.kind, nodeid=self.nodeid)
+            self.emit(
+                EventType.LOCK_RELEASED,
+                role=role,
+                resource=lease.resource,
+                mode=lease.mode,
+                kind=lease.kind,
+                nodeid=self.nodeid,
+            )
 
     def release(self, role: str) -> None:
         """Close the role's instrument and release its locks; its proxy refuses further calls."""

@@ -57,7 +57,9 @@ def open_driver(rm: Any, station: StationConfig, instrument: InstrumentConfig, *
     if simulation is not None and instrument.resource not in rm.list_resources("?*"):
         # pyvisa-sim "opens" an unknown resource as session 0 and fails only later.
         raise StationConfigError(
-            simulation, "resources", f"an entry for {instrument.resource} (role {instrument.role!r} of station {station.id!r})",
+            simulation,
+            "resources",
+            f"an entry for {instrument.resource} (role {instrument.role!r} of station {station.id!r})",
             has_got=False,
         )
     try:
@@ -74,7 +76,7 @@ def open_driver(rm: Any, station: StationConfig, instrument: InstrumentConfig, *
 
 
 class _State:
-    __slots__ = ("driver", "role", "resource", "recorder", "lock", "guard", "accessors")
+    __slots__ = ("accessors", "driver", "guard", "lock", "recorder", "resource", "role")
 
     def __init__(self, driver: Any, role: str, resource: str, recorder: Recorder, guard: Guard | None) -> None:
         self.driver = driver
@@ -95,7 +97,9 @@ class InstrumentProxy:
     starting with ``_`` pass through unwrapped.
     """
 
-    def __init__(self, driver: Any, *, role: str, resource: str, recorder: Recorder, guard: Guard | None = None) -> None:
+    def __init__(
+        self, driver: Any, *, role: str, resource: str, recorder: Recorder, guard: Guard | None = None
+    ) -> None:
         object.__setattr__(self, "_litmus", _State(driver, role, resource, recorder, guard))
 
     def __getattr__(self, name: str) -> Any:
@@ -129,7 +133,9 @@ class InstrumentProxy:
         """
         state: _State = object.__getattribute__(self, "_litmus")
         if not state.lock.acquire(timeout=-1 if timeout is None else max(float(timeout), 0.0)):
-            raise TimeoutError(f"instrument {state.role!r} ({state.resource}) still in use by another thread after {timeout} s")
+            raise TimeoutError(
+                f"instrument {state.role!r} ({state.resource}) still in use by another thread after {timeout} s"
+            )
         try:
             yield self
         finally:

@@ -40,8 +40,13 @@ class Measurement:
     def fields(self) -> dict[str, Any]:
         """The event fields, in declaration order (what ``dataclasses.asdict`` gives, without its deep copy)."""
         return {
-            "name": self.name, "value": self.value, "units": self.units, "low": self.low, "high": self.high,
-            "outcome": self.outcome, "nodeid": self.nodeid,
+            "name": self.name,
+            "value": self.value,
+            "units": self.units,
+            "low": self.low,
+            "high": self.high,
+            "outcome": self.outcome,
+            "nodeid": self.nodeid,
         }
 
 

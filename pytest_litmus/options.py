@@ -23,7 +23,9 @@ def add_options(parser: pytest.Parser) -> None:
         if s.flag:
             group.addoption(s.option, action="store_true", default=None, dest=s.dest, help=f"{s.help}{env}")
         else:
-            group.addoption(s.option, action="store", default=None, dest=s.dest, metavar=s.metavar, help=f"{s.help}{env}")
+            group.addoption(
+                s.option, action="store", default=None, dest=s.dest, metavar=s.metavar, help=f"{s.help}{env}"
+            )
         parser.addini(s.ini, f"{s.help} (same as {s.option})", type="string", default="")
 
 

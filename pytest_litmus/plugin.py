@@ -60,7 +60,14 @@ MEASUREMENTS = pytest.StashKey[list["Measurement"]]()
 WORKERINPUT_KEY = "litmus_server_file"
 
 # pytest exit status -> session outcome (pytest.ExitCode values)
-_SESSION_OUTCOME: dict[int, SessionOutcome] = {0: "passed", 1: "failed", 2: "terminated", 3: "errored", 4: "errored", 5: "passed"}
+_SESSION_OUTCOME: dict[int, SessionOutcome] = {
+    0: "passed",
+    1: "failed",
+    2: "terminated",
+    3: "errored",
+    4: "errored",
+    5: "passed",
+}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -190,8 +197,13 @@ class Measure:
         self._item.stash.setdefault(MEASUREMENTS, []).append(m)
         prefix = f"measurement.{name}"
         self._item.user_properties.extend(
-            [(prefix, value), (f"{prefix}.units", m.units or ""), (f"{prefix}.low", "" if m.low is None else m.low),
-             (f"{prefix}.high", "" if m.high is None else m.high), (f"{prefix}.outcome", m.outcome)]
+            [
+                (prefix, value),
+                (f"{prefix}.units", m.units or ""),
+                (f"{prefix}.low", "" if m.low is None else m.low),
+                (f"{prefix}.high", "" if m.high is None else m.high),
+                (f"{prefix}.outcome", m.outcome),
+            ]
         )
         return m
 
@@ -322,15 +334,21 @@ class XdistController:
             node.workerinput[WORKERINPUT_KEY] = str(self.active.server_file)
 
     @pytest.hookimpl(optionalhook=True, wrapper=True)
-    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> Generator[None, object, object]:
+    def pytest_handlecrashitem(
+        self, crashitem: str, report: pytest.TestReport, sched: Any
+    ) -> Generator[None, object, object]:
         """A worker died in a test: it cannot record the outcome, so the controller does."""
         result = yield
         connection = self.active.connection
         if connection is not None and str(report.outcome) != "rerun":
             gateway = getattr(getattr(report, "node", None), "gateway", None)
             connection.emit(
-                EventType.TEST_OUTCOME, nodeid=crashitem, outcome="failed", duration=0.0,
-                message=str(report.longrepr), caller={"worker": getattr(gateway, "id", None)},
+                EventType.TEST_OUTCOME,
+                nodeid=crashitem,
+                outcome="failed",
+                duration=0.0,
+                message=str(report.longrepr),
+                caller={"worker": getattr(gateway, "id", None)},
             )
         return result
 
@@ -370,7 +388,9 @@ class PerTestPlugin:
         return result
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
         if call.when == "setup" and call.excinfo is not None:
             self._explain_missing_role(call.excinfo.value, report)

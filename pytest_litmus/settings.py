@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from pytest_litmus.errors import StationConfigError
-
 from pytest_litmus.config import (
     ProjectConfig,
     StationConfig,
@@ -36,6 +34,7 @@ from pytest_litmus.config import (
     find_station_file,
     load_station_file,
 )
+from pytest_litmus.errors import StationConfigError
 
 __all__ = ["SETTINGS", "IniFile", "Resolved", "Setting", "Settings", "load_station", "resolve", "resolve_data_dir"]
 
@@ -132,14 +131,42 @@ class Setting(NamedTuple):
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("station", "--station", "LITMUS_STATION", "station id: stations/<ID>.yaml (default: default_station in litmus.yaml)",
-            parse_station, metavar="ID", project_key="default_station"),
-    Setting("mock", "--mock", "LITMUS_MOCK", "run on the station's simulated instruments (no hardware, no host locks)",
-            parse_bool, default=False, flag=True),
-    Setting("data_dir", "--litmus-data-dir", "LITMUS_HOME", "where sessions, locks and user stations live (default: data_dir in litmus.yaml, $LITMUS_HOME, the user data dir)",
-            parse_path, metavar="DIR", project_key="data_dir"),
-    Setting("lock_timeout", "--litmus-lock-timeout", "LITMUS_LOCK_TIMEOUT", "seconds to wait for a held instrument: 0 fails at once, 'none' waits forever (default 0)",
-            parse_timeout, default=0.0, metavar="SECONDS"),
+    Setting(
+        "station",
+        "--station",
+        "LITMUS_STATION",
+        "station id: stations/<ID>.yaml (default: default_station in litmus.yaml)",
+        parse_station,
+        metavar="ID",
+        project_key="default_station",
+    ),
+    Setting(
+        "mock",
+        "--mock",
+        "LITMUS_MOCK",
+        "run on the station's simulated instruments (no hardware, no host locks)",
+        parse_bool,
+        default=False,
+        flag=True,
+    ),
+    Setting(
+        "data_dir",
+        "--litmus-data-dir",
+        "LITMUS_HOME",
+        "where sessions, locks and user stations live (default: data_dir in litmus.yaml, $LITMUS_HOME, the user data dir)",
+        parse_path,
+        metavar="DIR",
+        project_key="data_dir",
+    ),
+    Setting(
+        "lock_timeout",
+        "--litmus-lock-timeout",
+        "LITMUS_LOCK_TIMEOUT",
+        "seconds to wait for a held instrument: 0 fails at once, 'none' waits forever (default 0)",
+        parse_timeout,
+        default=0.0,
+        metavar="SECONDS",
+    ),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 

@@ -100,7 +100,9 @@ class Station(Protocol):
 
     def configure(self, role: str, method: str, **parameters: Any) -> None: ...
 
-    def events(self, event_type: str | Sequence[str] | None = None, role: str | None = None) -> list[dict[str, Any]]: ...
+    def events(
+        self, event_type: str | Sequence[str] | None = None, role: str | None = None
+    ) -> list[dict[str, Any]]: ...
 
     def on_event(
         self,
@@ -235,9 +237,14 @@ class StationBase:
 
         count = parties if parties is not None else self.sync_parties
         if count is None:
-            raise ValueError(f"sync({name!r}) needs parties=N: how many processes of session {self.session_id} meet there")
+            raise ValueError(
+                f"sync({name!r}) needs parties=N: how many processes of session {self.session_id} meet there"
+            )
         result = sync(
-            session_dir(self.data_dir, self.session_id), name, count, timeout=timeout,
+            session_dir(self.data_dir, self.session_id),
+            name,
+            count,
+            timeout=timeout,
             on_arrived=lambda fields: self.emit(EventType.SYNC_ARRIVED, **fields),
         )
         self.emit(EventType.SYNC_RELEASED, **result.fields())

@@ -50,10 +50,6 @@ KEEP_ROUNDS = 8
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-
-
-
-
 @dataclass(frozen=True)
 class SyncResult:
     """One party's passage through a round of the barrier."""
@@ -172,7 +168,9 @@ def _arrive(directory: Path, name: str, parties: int, arrival: dict[str, Any]) -
     with _locked(directory) as state:
         broken = state["broken"]
         if broken:
-            raise SyncError(name, f"broken since round {broken['generation']}: {broken['reason']}", generation=broken["generation"])
+            raise SyncError(
+                name, f"broken since round {broken['generation']}: {broken['reason']}", generation=broken["generation"]
+            )
         if state["arrived"] and state["parties"] != parties:
             raise SyncError(name, f"this party expects {parties} parties, the others {state['parties']}")
         generation = state["generation"]
@@ -212,7 +210,10 @@ def _timed_out(directory: Path, name: str, generation: int, identity: str, timeo
         if not state["broken"]:
             _break(state, f"party {identity} timed out after {timeout} s")
     raise SyncTimeout(
-        name, f"timed out after {timeout} s with {len(arrived)} of {state['parties']} parties", generation=generation, arrived=arrived
+        name,
+        f"timed out after {timeout} s with {len(arrived)} of {state['parties']} parties",
+        generation=generation,
+        arrived=arrived,
     )
 
 
@@ -246,7 +247,9 @@ def sync(
         arrival = {**this_process(), "identity": who, "token": token}
         generation, index = _arrive(directory, name, parties, arrival)
         if on_arrived is not None:
-            on_arrived({"name": name, "generation": generation, "parties": parties, "arrived": index + 1, "identity": who})
+            on_arrived(
+                {"name": name, "generation": generation, "parties": parties, "arrived": index + 1, "identity": who}
+            )
         arrived = _wait(directory, name, generation, token, who, timeout, max(poll, MIN_POLL), start)
     return SyncResult(name, generation, parties, arrived, index, time.monotonic() - start, who)
 

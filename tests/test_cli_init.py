@@ -9,7 +9,9 @@ import pytest
 from pytest_litmus.cli import main
 
 
-def test_init_writes_a_project_whose_mock_run_passes(pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]) -> None:
+def test_init_writes_a_project_whose_mock_run_passes(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = pytester.path
     assert main(["init", "bench-1", "--dir", str(root)]) == 0
     out = capsys.readouterr().out

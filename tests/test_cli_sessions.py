@@ -40,7 +40,14 @@ def _running_session(data_dir: Path, session: str = "ffff0000-running") -> Path:
     path.parent.mkdir(parents=True)
     started = {"seq": 1, "ts": time.time() + 10, "session": session, "type": "SessionStarted", "station": "cell-7"}
     started |= {"mock": True, "pid": os.getpid(), "host": os.uname().nodename}
-    test = {"seq": 2, "ts": time.time() + 10, "session": session, "type": "TestOutcome", "nodeid": NODE, "outcome": "passed"}
+    test = {
+        "seq": 2,
+        "ts": time.time() + 10,
+        "session": session,
+        "type": "TestOutcome",
+        "nodeid": NODE,
+        "outcome": "passed",
+    }
     path.write_text(json.dumps(started) + "\n" + json.dumps(test) + "\n")
     return path
 
@@ -137,7 +144,15 @@ def test_tail_tags_what_an_xdist_worker_did() -> None:
     from pytest_litmus.cli.tail import describe
 
     caller = {"pid": 7, "host": "bench", "user": "t", "worker": "gw1"}
-    outcome = {"seq": 9, "ts": 0.0, "type": "TestOutcome", "nodeid": "t.py::a", "outcome": "passed", "duration": 0.5, "caller": caller}
+    outcome = {
+        "seq": 9,
+        "ts": 0.0,
+        "type": "TestOutcome",
+        "nodeid": "t.py::a",
+        "outcome": "passed",
+        "duration": 0.5,
+        "caller": caller,
+    }
     line = describe(outcome)
     assert line is not None and line.split(" ", 1)[1] == "[gw1] PASSED   t.py::a (500ms)"
     joined = describe({"type": "InstrumentClientConnected", "server": "127.0.0.1:1", "caller": caller})

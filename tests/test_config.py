@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pytest_litmus.config import DEFAULT_DRIVER, find_project_config, load_station_file
-from pytest_litmus.settings import load_station, resolve_data_dir
 from pytest_litmus.errors import StationConfigError, StationNotFound, UnknownRole
+from pytest_litmus.settings import load_station, resolve_data_dir
 
 
 def write(path: Path, text: str) -> Path:
@@ -51,11 +51,27 @@ def test_defaults_for_optional_keys(tmp_path: Path) -> None:
     ("body", "key", "expected"),
     [
         ("instruments:\n  dmm:\n    resource: X\n    bogus: 1\n", "instruments.dmm.bogus", "one of the known keys"),
-        ("instruments:\n  dmm:\n    resource: X\n    lock: sometimes\n", "instruments.dmm.lock", "one of exclusive, shared, none"),
-        ("instruments:\n  dmm:\n    resource: X\n    timeout_ms: -5\n", "instruments.dmm.timeout_ms", "positive whole number"),
-        ("instruments:\n  dmm:\n    resource: X\n    timeout_ms: 2.5\n", "instruments.dmm.timeout_ms", "positive whole number"),
+        (
+            "instruments:\n  dmm:\n    resource: X\n    lock: sometimes\n",
+            "instruments.dmm.lock",
+            "one of exclusive, shared, none",
+        ),
+        (
+            "instruments:\n  dmm:\n    resource: X\n    timeout_ms: -5\n",
+            "instruments.dmm.timeout_ms",
+            "positive whole number",
+        ),
+        (
+            "instruments:\n  dmm:\n    resource: X\n    timeout_ms: 2.5\n",
+            "instruments.dmm.timeout_ms",
+            "positive whole number",
+        ),
         ("instruments:\n  dmm:\n    driver: a.b:C\n", "instruments.dmm.resource", "(required)"),
-        ("instruments:\n  dmm:\n    resource: X\n    driver: not a path\n", "instruments.dmm.driver", "'package.module:Class'"),
+        (
+            "instruments:\n  dmm:\n    resource: X\n    driver: not a path\n",
+            "instruments.dmm.driver",
+            "'package.module:Class'",
+        ),
         ("instruments:\n  dmm:\n    resource: X\n    options: [1]\n", "instruments.dmm.options", "mapping of pyvisa"),
         ("instruments:\n  my-dmm:\n    resource: X\n", "instruments.my-dmm", "Python identifier"),
         ("instruments:\n  measure:\n    resource: X\n", "instruments.measure", "reserved"),
@@ -64,7 +80,11 @@ def test_defaults_for_optional_keys(tmp_path: Path) -> None:
         ("description: x\n", "instruments", "(required)"),
         ("station: other\ninstruments:\n  dmm:\n    resource: X\n", "station", "'bench' (the file name)"),
         ("simulation: nowhere.yaml\ninstruments:\n  dmm:\n    resource: X\n", "simulation", "an existing file"),
-        ("visa_library: missing.yaml@sim\ninstruments:\n  dmm:\n    resource: X\n", "visa_library", "existing simulation file"),
+        (
+            "visa_library: missing.yaml@sim\ninstruments:\n  dmm:\n    resource: X\n",
+            "visa_library",
+            "existing simulation file",
+        ),
         ("stations: 1\ninstruments:\n  dmm:\n    resource: X\n", "stations", "one of the known keys"),
         ("- a\n- b\n", "(top level)", "a mapping"),
         ("instruments:\n  dmm:\n    resource: [unclosed\n", "(yaml)", "valid YAML"),
@@ -89,12 +109,17 @@ def test_yaml_error_gives_the_line(tmp_path: Path) -> None:
 
 def test_visa_library_simulation_path_is_made_absolute(tmp_path: Path) -> None:
     write(tmp_path / "stations" / "sims" / "s.yaml", "spec: '1.1'\n")
-    path = write(tmp_path / "stations" / "bench.yaml", "visa_library: sims/s.yaml@sim\n" + textwrap.dedent(GOOD).split("\n", 1)[1])
+    path = write(
+        tmp_path / "stations" / "bench.yaml",
+        "visa_library: sims/s.yaml@sim\n" + textwrap.dedent(GOOD).split("\n", 1)[1],
+    )
     assert load_station_file(path).visa_library == f"{tmp_path / 'stations' / 'sims' / 's.yaml'}@sim"
 
 
 def test_other_visa_library_specs_pass_through(tmp_path: Path) -> None:
-    path = write(tmp_path / "stations" / "bench.yaml", 'visa_library: "@py"\n' + textwrap.dedent(GOOD).split("\n", 1)[1])
+    path = write(
+        tmp_path / "stations" / "bench.yaml", 'visa_library: "@py"\n' + textwrap.dedent(GOOD).split("\n", 1)[1]
+    )
     assert load_station_file(path).visa_library == "@py"
 
 
@@ -170,13 +195,21 @@ def test_unknown_role_names_station_and_roles(project: Path) -> None:
 def test_config_errors_pickle_with_their_fields(tmp_path: Path) -> None:
     err = StationConfigError(tmp_path / "x.yaml", "instruments.dmm.lock", "one of exclusive, shared, none", "maybe")
     copy = pickle.loads(pickle.dumps(err))
-    assert (copy.file, copy.key, copy.expected, copy.got, str(copy)) == (err.file, err.key, err.expected, err.got, str(err))
+    assert (copy.file, copy.key, copy.expected, copy.got, str(copy)) == (
+        err.file,
+        err.key,
+        err.expected,
+        err.got,
+        str(err),
+    )
 
 
 # --------------------------------------------------------------------------- settings, without pytest
 
 
-def test_settings_resolve_explicit_then_env_then_litmus_yaml_then_default(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_resolve_explicit_then_env_then_litmus_yaml_then_default(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pytest_litmus.settings import resolve
 
     write(project / "litmus.yaml", "default_station: cell-7\n")
@@ -192,13 +225,19 @@ def test_settings_resolve_explicit_then_env_then_litmus_yaml_then_default(projec
     monkeypatch.setenv("LITMUS_MOCK", "yes")
     monkeypatch.setenv("LITMUS_LOCK_TIMEOUT", "none")
     s = resolve()
-    assert (s.station, s.mock.value, s.lock_timeout.value) == (s.station.__class__("cell-8", "LITMUS_STATION"), True, None)
+    assert (s.station, s.mock.value, s.lock_timeout.value) == (
+        s.station.__class__("cell-8", "LITMUS_STATION"),
+        True,
+        None,
+    )
     s = resolve({"station": ("cell-7", "station="), "mock": (False, "mock="), "lock_timeout": (2, "arg")})
     assert (s.station.value, s.mock.value, s.lock_timeout.value) == ("cell-7", False, 2.0)
     assert (s.station.source, s.mock.source) == ("station=", "mock=")
 
 
-def test_the_ini_door_comes_after_the_environment_and_before_litmus_yaml(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_ini_door_comes_after_the_environment_and_before_litmus_yaml(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pytest_litmus.settings import IniFile, resolve
 
     write(project / "litmus.yaml", "default_station: cell-7\n")
@@ -212,12 +251,20 @@ def test_the_ini_door_comes_after_the_environment_and_before_litmus_yaml(project
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"LITMUS_MOCK": "maybe"}, "environment variable LITMUS_MOCK: mock: expected 1, true, yes, on or 0, false, no, off, got 'maybe'"),
-        ({"LITMUS_LOCK_TIMEOUT": "soon"}, "environment variable LITMUS_LOCK_TIMEOUT: lock_timeout: expected seconds >= 0"),
+        (
+            {"LITMUS_MOCK": "maybe"},
+            "environment variable LITMUS_MOCK: mock: expected 1, true, yes, on or 0, false, no, off, got 'maybe'",
+        ),
+        (
+            {"LITMUS_LOCK_TIMEOUT": "soon"},
+            "environment variable LITMUS_LOCK_TIMEOUT: lock_timeout: expected seconds >= 0",
+        ),
         ({"LITMUS_STATION": "a/b"}, "environment variable LITMUS_STATION: station: expected a plain station name"),
     ],
 )
-def test_a_bad_value_names_its_door(project: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str) -> None:
+def test_a_bad_value_names_its_door(
+    project: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
     from pytest_litmus.settings import resolve
 
     for key, value in env.items():
@@ -226,7 +273,9 @@ def test_a_bad_value_names_its_door(project: Path, monkeypatch: pytest.MonkeyPat
         resolve()
 
 
-def test_connect_takes_station_mock_and_lock_timeout_from_the_environment(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connect_takes_station_mock_and_lock_timeout_from_the_environment(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pytest_litmus import connect
 
     monkeypatch.setenv("LITMUS_STATION", "cell-7")
@@ -243,5 +292,8 @@ def test_connect_takes_station_mock_and_lock_timeout_from_the_environment(projec
 def test_connect_without_any_station_says_every_door(project: Path) -> None:
     from pytest_litmus import connect
 
-    with pytest.raises(StationConfigError, match="station=/--station, set LITMUS_STATION, litmus_station in the ini file, or default_station"):
+    with pytest.raises(
+        StationConfigError,
+        match="station=/--station, set LITMUS_STATION, litmus_station in the ini file, or default_station",
+    ):
         connect()

@@ -25,8 +25,14 @@ def test_context_manager_session_records_everything(project: Path) -> None:
     assert station.outcome == "passed"
     assert station.event_log == project / "home" / "sessions" / station.session_id / "events.jsonl"
     assert types_of(station) == [
-        "SessionStarted", "InstrumentConnected", "InstrumentCall", "Measurement",
-        "Observation", "InstrumentConfigure", "InstrumentDisconnected", "SessionEnded",
+        "SessionStarted",
+        "InstrumentConnected",
+        "InstrumentCall",
+        "Measurement",
+        "Observation",
+        "InstrumentConfigure",
+        "InstrumentDisconnected",
+        "SessionEnded",
     ]
     started = station.events("SessionStarted")[0]
     for key in ("station", "host", "user", "pid", "argv", "versions", "mock"):
@@ -44,10 +50,9 @@ def test_context_manager_session_records_everything(project: Path) -> None:
     ("exc", "outcome"), [(RuntimeError, "errored"), (KeyboardInterrupt, "terminated"), (SystemExit, "terminated")]
 )
 def test_outcome_comes_from_the_exception_type(project: Path, exc: type[BaseException], outcome: str) -> None:
-    with pytest.raises(exc):
-        with connect("cell-7", mock=True) as station:
-            station.instrument("psu")
-            raise exc()
+    with pytest.raises(exc), connect("cell-7", mock=True) as station:
+        station.instrument("psu")
+        raise exc()
     assert station.outcome == outcome
     assert station.events("SessionEnded")[0]["outcome"] == outcome
     assert station.instruments == {}
@@ -99,16 +104,17 @@ def test_mock_without_a_simulation_file_is_a_config_error(project: Path) -> None
 def test_a_resource_missing_from_the_simulation_names_role_and_file(project: Path) -> None:
     text = (project / "stations" / "cell-7.yaml").read_text().replace("GPIB0::17::INSTR", "GPIB0::99::INSTR")
     (project / "stations" / "cell-7.yaml").write_text(text)
-    with connect("cell-7", mock=True) as station:
-        with pytest.raises(StationConfigError) as info:
-            station.instrument("psu")
+    with connect("cell-7", mock=True) as station, pytest.raises(StationConfigError) as info:
+        station.instrument("psu")
     assert info.value.file == str(project / "stations" / "sims" / "cell-7.yaml")
     assert info.value.key == "resources" and "GPIB0::99::INSTR (role 'psu' of station 'cell-7')" in str(info.value)
 
 
 def test_a_station_on_a_simulation_visa_library_runs_without_mock(project: Path) -> None:
-    text = (project / "stations" / "cell-7.yaml").read_text().replace(
-        "simulation: sims/cell-7.yaml", "visa_library: sims/cell-7.yaml@sim"
+    text = (
+        (project / "stations" / "cell-7.yaml")
+        .read_text()
+        .replace("simulation: sims/cell-7.yaml", "visa_library: sims/cell-7.yaml@sim")
     )
     (project / "stations" / "sim-bench.yaml").write_text(text.replace("station: cell-7", "station: sim-bench"))
     with connect("sim-bench") as station:

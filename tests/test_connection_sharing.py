@@ -78,7 +78,10 @@ def test_joining_checks_the_station_and_what_a_joined_connection_cannot_do(
         (project / "stations" / "cell-8.yaml").write_text(
             (project / "stations" / "cell-7.yaml").read_text().replace("station: cell-7", "station: cell-8")
         )
-        assert isinstance(connect("cell-8", mock=True), StationConnection) and connect("cell-8").session_id != station.session_id
+        assert (
+            isinstance(connect("cell-8", mock=True), StationConnection)
+            and connect("cell-8").session_id != station.session_id
+        )
         assert connect().session_id == station.session_id  # no station named: the inherited server is joined
         with connect(server=address) as joined:
             assert isinstance(joined, JoinedStation) and joined.session_id == station.session_id

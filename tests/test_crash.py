@@ -29,8 +29,23 @@ def test_hangs(psu):
 def test_sigkill_mid_session_keeps_every_complete_event(project: Path) -> None:
     (project / "test_suite.py").write_text(BLOCKING_SUITE)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", "--station", "cell-7", "--mock", "test_suite.py"],
-        cwd=project, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-s",
+            "-p",
+            "no:cacheprovider",
+            "--station",
+            "cell-7",
+            "--mock",
+            "test_suite.py",
+        ],
+        cwd=project,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert proc.stdout is not None
     try:
@@ -48,7 +63,14 @@ def test_sigkill_mid_session_keeps_every_complete_event(project: Path) -> None:
     assert not log.complete and not log.torn and log.bad_lines == 0
     types = [e["type"] for e in log.events]
     assert types == [
-        "SessionStarted", "TestStarted", "InstrumentConnected", "InstrumentCall", "Measurement", "TestOutcome",
-        "TestStarted", "InstrumentConnected", "InstrumentCall",
+        "SessionStarted",
+        "TestStarted",
+        "InstrumentConnected",
+        "InstrumentCall",
+        "Measurement",
+        "TestOutcome",
+        "TestStarted",
+        "InstrumentConnected",
+        "InstrumentCall",
     ]
     assert log.events[-1]["method"] == "set_voltage" and log.events[-1]["nodeid"].endswith("::test_hangs")

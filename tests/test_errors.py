@@ -18,8 +18,8 @@ from pytest_litmus import (
     StationConfigError,
     StationNotFound,
     UnknownRole,
+    errors,
 )
-from pytest_litmus import errors
 from pytest_litmus.errors import (
     AccessDenied,
     InvalidName,
@@ -33,12 +33,22 @@ from pytest_litmus.errors import (
     SyncTimeout,
 )
 
-HOLDER = {"pid": 4242, "host": "bench-3", "user": "op", "session": "s-1", "station": "cell-7", "role": "dmm",
-          "nodeid": "tests/test_power.py::test_rail", "since": "2026-11-21T06:00:00+00:00"}
+HOLDER = {
+    "pid": 4242,
+    "host": "bench-3",
+    "user": "op",
+    "session": "s-1",
+    "station": "cell-7",
+    "role": "dmm",
+    "nodeid": "tests/test_power.py::test_rail",
+    "since": "2026-11-21T06:00:00+00:00",
+}
 
 EXAMPLES = [
     StationNotFound("cell-9", [Path("/p/stations")], ["cell-7"]),
-    StationConfigError("/p/stations/cell-7.yaml", "instruments.dmm.lock", "one of exclusive, shared, none", "sometimes"),
+    StationConfigError(
+        "/p/stations/cell-7.yaml", "instruments.dmm.lock", "one of exclusive, shared, none", "sometimes"
+    ),
     UnknownRole("scope", "cell-7", ["dmm", "psu"], "/p/stations/cell-7.yaml"),
     ResourceInUse("GPIB0::17::INSTR", HOLDER, waited=1.5),
     LockLost("GPIB0::17::INSTR", "psu", HOLDER),
@@ -52,18 +62,46 @@ EXAMPLES = [
     SyncTimeout("power-up", "timed out after 5 s"),
     SessionNotFound("ab", Path("/p"), ["ab12", "ab34"]),
     InvalidName("lock key or resource", "../x", "a path"),
-    AccessDenied("/srv/litmus/locks", "create a lock file in", owner="ana", group="litmus", mode="2755", user="ci",
-                 hint="make it group-writable"),
+    AccessDenied(
+        "/srv/litmus/locks",
+        "create a lock file in",
+        owner="ana",
+        group="litmus",
+        mode="2755",
+        user="ci",
+        hint="make it group-writable",
+    ),
     ReleaseRefused("GPIB0::17::INSTR", HOLDER, "op", "ci"),
 ]
 
 
 @pytest.mark.parametrize(
     ("err", "builtin"),
-    list(zip(EXAMPLES, [LookupError, ValueError, LookupError, RuntimeError, RuntimeError, RuntimeError, TimeoutError,
-                        LookupError, RuntimeError, ConnectionError, RuntimeError, RuntimeError, TimeoutError, LookupError,
-                        ValueError, PermissionError, PermissionError],
-             strict=True)),
+    list(
+        zip(
+            EXAMPLES,
+            [
+                LookupError,
+                ValueError,
+                LookupError,
+                RuntimeError,
+                RuntimeError,
+                RuntimeError,
+                TimeoutError,
+                LookupError,
+                RuntimeError,
+                ConnectionError,
+                RuntimeError,
+                RuntimeError,
+                TimeoutError,
+                LookupError,
+                ValueError,
+                PermissionError,
+                PermissionError,
+            ],
+            strict=True,
+        )
+    ),
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else v.__name__,
 )
 def test_each_error_is_a_litmus_error_and_its_builtin(err: LitmusError, builtin: type[Exception]) -> None:

@@ -53,7 +53,9 @@ def test_every_line_has_seq_ts_session_type(recorder: Recorder) -> None:
         assert isinstance(event["ts"], float)
 
 
-def test_fast_path_lines_equal_what_subscribers_see(recorder: Recorder, hooks: LitmusPluginManager, tmp_path: Path) -> None:
+def test_fast_path_lines_equal_what_subscribers_see(
+    recorder: Recorder, hooks: LitmusPluginManager, tmp_path: Path
+) -> None:
     record_calls(recorder)  # writer alone: the direct line builder
     collector = Collector()
     hooks.register(collector)
@@ -62,7 +64,9 @@ def test_fast_path_lines_equal_what_subscribers_see(recorder: Recorder, hooks: L
     assert slow == collector.events
     for a, b in zip(fast, slow, strict=True):
         assert list(a) == list(b)  # same keys, same order
-        assert {k: v for k, v in a.items() if k not in ("seq", "ts")} == {k: v for k, v in b.items() if k not in ("seq", "ts")}
+        assert {k: v for k, v in a.items() if k not in ("seq", "ts")} == {
+            k: v for k, v in b.items() if k not in ("seq", "ts")
+        }
 
 
 def test_fast_path_commands_timestamps_and_durations_read_back_exactly(recorder: Recorder) -> None:
@@ -119,7 +123,11 @@ def test_a_complete_session_and_a_corrupt_middle_line(tmp_path: Path) -> None:
 
 
 def test_filter_by_type_and_role() -> None:
-    events = [{"type": "InstrumentCall", "role": "dmm"}, {"type": "InstrumentCall", "role": "psu"}, {"type": "Measurement"}]
+    events = [
+        {"type": "InstrumentCall", "role": "dmm"},
+        {"type": "InstrumentCall", "role": "psu"},
+        {"type": "Measurement"},
+    ]
     assert list(filter_events(events, "InstrumentCall", "psu")) == [events[1]]
     assert list(filter_events(events, ["Measurement", "InstrumentCall"])) == events
     assert list(filter_events(events)) == events
@@ -137,7 +145,9 @@ def test_closed_recorder_unregisters_its_writer(tmp_path: Path, hooks: LitmusPlu
 # --------------------------------------------------------------------------- hooks through pluggy
 
 
-def test_subscribers_are_called_through_pluggy_in_tryfirst_trylast_order(recorder: Recorder, hooks: LitmusPluginManager) -> None:
+def test_subscribers_are_called_through_pluggy_in_tryfirst_trylast_order(
+    recorder: Recorder, hooks: LitmusPluginManager
+) -> None:
     from pytest_litmus import hookimpl
 
     order: list[str] = []
@@ -197,7 +207,9 @@ def test_a_wrapper_subscriber_wraps_the_others_and_its_failures_are_isolated(
     assert [e["type"] for e in read_events(recorder.writer.path)] == ["Observation"]
 
 
-def test_an_entry_point_plugin_that_is_already_registered_is_not_registered_twice(hooks: LitmusPluginManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_entry_point_plugin_that_is_already_registered_is_not_registered_twice(
+    hooks: LitmusPluginManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     site = tmp_path / "site"
     (site / "dash_plugin.py").parent.mkdir(parents=True)
     (site / "dash_plugin.py").write_text("seen = []\ndef litmus_event(event):\n    seen.append(event['type'])\n")

@@ -259,7 +259,10 @@ def test_lock_context_times_out_while_another_thread_keeps_the_instrument(record
     thread.start()
     holding.wait()
     try:
-        with pytest.raises(TimeoutError, match="'dmm' .* still in use by another thread"), proxy.lock_context(timeout=0):
+        with (
+            pytest.raises(TimeoutError, match="'dmm' .* still in use by another thread"),
+            proxy.lock_context(timeout=0),
+        ):
             pass
     finally:
         done.set()

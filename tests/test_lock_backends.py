@@ -176,9 +176,8 @@ def test_a_plain_filelock_contends_with_the_exclusive_host_lock(tmp_path: Path) 
     with pytest.raises(filelock.Timeout):
         other.acquire(timeout=0)
     lease.release()
-    with other.acquire(timeout=0):
-        with pytest.raises(ResourceInUse):
-            LockOwner(tmp_path).acquire(DMM, timeout=0)
+    with other.acquire(timeout=0), pytest.raises(ResourceInUse):
+        LockOwner(tmp_path).acquire(DMM, timeout=0)
 
 
 def test_without_fcntl_everything_imports_and_a_host_lock_says_why_not(tmp_path: Path) -> None:

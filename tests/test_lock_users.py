@@ -49,7 +49,9 @@ def spawn(station_dir: Path) -> Iterator[Callable[..., Any]]:
     """``spawn(user, resource, *args, locked=True)``: a ``holder.py`` child running as ``user``."""
     started: list[Any] = []
 
-    def start(user: str, resource: str, *args: str, locked: bool = True, in_group: bool = True, umask: int = 0o022) -> Any:
+    def start(
+        user: str, resource: str, *args: str, locked: bool = True, in_group: bool = True, umask: int = 0o022
+    ) -> Any:
         child = procs.Child(station_dir, resource, *args, as_user=users.as_user(user, in_group=in_group), umask=umask)
         started.append(child)
         if locked:
@@ -182,7 +184,9 @@ def test_force_on_another_users_live_lock_is_refused_and_roots_succeeds(
     assert isinstance(procs.unpickle(holder.expect("lost")["error"]), LockLost)
 
 
-def test_force_by_the_holders_own_user_is_allowed(spawn: Callable[..., Any], station_dir: Path, holder_user: str) -> None:
+def test_force_by_the_holders_own_user_is_allowed(
+    spawn: Callable[..., Any], station_dir: Path, holder_user: str
+) -> None:
     holder = spawn(holder_user, DMM)
     broke = users.run_cli(holder_user, station_dir, "locks", "release", DMM, "--force", "--json")
     assert broke.returncode == EXIT_OK, broke.stderr

@@ -15,9 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_litmus.errors import LockLost, ResourceInUse
-from pytest_litmus.locks import HostBackend
 from pytest_litmus.locking import (
-    Lease,
     LockModeConflict,
     LockOwner,
     NoSuchLock,
@@ -27,6 +25,7 @@ from pytest_litmus.locking import (
     release_visa_lock,
     take_visa_lock,
 )
+from pytest_litmus.locks import HostBackend
 
 _spec = importlib.util.spec_from_file_location("lockprocs", Path(__file__).parent / "lockhelpers" / "procs.py")
 assert _spec is not None and _spec.loader is not None

@@ -7,17 +7,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-from pytest_litmus.events import read_session
-from pytest_litmus.hooks import SubscriberWarning
 from plugincases import OUTCOMES, esc, session_events
 
+from pytest_litmus.hooks import SubscriberWarning
+
 REPO = Path(__file__).resolve().parent.parent
-
-
 
 
 def test_importing_the_plugin_costs_no_visa_import() -> None:
@@ -71,7 +67,9 @@ def test_every_door_selects_the_station_and_the_header_says_which(
     station_project.makepyfile("def test_x(dmm): assert dmm.measure_voltage() > 3")
     result = station_project.runpytest(*args)
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([esc(f"litmus: station cell-7 (*cell-7.yaml) {source}"), esc("litmus: mock on [--mock]*")])
+    result.stdout.fnmatch_lines(
+        [esc(f"litmus: station cell-7 (*cell-7.yaml) {source}"), esc("litmus: mock on [--mock]*")]
+    )
 
 
 def test_option_beats_env_beats_ini(station_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,16 +81,29 @@ def test_option_beats_env_beats_ini(station_project: pytest.Pytester, monkeypatc
     monkeypatch.setenv("LITMUS_STATION", "cell-8")
     station_project.makepyfile("def test_x(): pass")
     result = station_project.runpytest()
-    result.stdout.fnmatch_lines([esc("litmus: station cell-8 * [LITMUS_STATION]"), esc("litmus: mock on [ini litmus_mock], lock timeout 2.5 s [ini litmus_lock_timeout]")])
+    result.stdout.fnmatch_lines(
+        [
+            esc("litmus: station cell-8 * [LITMUS_STATION]"),
+            esc("litmus: mock on [ini litmus_mock], lock timeout 2.5 s [ini litmus_lock_timeout]"),
+        ]
+    )
     result = station_project.runpytest("--station", "cell-7", "--litmus-lock-timeout", "none")
-    result.stdout.fnmatch_lines([esc("litmus: station cell-7 * [--station]"), esc("*lock timeout none (wait forever) [--litmus-lock-timeout]")])
+    result.stdout.fnmatch_lines(
+        [esc("litmus: station cell-7 * [--station]"), esc("*lock timeout none (wait forever) [--litmus-lock-timeout]")]
+    )
 
 
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
-        ({"LITMUS_MOCK": "maybe"}, "environment variable LITMUS_MOCK: mock: expected 1, true, yes, on or 0, false, no, off, got 'maybe'"),
-        ({"LITMUS_LOCK_TIMEOUT": "-1"}, "environment variable LITMUS_LOCK_TIMEOUT: lock_timeout: expected seconds >= 0*"),
+        (
+            {"LITMUS_MOCK": "maybe"},
+            "environment variable LITMUS_MOCK: mock: expected 1, true, yes, on or 0, false, no, off, got 'maybe'",
+        ),
+        (
+            {"LITMUS_LOCK_TIMEOUT": "-1"},
+            "environment variable LITMUS_LOCK_TIMEOUT: lock_timeout: expected seconds >= 0*",
+        ),
         ({"LITMUS_STATION": "../etc"}, "*station: expected a plain station name*"),
         ({"LITMUS_STATION": "cell-9"}, "*station 'cell-9' not found in *; available stations: cell-7"),
     ],
@@ -115,7 +126,11 @@ def test_a_broken_station_file_is_a_usage_error_naming_file_and_key(station_proj
     station_project.makepyfile("def test_x(): pass")
     result = station_project.runpytest("--station", "cell-7", "--mock")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: litmus: *cell-7.yaml: instruments.dmm.lock: expected one of exclusive, shared, none, got 'exclusively'"])
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: litmus: *cell-7.yaml: instruments.dmm.lock: expected one of exclusive, shared, none, got 'exclusively'"
+        ]
+    )
 
 
 def test_role_fixtures_and_a_missing_role(station_project: pytest.Pytester) -> None:
@@ -164,13 +179,18 @@ def test_out_of_limit_measurements_fail_the_test_after_its_body(station_project:
     )
     result.stdout.fnmatch_lines(["*TypeError: measurement 'x' has limits, so its value must be a number*"])
     measurements = [e for e in session_events(station_project) if e["type"] == "Measurement"]
-    assert [(m["name"], m["outcome"]) for m in measurements] == [("low_rail", "failed"), ("rail_3v3", "passed"), ("ripple", "failed")]
-    assert all(m["nodeid"] == "test_out_of_limit_measurements_fail_the_test_after_its_body.py::test_rails" for m in measurements)
+    assert [(m["name"], m["outcome"]) for m in measurements] == [
+        ("low_rail", "failed"),
+        ("rail_3v3", "passed"),
+        ("ripple", "failed"),
+    ]
+    assert all(
+        m["nodeid"] == "test_out_of_limit_measurements_fail_the_test_after_its_body.py::test_rails"
+        for m in measurements
+    )
     junit = (station_project.path / "junit.xml").read_text()
     assert '<property name="measurement.rail_3v3" value="3.3012" />' in junit
     assert '<property name="measurement.low_rail.outcome" value="failed" />' in junit
-
-
 
 
 def test_outcomes_and_event_file_content(station_project: pytest.Pytester) -> None:
@@ -182,8 +202,12 @@ def test_outcomes_and_event_file_content(station_project: pytest.Pytester) -> No
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     outcomes = {e["nodeid"].split("::")[1]: e for e in events if e["type"] == "TestOutcome"}
     assert {k: v["outcome"] for k, v in outcomes.items()} == {
-        "test_pass": "passed", "test_fail": "failed", "test_skip": "skipped",
-        "test_error": "error", "test_xfail": "xfailed", "test_xpass": "xpassed",
+        "test_pass": "passed",
+        "test_fail": "failed",
+        "test_skip": "skipped",
+        "test_error": "error",
+        "test_xfail": "xfailed",
+        "test_xpass": "xpassed",
     }
     assert outcomes["test_fail"]["message"].startswith("AssertionError: rail never came up")
     assert outcomes["test_error"]["message"] == "RuntimeError: fixture exploded"
@@ -194,7 +218,13 @@ def test_outcomes_and_event_file_content(station_project: pytest.Pytester) -> No
     ended = events[-1]
     assert ended["outcome"] == "failed"
     assert ended["counts"] == {
-        "passed": 1, "failed": 1, "skipped": 1, "error": 1, "xfailed": 1, "xpassed": 1, "measurements_failed": 1,
+        "passed": 1,
+        "failed": 1,
+        "skipped": 1,
+        "error": 1,
+        "xfailed": 1,
+        "xpassed": 1,
+        "measurements_failed": 1,
     }
 
 
@@ -231,8 +261,15 @@ def test_conftest_subscribers_receive_events_and_a_broken_one_is_a_warning(stati
         result = station_project.runpytest("--station", "cell-7", "--mock", "-W", "always")
     result.assert_outcomes(passed=1)
     seen = json.loads((station_project.path / "seen.json").read_text())
-    assert seen == ["SessionStarted", "TestStarted", "InstrumentConnected", "InstrumentCall", "TestOutcome",
-                    "InstrumentDisconnected", "SessionEnded"]
+    assert seen == [
+        "SessionStarted",
+        "TestStarted",
+        "InstrumentConnected",
+        "InstrumentCall",
+        "TestOutcome",
+        "InstrumentDisconnected",
+        "SessionEnded",
+    ]
     assert [e["type"] for e in session_events(station_project)] == seen
 
 
@@ -333,7 +370,9 @@ def test_litmus_entry_point_plugins_are_loaded_under_pytest_once(
     assert seen == [e["type"] for e in session_events(station_project)]
 
 
-def test_role_fixtures_serve_session_fixtures_and_calls_belong_to_the_running_test(station_project: pytest.Pytester) -> None:
+def test_role_fixtures_serve_session_fixtures_and_calls_belong_to_the_running_test(
+    station_project: pytest.Pytester,
+) -> None:
     station_project.makepyfile(
         """
         import pytest

@@ -7,8 +7,8 @@ import pickle
 import signal
 import stat
 from collections.abc import Iterator
-from itertools import islice
 from dataclasses import replace
+from itertools import islice
 from multiprocessing.connection import Client
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from serverhelpers import read_json_line, spawn, start_session
 
-from pytest_litmus import events
 from pytest_litmus.errors import InstrumentError, UnknownRole
 from pytest_litmus.follow import iter_follow
 from pytest_litmus.instruments import proxy_state
@@ -47,7 +46,9 @@ def server(station: Any) -> Iterator[InstrumentServer]:
         yield server
 
 
-def test_two_client_processes_hammering_one_instrument_get_no_wrong_answer(station: Any, server: InstrumentServer) -> None:
+def test_two_client_processes_hammering_one_instrument_get_no_wrong_answer(
+    station: Any, server: InstrumentServer
+) -> None:
     clients = [spawn("client", "hammer", "400", env=server.environ) for _ in range(2)]
     local = station.instrument("dmm")
     wrong_here = sum(local.query("*IDN?").strip() != IDN for _ in range(200))

@@ -41,8 +41,8 @@ from pytest_litmus.sharing import (
     find_server_info,
     list_servers,
     serve,
+    wire,
 )
-from pytest_litmus.sharing import wire
 from pytest_litmus.sharing.files import ConnectionFileWarning, trust_problem
 
 IDN = "Keysight Technologies,34465A,MY-SIM-0001,A.03.01"

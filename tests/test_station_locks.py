@@ -47,7 +47,9 @@ def test_holder_in_another_process(sim_station: str, project: Path) -> None:
         "import sys; from pytest_litmus import connect\n"
         f"s = connect({sim_station!r}).start(); s.instrument('psu'); print('held', flush=True); sys.stdin.readline()"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=project, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=project, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
         with connect(sim_station) as station:

@@ -22,7 +22,11 @@ def protocol_members() -> set[str]:
 
 @pytest.mark.parametrize("implementation", [StationConnection, JoinedStation])
 def test_each_implementation_has_every_member_of_the_protocol(implementation: type) -> None:
-    missing = sorted(n for n in protocol_members() if not hasattr(implementation, n) and n not in implementation.__init__.__code__.co_names)
+    missing = sorted(
+        n
+        for n in protocol_members()
+        if not hasattr(implementation, n) and n not in implementation.__init__.__code__.co_names
+    )
     assert missing == []
 
 

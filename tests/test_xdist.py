@@ -45,8 +45,12 @@ def test_mock_run_on_two_workers_is_one_session_with_every_outcome(station_proje
     assert len({e["session"] for e in events}) == 1
     outcomes = {e["nodeid"].split("::")[1]: e for e in by_type(events, "TestOutcome")}
     assert {k: v["outcome"] for k, v in outcomes.items()} == {
-        "test_pass": "passed", "test_fail": "failed", "test_skip": "skipped",
-        "test_error": "error", "test_xfail": "xfailed", "test_xpass": "xpassed",
+        "test_pass": "passed",
+        "test_fail": "failed",
+        "test_skip": "skipped",
+        "test_error": "error",
+        "test_xfail": "xfailed",
+        "test_xpass": "xpassed",
     }
     assert {e["caller"]["worker"] for e in outcomes.values()} <= {"gw0", "gw1"}
     calls = by_type(events, "InstrumentCall")
@@ -54,7 +58,13 @@ def test_mock_run_on_two_workers_is_one_session_with_every_outcome(station_proje
     ended = events[-1]
     assert ended["outcome"] == "failed"
     assert ended["counts"] == {
-        "passed": 1, "failed": 1, "skipped": 1, "error": 1, "xfailed": 1, "xpassed": 1, "measurements_failed": 1,
+        "passed": 1,
+        "failed": 1,
+        "skipped": 1,
+        "error": 1,
+        "xfailed": 1,
+        "xpassed": 1,
+        "measurements_failed": 1,
     }
     clients = by_type(events, "InstrumentClientConnected")
     assert sorted(c["caller"]["worker"] for c in clients) == ["gw0", "gw1"]
@@ -65,7 +75,9 @@ def test_real_station_on_two_workers_takes_each_lock_once(station_project: pytes
     station_project.makepyfile(test_rails=SHARED_INSTRUMENTS)
     result = station_project.runpytest("--station", "cell-7", "-n", "2")
     result.assert_outcomes(passed=6)  # no ResourceInUse: the workers do not fight over the locks
-    result.stdout.re_match_lines([r"litmus: this process holds the instruments; xdist workers reach them at 127\.0\.0\.1:\d+"])
+    result.stdout.re_match_lines(
+        [r"litmus: this process holds the instruments; xdist workers reach them at 127\.0\.0\.1:\d+"]
+    )
     events = session_events(station_project)
     acquired = by_type(events, "LockAcquired")
     assert sorted(e["role"] for e in acquired) == ["dmm", "psu"]
@@ -151,4 +163,6 @@ def test_a_held_instrument_is_reported_in_the_workers_test(station_project: pyte
         other.instrument("dmm")  # another session holds the DMM for the whole run
         result = station_project.runpytest_subprocess("--station", "cell-7", "-n", "2")
     result.assert_outcomes(errors=1)
-    result.stdout.re_match_lines([rf".*ResourceInUse: .* is in use by .*session {other.session_id}.*"], consecutive=False)
+    result.stdout.re_match_lines(
+        [rf".*ResourceInUse: .* is in use by .*session {other.session_id}.*"], consecutive=False
+    )

@@ -68,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
     existing = [path for path in writes if path.exists()]
     if existing:
         names = ", ".join(str(p) for p in existing)
-        print(f"litmus init: error: {names} already exist(s); nothing was written (remove or rename them)", file=sys.stderr)
+        print(
+            f"litmus init: error: {names} already exist(s); nothing was written (remove or rename them)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     for path, text in writes.items():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,15 +14,15 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pytest_litmus.cli._output import format_duration, format_table
-from pytest_litmus.settings import resolve_data_dir
 from pytest_litmus.errors import AccessDenied, InvalidName, LitmusError, ReleaseRefused, ResourceInUse
 from pytest_litmus.locks import LockState, NoSuchLock, ReleaseResult, check_lock_name, list_locks, release_lock
 from pytest_litmus.processes import current_user
+from pytest_litmus.settings import resolve_data_dir
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -92,7 +92,7 @@ def _show(data_dir: Path, as_json: bool, *, stamp: bool = False) -> None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _rows(states: list[LockState]) -> Iterator[tuple[str, ...]]:

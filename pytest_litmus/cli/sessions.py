@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from pytest_litmus.cli._output import format_duration, format_table
-from pytest_litmus.settings import resolve_data_dir
-from pytest_litmus.errors import InvalidName, LitmusError, SessionNotFound
+from pytest_litmus.errors import InvalidName, SessionNotFound
 from pytest_litmus.events import EVENTS_FILE, SESSIONS_DIR, SessionLog, parse_line, read_session
 from pytest_litmus.processes import holder_alive, identity
+from pytest_litmus.settings import resolve_data_dir
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -183,7 +183,9 @@ def summarize(log: SessionLog) -> dict[str, Any]:
     for event in log.events:
         kind = event.get("type")
         if kind == "TestStarted":
-            tests.setdefault(str(event.get("nodeid")), {"nodeid": event.get("nodeid"), "outcome": None, "measurements": []})
+            tests.setdefault(
+                str(event.get("nodeid")), {"nodeid": event.get("nodeid"), "outcome": None, "measurements": []}
+            )
         elif kind == "TestOutcome":
             test = tests.setdefault(str(event.get("nodeid")), {"nodeid": event.get("nodeid"), "measurements": []})
             test.update(outcome=event.get("outcome"), duration=event.get("duration"), message=event.get("message"))

@@ -21,9 +21,9 @@ from typing import Any
 
 from pytest_litmus.cli._output import format_duration
 from pytest_litmus.cli.sessions import counts_text, find_session, measurement_text
-from pytest_litmus.settings import resolve_data_dir
 from pytest_litmus.events import EVENTS_FILE
 from pytest_litmus.follow import iter_follow
+from pytest_litmus.settings import resolve_data_dir
 
 EXIT_OK = 0
 EXIT_NOT_ENDED = 3
@@ -94,19 +94,27 @@ _FORMATS: dict[str, Callable[[Event], str]] = {
         + (f": {str(e['message']).splitlines()[0]}" if e.get("message") else "")
     ),
     "Measurement": lambda e: f"  measure  {measurement_text(e)}",
-    "Observation": lambda e: f"  observe  {e.get('key')} = {e.get('value')!r}" + (f" {e['units']}" if e.get("units") else ""),
+    "Observation": lambda e: (
+        f"  observe  {e.get('key')} = {e.get('value')!r}" + (f" {e['units']}" if e.get("units") else "")
+    ),
     "InstrumentConnected": lambda e: f"{e.get('role')} connected: {e.get('resource')} {e.get('idn') or ''}".rstrip(),
     "InstrumentDisconnected": lambda e: f"{e.get('role')} disconnected",
     "InstrumentConfigure": lambda e: f"{e.get('role')} configure {e.get('method')} {e.get('parameters')}",
     "LockAcquired": lambda e: f"lock acquired: {e.get('role')} {e.get('resource')}",
     "LockReleased": lambda e: f"lock released: {e.get('role')} {e.get('resource')}",
     "SrqWait": lambda e: f"{e.get('role')} SRQ wait: {json.dumps({k: v for k, v in e.items() if k not in _HEAD})}",
-    "SyncArrived": lambda e: f"sync {e.get('name')}: {e.get('identity')} arrived ({e.get('arrived')}/{e.get('parties')})",
+    "SyncArrived": lambda e: (
+        f"sync {e.get('name')}: {e.get('identity')} arrived ({e.get('arrived')}/{e.get('parties')})"
+    ),
     "SyncReleased": lambda e: f"sync {e.get('name')}: released after {format_duration(e.get('waited', 0))}",
-    "InstrumentServerStarted": lambda e: f"instrument server {e.get('server')} serving {', '.join(e.get('roles') or [])}",
+    "InstrumentServerStarted": lambda e: (
+        f"instrument server {e.get('server')} serving {', '.join(e.get('roles') or [])}"
+    ),
     "InstrumentServerStopped": lambda e: f"instrument server {e.get('server')} stopped",
     "InstrumentClientConnected": lambda e: f"server {e.get('server')}: client {_who(e.get('caller'))} connected",
-    "InstrumentClientDisconnected": lambda e: f"server {e.get('server')}: client {_who(e.get('caller'))} left ({e.get('calls')} requests)",
+    "InstrumentClientDisconnected": lambda e: (
+        f"server {e.get('server')}: client {_who(e.get('caller'))} left ({e.get('calls')} requests)"
+    ),
     "InstrumentClientRefused": lambda e: f"server {e.get('server')}: refused {e.get('peer')}: {e.get('reason')}",
     "InstrumentCall": _call,
 }

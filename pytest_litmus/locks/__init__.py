@@ -43,6 +43,7 @@ from pytest_litmus.locks._visa import VISA_SHARED_KEY, VisaBackend, release_visa
 
 __all__ = [
     "ACQUIRE_BACKOFF",
+    "VISA_SHARED_KEY",
     "AccessDenied",
     "Hold",
     "HostBackend",
@@ -62,7 +63,6 @@ __all__ = [
     "ReleaseRefused",
     "ReleaseResult",
     "ResourceInUse",
-    "VISA_SHARED_KEY",
     "VisaBackend",
     "check_lock_name",
     "check_timeout",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 from pytest_litmus.backoff import Backoff
@@ -74,12 +74,12 @@ def check_mode(mode: str) -> LockMode:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def seconds_since(iso: Any) -> float | None:
     try:
-        return max(0.0, (datetime.now(timezone.utc) - datetime.fromisoformat(str(iso))).total_seconds())
+        return max(0.0, (datetime.now(UTC) - datetime.fromisoformat(str(iso))).total_seconds())
     except ValueError:
         return None
 

@@ -58,7 +58,12 @@ def denied(path: str, action: str, need: str = "w", *, victim: str | None = None
         return AccessDenied(path, action, user=me, hint=_with("ask the data dir's owner or root", note))
     euid = os.geteuid()
     victim_st = _lstat(victim) if victim is not None else None
-    if victim is not None and victim_st is not None and st.st_mode & stat.S_ISVTX and victim_st.st_uid not in (euid, st.st_uid):
+    if (
+        victim is not None
+        and victim_st is not None
+        and st.st_mode & stat.S_ISVTX
+        and victim_st.st_uid not in (euid, st.st_uid)
+    ):
         owner = user_name(victim_st.st_uid)
         hint = f"{path} is sticky: only {owner}, the directory's owner or root may remove or replace it"
         return AccessDenied(

@@ -287,7 +287,9 @@ class RemoteInstrument:
         if name in object.__getattribute__(self, "_values"):
             return station.request("get", role, name)
         if name not in object.__getattribute__(self, "_methods"):
-            raise AttributeError(f"{object.__getattribute__(self, '_driver')} of role {role!r} has no attribute {name!r}")
+            raise AttributeError(
+                f"{object.__getattribute__(self, '_driver')} of role {role!r} has no attribute {name!r}"
+            )
         request = station.request
 
         def forward(*args: Any, **kwargs: Any) -> Any:

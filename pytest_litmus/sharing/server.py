@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_litmus.errors import LitmusError, RemoteCallError, UnknownRole
-from pytest_litmus.eventtypes import EventType
 from pytest_litmus.events import REMOTE_CALLER
+from pytest_litmus.eventtypes import EventType
 from pytest_litmus.instruments import proxy_state
 from pytest_litmus.sharing.files import ENV_ADDRESS, ENV_FILE, SERVERS_DIR, ServerInfo
 from pytest_litmus.sharing.wire import (
@@ -476,5 +476,3 @@ def serve(
     return InstrumentServer(
         connection, served, host=host, port=port, max_clients=max_clients, max_handshakes=max_handshakes
     )
-
-

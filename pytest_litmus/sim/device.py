@@ -42,7 +42,9 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
     triggers: int
 
     @classmethod
-    def adopt(cls, device: Device, extension: DeviceExtension, on_service_request: Callable[[SimDevice], None]) -> SimDevice:
+    def adopt(
+        cls, device: Device, extension: DeviceExtension, on_service_request: Callable[[SimDevice], None]
+    ) -> SimDevice:
         """Turn a parsed pyvisa-sim device into a :class:`SimDevice`."""
         device.__class__ = cls
         assert isinstance(device, SimDevice)

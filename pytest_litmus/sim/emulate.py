@@ -143,4 +143,3 @@ class Emulator:
 
     def __repr__(self) -> str:
         return f"<Emulator {self.resource} on {self.visa_resource}>"
-

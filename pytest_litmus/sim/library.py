@@ -196,9 +196,7 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
                 already, state.handler_enabled = state.handler_enabled, True
             else:
                 return self._check(session, StatusCode.error_invalid_mechanism)
-        return self._check(
-            session, StatusCode.success_event_already_enabled if already else StatusCode.success
-        )
+        return self._check(session, StatusCode.success_event_already_enabled if already else StatusCode.success)
 
     def disable_event(self, session: Any, event_type: EventType, mechanism: Mechanism) -> StatusCode:
         state = self._event_state(session, event_type, EventType.all_enabled)
@@ -232,13 +230,17 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
         context = self._register(EventContext(event_type))
         return event_type, context, self._check(session, StatusCode.success)
 
-    def install_handler(self, session: Any, event_type: EventType, handler: Any, user_handle: Any) -> tuple[Any, Any, Any, StatusCode]:
+    def install_handler(
+        self, session: Any, event_type: EventType, handler: Any, user_handle: Any
+    ) -> tuple[Any, Any, Any, StatusCode]:
         state = self._event_state(session, event_type)
         with state.device.cond:
             state.handlers.append((handler, user_handle))
         return handler, user_handle, handler, self._check(session, StatusCode.success)
 
-    def uninstall_handler(self, session: Any, event_type: EventType, handler: Any, user_handle: Any = None) -> StatusCode:
+    def uninstall_handler(
+        self, session: Any, event_type: EventType, handler: Any, user_handle: Any = None
+    ) -> StatusCode:
         state = self._event_state(session, event_type)
         with state.device.cond:
             for entry in state.handlers:

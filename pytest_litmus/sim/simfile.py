@@ -127,7 +127,9 @@ def _operations(raw: Any, file: Path, key: str) -> tuple[Operation, ...]:
                 raise StationConfigError(file, f"{where}.seconds", "a duration in seconds", has_got=False)
             device_error = spec.get("device_error")
             if device_error is not None and not isinstance(device_error, str):
-                raise StationConfigError(file, f"{where}.device_error", 'an error string like \'-300,"Failed"\'', device_error)
+                raise StationConfigError(
+                    file, f"{where}.device_error", "an error string like '-300,\"Failed\"'", device_error
+                )
             seconds = _seconds(spec["seconds"], file, f"{where}.seconds")
         else:
             seconds = _seconds(spec, file, where)

@@ -26,9 +26,7 @@ class Child:
     ``pid`` is the holder's own.
     """
 
-    def __init__(
-        self, data_dir: Path, resource: str, *args: str, as_user: Sequence[str] = (), umask: int = -1
-    ) -> None:
+    def __init__(self, data_dir: Path, resource: str, *args: str, as_user: Sequence[str] = (), umask: int = -1) -> None:
         self.proc = subprocess.Popen(
             [*as_user, sys.executable, str(HERE / "holder.py"), str(data_dir), resource, *args],
             stdin=subprocess.PIPE,

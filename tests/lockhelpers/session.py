@@ -21,8 +21,19 @@ def main() -> int:
     path = events_path(data_dir, session)
     writer = EventFile(path)
     base = {"session": session, "ts": time.time()}
-    writer.write(encode_line({"seq": 1, **base, "type": "SessionStarted", "station": "cell-7", "mock": True,
-                              "pid": os.getpid(), "host": socket.gethostname()}))
+    writer.write(
+        encode_line(
+            {
+                "seq": 1,
+                **base,
+                "type": "SessionStarted",
+                "station": "cell-7",
+                "mock": True,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+            }
+        )
+    )
     writer.write(encode_line({"seq": 2, **base, "type": "TestOutcome", "nodeid": "t.py::t", "outcome": "passed"}))
     writer.write(encode_line({"seq": 3, **base, "type": "SessionEnded", "outcome": "passed", "counts": {"passed": 1}}))
     writer.close()

@@ -1,6 +1,6 @@
 """One stress worker: N acquire/use/release cycles, marking each with a begin and an end line.
 
-    python stress.py DATA_DIR RESOURCE MARKS_FILE N
+python stress.py DATA_DIR RESOURCE MARKS_FILE N
 """
 
 from __future__ import annotations

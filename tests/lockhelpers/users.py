@@ -98,7 +98,15 @@ def require() -> None:
 def run_cli(user: str, data_dir: Path, *args: str, in_group: bool = True) -> subprocess.CompletedProcess[str]:
     """``litmus --data-dir DATA_DIR ARGS`` as ``user``."""
     return subprocess.run(
-        [*as_user(user, in_group=in_group), sys.executable, "-m", "pytest_litmus.cli", "--data-dir", str(data_dir), *args],
+        [
+            *as_user(user, in_group=in_group),
+            sys.executable,
+            "-m",
+            "pytest_litmus.cli",
+            "--data-dir",
+            str(data_dir),
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=PATIENCE,

@@ -48,12 +48,11 @@ def test_seed_exclusive_lock() -> None:
 
 def test_seed_lock_context_releases_even_on_error(rm: Any) -> None:
     dmm, other = open_dmm(rm), open_dmm(rm)
-    with pytest.raises(RuntimeError):
-        with dmm.lock_context(timeout=5000):
-            dmm.write("CONF:VOLT:DC")
-            float(dmm.query("READ?"))
-            assert error_code(other.query, "*IDN?") == Status.error_resource_locked
-            raise RuntimeError("test body failed")
+    with pytest.raises(RuntimeError), dmm.lock_context(timeout=5000):
+        dmm.write("CONF:VOLT:DC")
+        float(dmm.query("READ?"))
+        assert error_code(other.query, "*IDN?") == Status.error_resource_locked
+        raise RuntimeError("test body failed")
     assert other.query("*IDN?").startswith("LITMUS")
 
 

@@ -42,7 +42,7 @@ def test_wait_returns_the_status_byte_once_the_operation_completes(rm: Any, mech
     stb = waiter.wait(timeout=10)
     assert stb & 0x20 and stb & 0x40
     assert waiter.esr == 1, "ESR read (and cleared) after the request"
-    (event_type, fields), = emit.events
+    ((event_type, fields),) = emit.events
     assert event_type == "SrqWait"
     assert fields["role"] == "dmm" and fields["mechanism"] == mechanism and fields["outcome"] == "srq"
     assert fields["status_byte"] == stb and fields["latency"] >= 0
