@@ -49,7 +49,7 @@ def main() -> int:
             "C --station --mock": [*pytest, "test_one.py", "--station", "cell-7", "--mock"],
         }
         times: dict[str, list[float]] = {name: [] for name in commands}
-        for name, cmd in commands.items():
+        for cmd in commands.values():
             wall(cmd, root, env)  # warm-up
         for _ in range(args.runs):
             for name, cmd in commands.items():

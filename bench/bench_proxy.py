@@ -60,7 +60,8 @@ def main() -> int:
             proxies.append(p)
             ratios.append(p / r)
         recorder.close()
-        lines = sum(1 for _ in open(recorder.writer.path, "rb"))
+        with open(recorder.writer.path, "rb") as handle:
+            lines = sum(1 for _ in handle)
     raw_us, proxy_us = statistics.median(raws) * 1e6, statistics.median(proxies) * 1e6
     print(f"python {sys.version.split()[0]}, {args.repeat} runs x {args.n} queries of {QUERY!r} on the mock dmm")
     print(f"raw pyvisa resource.query : {raw_us:7.2f} us/call (median)")

@@ -46,11 +46,11 @@ devices:
     dialogues:
       - {q: "*IDN?", r: "LITMUS,BENCH,0,1"}
     litmus:
-      operations: {%s}
+      operations: {OPERATIONS}
 resources:
   GPIB0::1::INSTR: {device: dev}
   GPIB0::2::INSTR: {device: dev, litmus: {service_requests: false}}
-""" % ", ".join(f"{name}: {seconds}" for name, seconds in DURATIONS.items())
+""".replace("OPERATIONS", ", ".join(f"{name}: {seconds}" for name, seconds in DURATIONS.items()))
 
 
 def completion_clock(device: Any) -> list[float]:
@@ -109,7 +109,13 @@ def bench_latency(sim: Path, emulator: Emulator, repeat: int) -> None:
         for mechanism, (inst, device) in sessions.items():
             stamps = completion_clock(device)
             waiter = srq.arm(inst)
-            got = latencies(lambda: waiter.wait(timeout=10), lambda o: inst.write(f"{o};*OPC"), stamps, op, n)
+            got = latencies(
+                lambda waiter=waiter: waiter.wait(timeout=10),
+                lambda o, inst=inst: inst.write(f"{o};*OPC"),
+                stamps,
+                op,
+                n,
+            )
             print(f"    {mechanism:10s} {describe(got)}")
             device.status.finish_operation = device.status.__class__.finish_operation.__get__(device.status)
             if mechanism == "event":
@@ -143,7 +149,7 @@ def bench_transactions(sim: Path, emulator: Emulator) -> None:
     sock = py.open_resource(emulator.visa_resource, read_termination="\n", write_termination="\n", timeout=5000)
     for mechanism, resource in (("read_stb", inst), ("stb_query", sock)):
         events: list[dict[str, Any]] = []
-        waiter = srq.arm(resource, emit=lambda _t, f: events.append(f))
+        waiter = srq.arm(resource, emit=lambda _t, f, events=events: events.append(f))
         resource.write("OP1S;*OPC")
         waiter.wait(timeout=10)
         polls = events[-1]["polls"]

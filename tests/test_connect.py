@@ -96,9 +96,11 @@ def test_default_station_from_litmus_yaml(project: Path) -> None:
 
 def test_mock_without_a_simulation_file_is_a_config_error(project: Path) -> None:
     (project / "stations" / "bare.yaml").write_text("instruments:\n  dmm:\n    resource: GPIB0::1::INSTR\n")
-    with connect("bare", mock=True) as station:
-        with pytest.raises(LitmusError, match=r"bare.yaml: simulation: expected a pyvisa-sim file"):
-            station.instrument("dmm")
+    with (
+        connect("bare", mock=True) as station,
+        pytest.raises(LitmusError, match=r"bare.yaml: simulation: expected a pyvisa-sim file"),
+    ):
+        station.instrument("dmm")
 
 
 def test_a_resource_missing_from_the_simulation_names_role_and_file(project: Path) -> None:

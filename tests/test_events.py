@@ -193,7 +193,7 @@ def test_a_wrapper_subscriber_wraps_the_others_and_its_failures_are_isolated(
     class BrokenWrapper:
         @hookimpl(wrapper=True)
         def litmus_event(self, event: dict[str, Any]) -> Generator[None, object, object]:
-            result = yield
+            yield
             raise RuntimeError("teardown broke")
 
     hooks.register(Timing())

@@ -260,7 +260,7 @@ def test_lock_context_times_out_while_another_thread_keeps_the_instrument(record
     holding.wait()
     try:
         with (
-            pytest.raises(TimeoutError, match="'dmm' .* still in use by another thread"),
+            pytest.raises(TimeoutError, match=r"'dmm' .* still in use by another thread"),
             proxy.lock_context(timeout=0),
         ):
             pass

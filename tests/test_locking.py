@@ -240,7 +240,7 @@ def test_stress_no_overlap_and_no_deadlock(tmp_path: Path) -> None:
     assert codes == [0] * workers
     lines = marks.read_text().splitlines()
     assert len(lines) == 2 * workers * cycles
-    for begin, end in zip(lines[::2], lines[1::2]):
+    for begin, end in zip(lines[::2], lines[1::2], strict=True):
         assert begin.startswith("B ") and end == "E " + begin[2:], (begin, end)
     assert len(set(lines[::2])) == workers * cycles
 

@@ -146,9 +146,12 @@ def test_errors_travel_back_with_their_type(station: Any, server: InstrumentServ
 
 
 def test_served_roles_are_limited(station: Any) -> None:
-    with serve(station, {"psu"}) as server, connect_remote(server.address, data_dir=station.data_dir) as remote:
-        with pytest.raises(UnknownRole, match="its roles are: psu"):
-            remote.instrument("dmm")
+    with (
+        serve(station, {"psu"}) as server,
+        connect_remote(server.address, data_dir=station.data_dir) as remote,
+        pytest.raises(UnknownRole, match="its roles are: psu"),
+    ):
+        remote.instrument("dmm")
 
 
 def test_unpicklable_exceptions_become_remote_call_errors() -> None:

@@ -231,9 +231,11 @@ def test_a_frozen_holder_gives_a_deadline_not_a_hang(
     os.kill(holder.pid, signal.SIGCONT)
     assert dmm.query("*IDN?").strip() == IDN  # reconnected
     freeze(holder)
-    with pytest.raises(ServerUnavailable, match=r"no answer to dmm\.lock within 2\.1 s"):
-        with dmm.lock_context(timeout=0.1):
-            pass
+    with (
+        pytest.raises(ServerUnavailable, match=r"no answer to dmm\.lock within 2\.1 s"),
+        dmm.lock_context(timeout=0.1),
+    ):
+        pass
     os.kill(holder.pid, signal.SIGCONT)
     assert dmm.query("*IDN?").strip() == IDN  # reconnected
     remote.close()
@@ -298,12 +300,14 @@ def test_junk_before_the_key_is_refused_without_a_traceback(
     station: Any, server: InstrumentServer, thread_errors: list[BaseException | None]
 ) -> None:
     for junk in JUNK_TO_SERVER.values():
-        with socket.create_connection((server.info.host, server.info.port), timeout=HANG) as sock:
-            with contextlib.suppress(OSError):  # it may hang up (a reset) before reading all our junk
-                sock.sendall(junk)
-                sock.shutdown(socket.SHUT_WR)
-                while sock.recv(4096):  # the server answers with its challenge, then hangs up
-                    pass
+        with (
+            socket.create_connection((server.info.host, server.info.port), timeout=HANG) as sock,
+            contextlib.suppress(OSError),  # it may hang up (a reset) before reading all our junk
+        ):
+            sock.sendall(junk)
+            sock.shutdown(socket.SHUT_WR)
+            while sock.recv(4096):  # the server answers with its challenge, then hangs up
+                pass
     refused = refusals(station, len(JUNK_TO_SERVER))
     assert len(refused) == len(JUNK_TO_SERVER)
     assert all("Traceback" not in e["reason"] for e in refused)

@@ -23,7 +23,7 @@ def format_duration(seconds: float | None) -> str:
             return f"{text}ms"
     if seconds < 59.95:
         return f"{seconds:.3g}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
@@ -34,4 +34,4 @@ def format_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """Rows under a header, columns left-aligned and two spaces apart, no trailing blanks."""
     table = [tuple(header), *(tuple(row) for row in rows)]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table)
