@@ -277,7 +277,7 @@ class Recorder:
                     encoded = encode_args(args)
                 data = (
                     f'{{"seq":{seq},"ts":{time_ns() // 1000}e-6,"session":{self._session_json},'
-                    f'"type":"{EventType.INSTRUMENT_CALL}",{head},"args":{encoded},{middle}'
+                    f'{_CALL_TYPE},{head},"args":{encoded},{middle}'
                     f'"duration":{duration_ns}e-9,"nodeid":{self._nodeid_json if remote is None else _remote_tail(remote)}}}\n'
                 ).encode()
                 try:
@@ -314,6 +314,10 @@ class Recorder:
             self.writer.close()
             if self.hooks.is_registered(self.writer):
                 self.hooks.unregister(self.writer)
+
+
+#: The ``type`` member of every ``InstrumentCall`` line, encoded once.
+_CALL_TYPE = f'"type":"{EventType.INSTRUMENT_CALL.value}"'
 
 
 def _writer_failed(exc: Exception, event: dict[str, Any]) -> None:
