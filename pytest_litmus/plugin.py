@@ -7,7 +7,7 @@ fixtures: no VISA import, no file written, no per-test hook.
 Under pytest-xdist the controller holds the session: its instruments, locks and
 event log, served to the workers by an instrument server whose connection file
 reaches them in ``workerinput``. Each worker joins that session
-(:meth:`StationConnection.join`), so one run is one session directory.
+(a :class:`~pytest_litmus.sharing.JoinedStation`), so one run is one session directory.
 """
 
 from __future__ import annotations
