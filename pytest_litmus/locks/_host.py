@@ -41,6 +41,7 @@ from pytest_litmus.locks._records import (
     LOCK_SUFFIX,
     LockFiles,
     check_lock_name,
+    list_folder,
     lock_key,
     locks_dir,
     try_unlink,
@@ -229,12 +230,7 @@ class HostBackend(LockBackend):
     def list(self) -> list[LockState]:
         """``held``: a process holds it (holders: the live records); ``stale``: records name a
         holder but nobody holds the lock (the holder died); ``free``: neither."""
-        try:
-            names = os.listdir(self.folder)
-        except FileNotFoundError:
-            return []
-        except PermissionError:
-            raise denied(self.folder, "list the locks in", "r") from None
+        names = list_folder(self.folder, "list the locks in")
         keys = [n[: -len(LOCK_SUFFIX)] for n in names if n.endswith(LOCK_SUFFIX)]
         return sorted((_lock_state(LockFiles(self.folder, k)) for k in keys), key=lambda s: s.resource)
 

@@ -136,6 +136,18 @@ def inode(path: str) -> int | None:
         return None
 
 
+def list_folder(folder: str, doing: str) -> list[str]:
+    """The names in ``folder`` (none if it does not exist); :class:`AccessDenied` saying what was being done."""
+    try:
+        return os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    except PermissionError:
+        from pytest_litmus.locks._perms import denied
+
+        raise denied(folder, doing, "r") from None
+
+
 class LockFiles(NamedTuple):
     """The files of one lock, as plain strings (pathlib costs more than the syscalls here)."""
 
@@ -158,14 +170,7 @@ class LockFiles(NamedTuple):
     def record_paths(self) -> list[str]:
         """Paths of every holder record of this lock."""
         prefix = f"{self.key}."
-        try:
-            names = os.listdir(self.folder)
-        except FileNotFoundError:
-            return []
-        except PermissionError:
-            from pytest_litmus.locks._perms import denied
-
-            raise denied(self.folder, "list the holder records in", "r") from None
+        names = list_folder(self.folder, "list the holder records in")
         return [os.path.join(self.folder, n) for n in names if n.startswith(prefix) and n.endswith(RECORD_SUFFIX)]
 
     def records(self) -> list[dict[str, Any]]:
