@@ -34,6 +34,8 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
     """One simulated instrument; every method takes :attr:`cond` (re-entrant)."""
 
     cond: threading.Condition
+    #: the re-entrant lock under :attr:`cond`: entering it directly skips ``Condition.__enter__`` (a Python frame)
+    mutex: Any
     status: StatusModel
     locks: ResourceLocks
     extension: DeviceExtension
@@ -52,8 +54,12 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
         return device
 
     def _setup(self, extension: DeviceExtension, on_service_request: Callable[[SimDevice], None]) -> None:
-        self.cond = threading.Condition(threading.RLock())
+        self.mutex = threading.RLock()
+        self.cond = threading.Condition(self.mutex)
         self.extension = extension
+        self._operations_by_header: dict[str, Operation] = {}
+        for operation in extension.operations:  # the first of a header wins, as in DeviceExtension.operation_for
+            self._operations_by_header.setdefault(operation.command.upper(), operation)
         self.service_requests = extension.service_requests
         self.serial_poll = extension.serial_poll
         self.triggers = 0
@@ -99,7 +105,7 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
     # -- bus messages ----------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        with self.cond:
+        with self.mutex:
             super().write(data)
             self.status.update()
             self.cond.notify_all()
@@ -136,17 +142,18 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
         text = query.decode("utf-8", "replace").strip()
         header, _, argument = text.partition(" ")
         header = header.upper()
-        reply = self.status.execute(header, argument.strip())
-        if reply is WAIT:
-            self.cond.wait_for(lambda: self.status.pending == 0)
-            return NoResponse
-        if reply is NO_RESPONSE:
-            return NoResponse
-        if isinstance(reply, str):
-            return reply.encode()
-        if header == "*RST":
-            self._abort_operations()
-        operation = self.extension.operation_for(text)
+        if header.startswith("*"):  # only common commands reach the status model
+            reply = self.status.execute(header, argument.strip())
+            if reply is WAIT:
+                self.cond.wait_for(lambda: self.status.pending == 0)
+                return NoResponse
+            if reply is NO_RESPONSE:
+                return NoResponse
+            if isinstance(reply, str):
+                return reply.encode()
+            if header == "*RST":
+                self._abort_operations()
+        operation = self._operations_by_header.get(header)
         if operation is not None:
             self._start(operation)
         self._invalid_setting = False
@@ -158,19 +165,27 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
         return response
 
     def _match_setters(self, query: bytes) -> Any:
+        """pyvisa-sim's own setter match, parsing once, plus EXE for a value out of range.
+
+        The loop is pyvisa-sim's (``Component._match_setters``); re-implemented so a
+        setter is parsed once rather than once here and once in the base class.
+        """
         text = query.decode("utf-8", "replace")
-        for name, parser, _response, _error in self._setters:
+        for name, parser, response, error_response in self._setters:
             try:
                 value = parser(text)
             except ValueError:
                 continue
             try:
-                self._properties[name].validate_value(value)
+                self._properties[name].set_value(value)
+                return response
             except ValueError:
-                self._invalid_setting = True
-                self.status.set_event(EXE)
-            break
-        return super()._match_setters(query)
+                if not self._invalid_setting:
+                    self._invalid_setting = True
+                    self.status.set_event(EXE)
+                if isinstance(error_response, bytes):
+                    return error_response
+        return None
 
     def error_response(self, error_key: str) -> bytes | None:
         if error_key == "command_error" and not self._invalid_setting:

@@ -90,8 +90,10 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
         handle, status = super().open(session, resource_name, access_mode, open_timeout)
         if status != StatusCode.success:
             return handle, status
-        device = self._device_of(handle)
-        assert device is not None
+        device = getattr(self.sessions.get(handle), "device", None)
+        if not isinstance(device, SimDevice):  # not one of this file's devices (cannot happen: adopted in _init)
+            self.close(handle)
+            return 0, self._check(None, StatusCode.error_resource_not_found)
         with device.cond:
             self._events[handle] = _SessionEvents(device)
         lock_type = None
@@ -122,7 +124,7 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
         if device is None:
             result: tuple[int, StatusCode] = super().write(session, data)
             return result
-        with device.cond:
+        with device.mutex:
             if not device.locks.allows(session):
                 return 0, self._check(session, StatusCode.error_resource_locked)
             count, status = super().write(session, data)
@@ -133,11 +135,10 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
         if device is None:
             result: tuple[bytes, StatusCode] = super().read(session, count)
             return result
-        timeout, _ = self.sessions[session].get_attribute(constants.ResourceAttribute.timeout_value)
-        with device.cond:
+        with device.mutex:
             if not device.locks.allows(session):
                 return b"", self._check(session, StatusCode.error_resource_locked)
-            if not device.cond.wait_for(device.has_output, timeout_seconds(timeout)):
+            if not device.has_output() and not device.cond.wait_for(device.has_output, self._timeout_s(session)):
                 if not device.status.answer_deferred:
                     device.query_unterminated()
                 return b"", self._check(session, StatusCode.error_timeout)
@@ -278,8 +279,16 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
 
     # -- helpers ---------------------------------------------------------------
 
+    def _timeout_s(self, session: Any) -> float | None:
+        timeout, _ = self.sessions[session].get_attribute(constants.ResourceAttribute.timeout_value)
+        return timeout_seconds(timeout)
+
     def _check(self, session: Any, code: StatusCode) -> StatusCode:
         """pyvisa's convention: record the status, raise ``VisaIOError`` if it is an error."""
+        if code is StatusCode.success:  # the common case, without handle_return_value's enum lookup
+            self._last_status = code
+            self._last_status_in_session[session] = code
+            return code
         status: StatusCode = self.handle_return_value(session, code)
         return status
 
@@ -294,9 +303,8 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
         return state
 
     def _device_of(self, session: Any) -> SimDevice | None:
-        sess = self.sessions.get(session)
-        device = getattr(sess, "device", None)
-        return device if isinstance(device, SimDevice) else None
+        state = self._events.get(session)
+        return None if state is None else state.device
 
     def _io_status(self, session: Any, device: SimDevice, *, supported: bool = True) -> StatusCode:
         if not supported:

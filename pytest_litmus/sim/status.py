@@ -133,6 +133,10 @@ class StatusModel:
 
     def update(self) -> None:
         """Re-evaluate the summary; a newly set enabled bit is a new service request."""
+        if not self.sre:  # nothing enabled: no summary, no request (the common case, kept cheap)
+            self._rqs = False
+            self._summary = 0
+            return
         summary = self.status_byte() & self.sre & ~RQS
         if summary & ~self._summary:
             self._rqs = True

@@ -149,3 +149,15 @@ def test_a_thread_blocks_on_the_lock_until_the_holder_releases(rm: Any) -> None:
     assert not thread.is_alive()
     assert failed_at_once == [Status.error_resource_locked]
     assert order == ["holder unlocks", "contender locked"]
+
+
+def test_last_status_follows_each_call(rm: Any) -> None:
+    """A refused write leaves ``last_status`` at the error; the next successful one puts it back."""
+    dmm, other = open_dmm(rm), open_dmm(rm)
+    dmm.lock_excl(timeout=0)
+    assert error_code(other.write, "*CLS") == Status.error_resource_locked
+    assert other.last_status == Status.error_resource_locked
+    dmm.unlock()
+    other.write("*CLS")
+    assert other.last_status == Status.success
+    assert rm.visalib.last_status == Status.success
