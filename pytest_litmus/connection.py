@@ -9,16 +9,28 @@ pointed at an instrument server, a
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
 from pytest_litmus import settings
 from pytest_litmus.errors import LitmusError
 from pytest_litmus.holder import StationConnection
 from pytest_litmus.hooks import LitmusPluginManager
 from pytest_litmus.sharing.files import ENV_ADDRESS, find_server_info
-from pytest_litmus.sharing.joined import JoinedStation
 from pytest_litmus.station import SESSION_OUTCOMES, SessionOutcome, Station
 
+if TYPE_CHECKING:
+    from pytest_litmus.sharing.joined import JoinedStation
+
 __all__ = ["SESSION_OUTCOMES", "JoinedStation", "SessionOutcome", "Station", "StationConnection", "connect"]
+
+
+def __getattr__(name: str) -> Any:
+    """``JoinedStation`` on first use: a run that joins no server does not load the client."""
+    if name == "JoinedStation":
+        from pytest_litmus.sharing.joined import JoinedStation
+
+        return JoinedStation
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def connect(
@@ -52,6 +64,8 @@ def connect(
                 raise LitmusError(
                     f"instrument server {address} holds the real instruments of {info.station!r}; mock=True cannot join it"
                 )
+            from pytest_litmus.sharing.joined import JoinedStation
+
             return JoinedStation(info, hooks=hooks)
         if server is not None:  # an inherited $LITMUS_SERVER of another station is simply not joined
             raise LitmusError(f"instrument server {address} serves station {info.station!r}, not {station!r}")

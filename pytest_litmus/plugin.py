@@ -51,6 +51,8 @@ class Active:
     #: The controller's: ``host:port`` of the instrument server the workers join.
     server_address: str | None = None
     workers: int = 1
+    #: The test running now (set by :class:`PerTestPlugin`), to which ``measure`` attributes measurements.
+    item: pytest.Item | None = None
 
 
 ACTIVE = pytest.StashKey[Active]()
@@ -80,6 +82,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except LitmusError as exc:
         raise pytest.UsageError(f"litmus: {exc}") from None
     if active is None:
+        config.pluginmanager.register(_idle_fixtures(), "litmus-idle")
         return
     _place_in_xdist(config, active)
     config.stash[ACTIVE] = active
@@ -88,7 +91,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(PytestBridge(active.hooks), "litmus-hook-bridge")
     if not os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):  # what connect() loads, pytest loads too
         active.hooks.load_setuptools_entrypoints("litmus", blocked=config.pluginmanager.is_blocked)
-    config.pluginmanager.register(_role_fixtures(active.station), "litmus-roles")
+    config.pluginmanager.register(_station_fixtures(active), "litmus-roles")
     config.pluginmanager.register(SessionPlugin(active), "litmus-session")
     if active.xdist == "controller":
         config.pluginmanager.register(XdistController(active), "litmus-xdist-controller")
@@ -130,9 +133,26 @@ def _resolve(config: pytest.Config) -> Active | None:
     )
 
 
-def _role_fixtures(config: StationConfig) -> types.ModuleType:
-    """A plugin module with one session-scoped fixture per role, named after it."""
+def _station_fixtures(active: Active) -> types.ModuleType:
+    """A plugin module with ``station``, ``measure`` and one session-scoped fixture per role, named after it.
+
+    None of them asks for ``request`` or ``pytestconfig``: pytest builds a new
+    ``request`` fixture definition each time one is asked for, for every test
+    whose closure holds it (~10 us each). ``measure`` finds the running test
+    through :class:`PerTestPlugin` instead.
+    """
+    config = active.station
     module = types.ModuleType(f"pytest_litmus.roles[{config.id}]")
+
+    def station() -> Station:
+        if active.connection is None:
+            pytest.fail(f"litmus: the session of station {config.id!r} is not open", pytrace=False)
+        return active.connection
+
+    def measure(station: Station) -> Measure:
+        return Measure(station, active)
+
+    _add_fixtures(module, station=station, measure=measure)
 
     def make(role: str) -> Any:
         def fixture(station: Station) -> Any:
@@ -147,6 +167,39 @@ def _role_fixtures(config: StationConfig) -> types.ModuleType:
     for role in config.roles:
         setattr(module, f"litmus_role_{role}", make(role))
     return module
+
+
+def _idle_fixtures() -> types.ModuleType:
+    """``station`` and ``measure`` of a run without a station: they say how to select one."""
+    module = types.ModuleType("pytest_litmus.idle")
+
+    def station() -> Station:
+        pytest.fail(
+            "no station selected: pass --station ID, set LITMUS_STATION or the litmus_station ini key, "
+            "or default_station in litmus.yaml",
+            pytrace=False,
+        )
+
+    def measure(station: Station) -> Measure:
+        raise AssertionError("unreachable: the station fixture fails first")  # pragma: no cover
+
+    _add_fixtures(module, station=station, measure=measure)
+    return module
+
+
+def _add_fixtures(module: types.ModuleType, **fixtures: Any) -> None:
+    """Session-scoped fixtures into a plugin module, with the documentation the user sees in ``--fixtures``."""
+    for name, function in fixtures.items():
+        function.__doc__ = _FIXTURE_DOCS[name]
+        setattr(module, name, pytest.fixture(scope="session", name=name)(function))
+
+
+_FIXTURE_DOCS = {
+    "station": "The session's :class:`~pytest_litmus.station.Station`: instruments by role, events, "
+    "locks held for the session.",
+    "measure": "``measure(name, value, *, units=None, low=None, high=None)``: record a measurement for the "
+    "running test; outside ``low``..``high`` the test fails after its body.",
+}
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -169,34 +222,24 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 # ---------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="session")
-def station(pytestconfig: pytest.Config) -> Station:
-    """The session's :class:`~pytest_litmus.station.Station`: instruments by role, events, locks held for the session."""
-    active = pytestconfig.stash.get(ACTIVE, None)
-    if active is None or active.connection is None:
-        pytest.fail(
-            "no station selected: pass --station ID, set LITMUS_STATION or the litmus_station ini key, "
-            "or default_station in litmus.yaml",
-            pytrace=False,
-        )
-    return active.connection
-
-
 class Measure:
-    """The ``measure`` fixture's value: call it to record a measurement for this test."""
+    """The ``measure`` fixture's value: call it to record a measurement for the running test."""
 
-    def __init__(self, connection: Station, item: pytest.Item) -> None:
+    def __init__(self, connection: Station, active: Active) -> None:
         self._connection = connection
-        self._item = item
+        self._active = active
 
     def __call__(
         self, name: str, value: Any, *, units: str | None = None, low: Any = None, high: Any = None
     ) -> Measurement:
         """Record ``value`` as ``name``; outside ``low``..``high`` the test fails after its body."""
         m = self._connection.measure(name, value, units=units, low=low, high=high)
-        self._item.stash.setdefault(MEASUREMENTS, []).append(m)
+        item = self._active.item
+        if item is None:  # between tests (a session fixture's teardown): recorded, judged by no test
+            return m
+        item.stash.setdefault(MEASUREMENTS, []).append(m)
         prefix = f"measurement.{name}"
-        self._item.user_properties.extend(
+        item.user_properties.extend(
             [
                 (prefix, value),
                 (f"{prefix}.units", m.units or ""),
@@ -209,14 +252,9 @@ class Measure:
 
     @property
     def failed(self) -> list[Measurement]:
-        """This test's out-of-limit measurements so far."""
-        return [m for m in self._item.stash.get(MEASUREMENTS, []) if not m.passed]
-
-
-@pytest.fixture
-def measure(request: pytest.FixtureRequest, station: Station) -> Measure:
-    """``measure(name, value, *, units=None, low=None, high=None)``: record a measurement for this test."""
-    return Measure(station, request.node)
+        """The running test's out-of-limit measurements so far."""
+        item = self._active.item
+        return [] if item is None else [m for m in item.stash.get(MEASUREMENTS, []) if not m.passed]
 
 
 @pytest.fixture
@@ -362,15 +400,26 @@ class PerTestPlugin:
     #: Whether passed tests' report sections are shown (``-rP`` / ``-rA``).
     show_passed: bool = False
 
-    def pytest_runtest_logstart(self, nodeid: str) -> None:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> None:
+        """Before the test's setup: ``measure`` and the event log attribute to it from here on."""
+        self.active.item = item
         if self.active.connection is not None:
-            self.active.connection.test_started(nodeid)
-        self.reports[nodeid] = {}
+            self.active.connection.test_started(item.nodeid)
+        self.reports[item.nodeid] = {}
 
+    @pytest.hookimpl(tryfirst=True)  # sections added before others (xdist's worker, junitxml) see the report
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.reports.setdefault(report.nodeid, {})[report.when] = report
+        if report.when == "setup" and report.failed:
+            self._explain_missing_role(report)
+        elif report.when == "call" and (report.failed or self.show_passed) and self.active.item is not None:
+            measured = self.active.item.stash.get(MEASUREMENTS, None)
+            if measured:  # shown with a failure (or -rP / -rA): not worth formatting for every passed test
+                report.sections.append(("litmus measurements", "\n".join(m.describe() for m in measured)))
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        self.active.item = None
         reports = self.reports.pop(nodeid, {})
         if self.active.connection is None:
             return
@@ -387,35 +436,23 @@ class PerTestPlugin:
             pytest.fail(f"{len(failed)} measurement(s) out of limits:\n{lines}", pytrace=False)
         return result
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        if call.when == "setup" and call.excinfo is not None:
-            self._explain_missing_role(call.excinfo.value, report)
-        if call.when == "call" and (report.failed or self.show_passed):
-            measured = item.stash.get(MEASUREMENTS, None)
-            if measured:  # shown with a failure (or -rP / -rA): not worth formatting for every passed test
-                report.sections.append(("litmus measurements", "\n".join(m.describe() for m in measured)))
-        return report
-
-    def _explain_missing_role(self, error: BaseException, report: pytest.TestReport) -> None:
+    def _explain_missing_role(self, report: pytest.TestReport) -> None:
         """A missing fixture in a station run is most likely a role the station lacks: say so.
 
-        The first line of pytest's own message is replaced in the report (pytest's
-        ``FixtureLookupErrorRepr.errorstring``), not in the exception, whose
-        formatting differs between pytest versions.
+        The first line of pytest's own message is replaced in the report's
+        ``FixtureLookupErrorRepr.errorstring``, whose formatting is stable across
+        pytest versions, unlike the exception's.
         """
-        if not isinstance(error, pytest.FixtureLookupError) or error.msg is not None or not error.argname:
-            return
+        argname = getattr(report.longrepr, "argname", None)
         errorstring = getattr(report.longrepr, "errorstring", None)
-        if not isinstance(errorstring, str):
+        if not argname or not isinstance(errorstring, str):
+            return
+        first, _, rest = errorstring.partition("\n")
+        if f"fixture '{argname}' not found" not in first:
             return
         st = self.active.station
-        first, _, rest = errorstring.partition("\n")
         hint = (
-            f"fixture {error.argname!r} not found: station {st.id!r} ({st.path}) has no role {error.argname!r}; "
+            f"fixture {argname!r} not found: station {st.id!r} ({st.path}) has no role {argname!r}; "
             f"its roles are: {', '.join(st.roles)}"
         )
-        report.longrepr.errorstring = f"{hint}\n{rest}" if "not found" in first else f"{hint}\n{errorstring}"  # type: ignore[union-attr]
+        report.longrepr.errorstring = f"{hint}\n{rest}"  # type: ignore[union-attr]

@@ -406,3 +406,31 @@ def test_role_fixtures_serve_session_fixtures_and_calls_belong_to_the_running_te
     ]
     (measurement,) = [e for e in events if e["type"] == "Measurement"]
     assert measurement["nodeid"].endswith("::test_second")
+
+
+def test_measure_works_from_a_session_fixture(station_project: pytest.Pytester) -> None:
+    """``measure`` is session-scoped: a session fixture's measurement belongs to the test being set up."""
+    station_project.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def calibrated(measure, dmm):
+            measure("cal_offset", 0.5, units="V", high=0.01)
+            return True
+
+        def test_first(calibrated, measure):
+            measure("rail", 3.3, units="V", low=3.2, high=3.4)
+
+        def test_second(calibrated, measure):
+            assert measure.failed == []
+        """
+    )
+    result = station_project.runpytest("--station", "cell-7", "--mock")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*_ test_first _*", "1 measurement(s) out of limits:", "*cal_offset = 0.5 V*"])
+    measurements = {e["name"]: e["nodeid"] for e in session_events(station_project) if e["type"] == "Measurement"}
+    assert measurements == {
+        "cal_offset": "test_measure_works_from_a_session_fixture.py::test_first",
+        "rail": "test_measure_works_from_a_session_fixture.py::test_first",
+    }

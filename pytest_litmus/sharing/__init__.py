@@ -7,29 +7,74 @@ station; :class:`JoinedStation` is the other implementation of the protocol.
 
 from __future__ import annotations
 
-from pytest_litmus.errors import RemoteCallError, ServerUnavailable
-from pytest_litmus.sharing.client import (
-    RemoteInstrument,
-    RemoteSrqWaiter,
-    RemoteStation,
-    connect_remote,
-    remote_role,
-)
-from pytest_litmus.sharing.files import (
-    ENV_ADDRESS,
-    ENV_FILE,
-    SERVERS_DIR,
-    ConnectionFileWarning,
-    ServerInfo,
-    find_server,
-    find_server_info,
-    list_servers,
-    scan_servers,
-    trust_problem,
-)
-from pytest_litmus.sharing.joined import JoinedStation
-from pytest_litmus.sharing.server import DEFAULT_MAX_CLIENTS, InstrumentServer, serve
-from pytest_litmus.sharing.wire import CALL_MARGIN, CALLER_KEYS, HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, identity
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_litmus.errors import RemoteCallError, ServerUnavailable
+    from pytest_litmus.sharing.client import (
+        RemoteInstrument,
+        RemoteSrqWaiter,
+        RemoteStation,
+        connect_remote,
+        remote_role,
+    )
+    from pytest_litmus.sharing.files import (
+        ENV_ADDRESS,
+        ENV_FILE,
+        SERVERS_DIR,
+        ConnectionFileWarning,
+        ServerInfo,
+        find_server,
+        find_server_info,
+        list_servers,
+        scan_servers,
+        trust_problem,
+    )
+    from pytest_litmus.sharing.joined import JoinedStation
+    from pytest_litmus.sharing.server import DEFAULT_MAX_CLIENTS, InstrumentServer, serve
+    from pytest_litmus.sharing.wire import CALL_MARGIN, CALLER_KEYS, HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, identity
+
+# Imported on first use (PEP 562): a run that neither serves nor joins (most runs) loads only
+# ``sharing.files``, not the client, server, pickle and multiprocessing.
+_HOME = {
+    "RemoteCallError": "pytest_litmus.errors",
+    "ServerUnavailable": "pytest_litmus.errors",
+    **dict.fromkeys(
+        ("RemoteInstrument", "RemoteSrqWaiter", "RemoteStation", "connect_remote", "remote_role"),
+        "pytest_litmus.sharing.client",
+    ),
+    **dict.fromkeys(
+        (
+            "ENV_ADDRESS",
+            "ENV_FILE",
+            "SERVERS_DIR",
+            "ConnectionFileWarning",
+            "ServerInfo",
+            "find_server",
+            "find_server_info",
+            "list_servers",
+            "scan_servers",
+            "trust_problem",
+        ),
+        "pytest_litmus.sharing.files",
+    ),
+    "JoinedStation": "pytest_litmus.sharing.joined",
+    **dict.fromkeys(("DEFAULT_MAX_CLIENTS", "InstrumentServer", "serve"), "pytest_litmus.sharing.server"),
+    **dict.fromkeys(
+        ("CALL_MARGIN", "CALLER_KEYS", "HANDSHAKE_TIMEOUT", "MAX_HANDSHAKES", "identity"), "pytest_litmus.sharing.wire"
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CALLER_KEYS",
@@ -59,3 +104,7 @@ __all__ = [
     "serve",
     "trust_problem",
 ]
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
