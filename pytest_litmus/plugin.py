@@ -433,7 +433,8 @@ class PerTestPlugin:
         failed = [m for m in item.stash.get(MEASUREMENTS, []) if not m.passed]
         if failed:
             lines = "\n".join(f"  {m.describe()}" for m in failed)
-            pytest.fail(f"{len(failed)} measurement(s) out of limits:\n{lines}", pytrace=False)
+            names = ", ".join(m.name for m in failed)  # on the first line: what `litmus show` prints
+            pytest.fail(f"{len(failed)} measurement(s) out of limits: {names}\n{lines}", pytrace=False)
         return result
 
     def _explain_missing_role(self, report: pytest.TestReport) -> None:

@@ -170,7 +170,7 @@ def test_out_of_limit_measurements_fail_the_test_after_its_body(station_project:
     result.stdout.fnmatch_lines(
         [
             "*_ test_rails _*",
-            "2 measurement(s) out of limits:",
+            "2 measurement(s) out of limits: low_rail, ripple",
             esc("  low_rail = 1.0 V, limits [3.2, 3.4]: failed"),
             esc("  ripple = 0.5 V, limits [-inf, 0.01]: failed"),
             "*- litmus measurements -*",
@@ -428,7 +428,7 @@ def test_measure_works_from_a_session_fixture(station_project: pytest.Pytester) 
     )
     result = station_project.runpytest("--station", "cell-7", "--mock")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*_ test_first _*", "1 measurement(s) out of limits:", "*cal_offset = 0.5 V*"])
+    result.stdout.fnmatch_lines(["*_ test_first _*", "1 measurement(s) out of limits: cal_offset", "*cal_offset = 0.5 V*"])
     measurements = {e["name"]: e["nodeid"] for e in session_events(station_project) if e["type"] == "Measurement"}
     assert measurements == {
         "cal_offset": "test_measure_works_from_a_session_fixture.py::test_first",
