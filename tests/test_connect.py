@@ -154,3 +154,16 @@ def test_srq_waiter_from_connect_and_its_timeout(project: Path) -> None:
     waits = station.events("SrqWait", role="dmm")
     assert [w["outcome"] for w in waits] == ["srq", "timeout"]
     assert {w["mechanism"] for w in waits} == {"event"}
+
+
+def test_session_versions_match_the_installed_distributions() -> None:
+    """``SessionStarted.versions`` takes imported modules' ``__version__``: it must be what is installed."""
+    from importlib.metadata import version
+
+    import pyvisa_sim  # noqa: F401 - imported, so its __version__ is used
+
+    from pytest_litmus.holder import _VERSIONED, _versions
+
+    found = _versions()
+    for dist in _VERSIONED:
+        assert found[dist] == version(dist), dist
