@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pytest_litmus.cli._args import count, positive_seconds
 from pytest_litmus.cli._output import format_duration, format_table
 from pytest_litmus.errors import AccessDenied, InvalidName, LitmusError, ReleaseRefused, ResourceInUse
 from pytest_litmus.locks import LockState, NoSuchLock, ReleaseResult, check_lock_name, list_locks, release_lock
@@ -36,8 +37,10 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("locks", help="list instrument locks; release one", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print JSON (one object per refresh with --watch)")
     parser.add_argument("--watch", action="store_true", help="refresh the list until interrupted")
-    parser.add_argument("--interval", type=_positive, default=1.0, metavar="S", help="seconds between refreshes (1)")
-    parser.add_argument("--count", type=int, default=None, metavar="N", help="with --watch: stop after N refreshes")
+    parser.add_argument(
+        "--interval", type=positive_seconds, default=1.0, metavar="S", help="seconds between refreshes (1)"
+    )
+    parser.add_argument("--count", type=count, default=None, metavar="N", help="with --watch: stop after N refreshes")
     parser.set_defaults(func=run_list)
     sub = parser.add_subparsers(dest="locks_command", metavar="ACTION")
     release = sub.add_parser("release", help="free a lock whose holder is gone (or any, with --force)")
@@ -45,13 +48,6 @@ def register(subparsers: Any) -> None:
     release.add_argument("--force", action="store_true", help="break the lock even if its holder is alive")
     release.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the result as JSON")
     release.set_defaults(func=run_release)
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text}")
-    return value
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
