@@ -2,8 +2,9 @@
 
 Exit codes: 0 done; 1 refused (the holder is alive: use ``--force``; another
 user's live lock: only that user or root may force it; a permission problem) or
-another error; 2 usage (a RESOURCE that is a path, has a NUL byte, is overlong);
-3 no such lock.
+another error; 2 usage (a RESOURCE that is a path, has a NUL byte, is overlong),
+or a damaged or unreadable holder record (after the listing, one line on
+stderr names it); 3 no such lock.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from typing import Any
 from pytest_litmus.cli._args import count, positive_seconds
 from pytest_litmus.cli._output import format_duration, format_table
 from pytest_litmus.errors import AccessDenied, InvalidName, LitmusError, ReleaseRefused, ResourceInUse
-from pytest_litmus.locks import LockState, NoSuchLock, ReleaseResult, check_lock_name, list_locks, release_lock
+from pytest_litmus.locks import (
+    LockState,
+    NoSuchLock,
+    ReleaseResult,
+    check_lock_name,
+    damaged_records,
+    list_locks,
+    release_lock,
+)
 from pytest_litmus.processes import current_user
 from pytest_litmus.settings import resolve_data_dir
 
@@ -61,6 +70,11 @@ def run_list(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
     if not args.watch:
         _show(data_dir, args.json)
+        damaged = damaged_records(data_dir)
+        if damaged:  # after the listing, which skipped them: one line, exit 2
+            if len(damaged) > 1:
+                damaged[0].add_note(f"and {len(damaged) - 1} more damaged holder record(s)")
+            raise damaged[0]
         return EXIT_OK
     shown = 0
     try:
