@@ -5,8 +5,8 @@ which adds its parser and sets ``func(args) -> int`` as the default. Modules are
 discovered, so a new subcommand is a new file.
 
 Errors end a command here, as one line on stderr, never a traceback: a bad
-argument, a damaged file (:class:`~pytest_litmus.errors.CorruptFile`), or a file
-that cannot be read exit 2; other litmus errors exit 1.
+argument or setting, a damaged file (:class:`~pytest_litmus.errors.CorruptFile`),
+or a file that cannot be read exit 2; other litmus errors exit 1.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from pytest_litmus.errors import CorruptFile, InvalidName, LitmusError
+from pytest_litmus.errors import CorruptFile, InvalidName, LitmusError, StationConfigError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
-    except (InvalidName, CorruptFile) as exc:  # a bad argument (before any file was touched), a damaged file
+    except (InvalidName, CorruptFile, StationConfigError) as exc:  # a bad argument or value, a damaged file
         return _error(exc, EXIT_USAGE)
     except LitmusError as exc:
         return _error(exc, EXIT_ERROR)

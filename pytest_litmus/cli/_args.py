@@ -63,7 +63,7 @@ def positive_seconds(text: str) -> float:
 
 def port(text: str) -> int:
     """A TCP port: 1..65535, or 0 for a free one."""
-    value = _int(text, "a TCP port 0..65535")
+    value = _int(text, "a TCP port 1..65535 (0: a free one)")
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"expected a TCP port 1..65535 (0: a free one), got {text!r}")
     return value
