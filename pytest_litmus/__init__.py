@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_litmus.errors import (
     InstrumentError,
+    LimitError,
     LitmusError,
     LockLost,
     ResourceInUse,
@@ -19,7 +20,7 @@ from pytest_litmus.errors import (
 )
 
 if TYPE_CHECKING:
-    from pytest_litmus.connection import connect
+    from pytest_litmus.connection import StaleServerWarning, connect
     from pytest_litmus.holder import StationConnection
     from pytest_litmus.hookspecs import hookimpl
     from pytest_litmus.sharing.joined import JoinedStation
@@ -30,10 +31,12 @@ __version__ = "0.1.0"
 __all__ = [
     "InstrumentError",
     "JoinedStation",
+    "LimitError",
     "LitmusError",
     "LockLost",
     "ResourceInUse",
     "SrqTimeout",
+    "StaleServerWarning",
     "Station",
     "StationConfigError",
     "StationConnection",
@@ -45,6 +48,7 @@ __all__ = [
 
 _LAZY = {
     "connect": "pytest_litmus.connection",
+    "StaleServerWarning": "pytest_litmus.connection",
     "StationConnection": "pytest_litmus.holder",
     "JoinedStation": "pytest_litmus.sharing.joined",
     "Station": "pytest_litmus.station",

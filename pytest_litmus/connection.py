@@ -9,19 +9,32 @@ pointed at an instrument server, a
 from __future__ import annotations
 
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from pytest_litmus import settings
-from pytest_litmus.errors import LitmusError
+from pytest_litmus.errors import LitmusError, ServerUnavailable
 from pytest_litmus.holder import StationConnection
 from pytest_litmus.hooks import LitmusPluginManager
-from pytest_litmus.sharing.files import ENV_ADDRESS, find_server_info
+from pytest_litmus.sharing.files import ENV_ADDRESS, ServerInfo, find_server_info
 from pytest_litmus.station import SESSION_OUTCOMES, SessionOutcome, Station
 
 if TYPE_CHECKING:
     from pytest_litmus.sharing.joined import JoinedStation
 
-__all__ = ["SESSION_OUTCOMES", "JoinedStation", "SessionOutcome", "Station", "StationConnection", "connect"]
+__all__ = [
+    "SESSION_OUTCOMES",
+    "JoinedStation",
+    "SessionOutcome",
+    "StaleServerWarning",
+    "Station",
+    "StationConnection",
+    "connect",
+]
+
+
+class StaleServerWarning(UserWarning):
+    """``$LITMUS_SERVER`` names no live instrument server, and a mock session was opened instead."""
 
 
 def __getattr__(name: str) -> Any:
@@ -52,23 +65,31 @@ def connect(
     its instruments are the holder's, reached through the server, and events go
     to the holder's log (a :class:`JoinedStation`). Without ``server``,
     ``$LITMUS_SERVER`` (which a holder sets for its children) is joined when it
-    serves ``station`` (or ``station`` is None). See docs/sharing.md.
+    serves ``station`` (or ``station`` is None), and a mock session does not join
+    a holder of real instruments. A ``$LITMUS_SERVER`` that names no live server
+    (its holder ended, or the value is garbage) is ignored with a
+    :class:`StaleServerWarning` by a mock session, and a ``ServerUnavailable``
+    naming the variable otherwise. See docs/sharing.md.
     """
     hooks = LitmusPluginManager()
     hooks.load_setuptools_entrypoints("litmus")
-    address = server or os.environ.get(ENV_ADDRESS)
-    if address:
-        info = find_server_info(address, data_dir)
+    info = _server(server, data_dir) if server else _inherited_server(data_dir, mock)
+    if info is not None:
         if station is None or station == info.station:
             if mock and not info.mock:
-                raise LitmusError(
-                    f"instrument server {address} holds the real instruments of {info.station!r}; mock=True cannot join it"
-                )
-            from pytest_litmus.sharing.joined import JoinedStation
+                if server is None:  # an inherited holder of real instruments: a mock session of our own
+                    info = None
+                else:
+                    raise LitmusError(
+                        f"instrument server {server} holds the real instruments of {info.station!r}; "
+                        "mock=True cannot join it"
+                    )
+            if info is not None:
+                from pytest_litmus.sharing.joined import JoinedStation
 
-            return JoinedStation(info, hooks=hooks)
-        if server is not None:  # an inherited $LITMUS_SERVER of another station is simply not joined
-            raise LitmusError(f"instrument server {address} serves station {info.station!r}, not {station!r}")
+                return JoinedStation(info, hooks=hooks)
+        elif server is not None:  # an inherited $LITMUS_SERVER of another station is simply not joined
+            raise LitmusError(f"instrument server {server} serves station {info.station!r}, not {station!r}")
     resolved = settings.resolve(
         {"station": (station, "station="), "mock": (mock, "mock="), "data_dir": (data_dir, "data_dir=")}
     )
@@ -79,3 +100,29 @@ def connect(
         hooks=hooks,
         lock_timeout=resolved.lock_timeout.value,
     )
+
+
+def _server(address: str, data_dir: str | os.PathLike[str] | None) -> ServerInfo:
+    try:
+        return find_server_info(address, data_dir)
+    except ValueError as exc:  # not host:port
+        raise ServerUnavailable(address, str(exc)) from None
+
+
+def _inherited_server(data_dir: str | os.PathLike[str] | None, mock: bool | None) -> ServerInfo | None:
+    """The server ``$LITMUS_SERVER`` names, if any; a stale or garbage value is ignored by a mock session."""
+    address = os.environ.get(ENV_ADDRESS)
+    if not address:
+        return None
+    try:
+        return _server(address, data_dir)
+    except ServerUnavailable as exc:
+        why = (
+            f"${ENV_ADDRESS}={address!r} (inherited from the environment) names no live instrument server: {exc.reason}"
+        )
+        if mock if mock is not None else settings.resolve_setting("mock").value:
+            warnings.warn(
+                f"litmus: {why}; ignored, a mock session of its own is opened", StaleServerWarning, stacklevel=3
+            )
+            return None
+        raise ServerUnavailable(address, f"{why}; unset {ENV_ADDRESS} to open the station yourself") from None

@@ -15,8 +15,11 @@ from typing import Any
 
 __all__ = [
     "AccessDenied",
+    "CorruptFile",
     "InstrumentError",
     "InvalidName",
+    "LimitError",
+    "LimitTypeError",
     "LitmusError",
     "LockLost",
     "LockModeConflict",
@@ -85,6 +88,42 @@ class StationConfigError(LitmusError, ValueError):
         where = f"{self.file}: " if self.file else ""
         tail = f", got {got!r}" if has_got else ""
         super().__init__(f"{where}{key}: expected {expected}{tail}")
+
+
+class LimitError(LitmusError, ValueError):
+    """A measurement's limits (or its value) cannot be judged: ``name`` is the measurement,
+    ``problem`` what is wrong and ``got`` the value given."""
+
+    def __init__(self, name: str, problem: str, got: Any = None) -> None:
+        self.name = name
+        self.problem = problem
+        self.got = got
+        shown = repr(got)
+        super().__init__(f"measurement {name!r}: {problem}, got {shown if len(shown) <= 80 else shown[:77] + '...'}")
+
+
+class LimitTypeError(LimitError, TypeError):
+    """A limit or a judged value of the wrong type (not a real number)."""
+
+
+class CorruptFile(LitmusError, ValueError):
+    """A file litmus reads (an event file, a holder record) is damaged or not what it should be.
+
+    ``path`` is the file, ``problem`` what is wrong, ``line`` the first bad line
+    of a JSON Lines file (None for the whole file) and ``bad_lines`` how many
+    lines were skipped because of such damage.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], problem: str, *, line: int | None = None, bad_lines: int = 0
+    ) -> None:
+        self.path = os.fspath(path)
+        self.problem = problem
+        self.line = line
+        self.bad_lines = bad_lines
+        where = f"{self.path}: line {line}" if line is not None else self.path
+        skipped = f" ({bad_lines} bad line{'s' if bad_lines != 1 else ''} skipped)" if bad_lines else ""
+        super().__init__(f"{where}: {problem}{skipped}")
 
 
 class UnknownRole(LitmusError, LookupError):

@@ -19,6 +19,7 @@ without duplicates); a ``float`` or ``datetime`` is a time and keeps events with
 from __future__ import annotations
 
 import io
+import json
 import os
 import threading
 import warnings
@@ -28,10 +29,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pytest_litmus.backoff import Backoff
-from pytest_litmus.events import parse_line
 from pytest_litmus.processes import holder_alive, pid_alive
 
-__all__ = ["DEFAULT_POLL", "Follower", "Since", "follow", "iter_follow", "pid_alive"]
+__all__ = ["DEFAULT_POLL", "Follower", "Since", "follow", "iter_follow", "parse_event", "pid_alive"]
 
 MIN_POLL = 0.005
 DEFAULT_POLL = 0.1
@@ -39,6 +39,23 @@ DEFAULT_POLL = 0.1
 Since = int | float | datetime | None
 StopReason = Literal["ended", "timeout", "writer-gone", "stopped"]
 Event = dict[str, Any]
+#: Says what is wrong with an event (None: nothing); a line whose event it faults is skipped as bad.
+Check = Callable[[Event], str | None]
+
+
+def parse_event(raw: bytes) -> tuple[Event | None, str | None]:
+    """One event line as ``(event, None)``, or ``(None, what is wrong)`` when it is not a JSON object."""
+    try:
+        value = json.loads(raw)
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    except ValueError as exc:
+        return None, f"not JSON ({getattr(exc, 'msg', exc)})"
+    except RecursionError:
+        return None, "JSON nested too deeply"
+    if not isinstance(value, dict):
+        return None, f"a JSON {type(value).__name__}, not an object"
+    return value, None
 
 
 def _matcher(event_type: str | Sequence[str] | None, role: str | None, since: Since) -> Callable[[Event], bool]:
@@ -55,11 +72,16 @@ def _matcher(event_type: str | Sequence[str] | None, role: str | None, since: Si
             return False
         if role is not None and event.get("role") != role:
             return False
-        if seq_after is not None and not event.get("seq", 0) > seq_after:
+        if seq_after is not None and not _number(event.get("seq", 0)) > seq_after:
             return False
-        return ts_from is None or event.get("ts", 0.0) >= ts_from
+        return ts_from is None or _number(event.get("ts", 0.0)) >= ts_from
 
     return match
+
+
+def _number(value: Any) -> float:
+    """A ``seq`` or ``ts`` to compare (one of another type never matches a ``since``)."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else -float("inf")
 
 
 class Follower:
@@ -68,7 +90,9 @@ class Follower:
     Iterate it (or call :meth:`drain` for what is there now). Iteration ends on
     ``SessionEnded`` (with ``stop_at_end``), after ``timeout`` seconds, when the
     ``stop`` event is set, or when the session's writer process on this host is
-    gone without ending it; :attr:`stop_reason` says which.
+    gone without ending it; :attr:`stop_reason` says which. Lines that are not
+    JSON objects, or whose event ``check`` faults, are skipped and counted
+    (:attr:`bad_lines`, the first in :attr:`first_bad`).
     """
 
     def __init__(
@@ -82,6 +106,7 @@ class Follower:
         timeout: float | None = None,
         poll: float = DEFAULT_POLL,
         stop: threading.Event | None = None,
+        check: Check | None = None,
     ) -> None:
         self.path = Path(path)
         self.stop_at_end = stop_at_end
@@ -91,6 +116,10 @@ class Follower:
         self.stop_reason: StopReason | None = None
         #: Lines that were not JSON objects (skipped).
         self.bad_lines = 0
+        #: The first skipped line: (line number, what is wrong).
+        self.first_bad: tuple[int, str] | None = None
+        self._check = check
+        self._lineno = 0
         self._match = _matcher(event_type, role, since)
         self._file: io.FileIO | None = None
         self._partial = b""
@@ -115,9 +144,15 @@ class Follower:
         if self.stop_reason is not None:
             return found
         for raw in self._read_lines():
-            event = parse_line(raw) if raw.strip() else None
-            if event is None:
-                self.bad_lines += bool(raw.strip())
+            self._lineno += 1
+            if not raw.strip():
+                continue
+            event, problem = parse_event(raw)
+            if event is not None and self._check is not None:
+                problem = self._check(event)
+            if problem is not None or event is None:
+                self.bad_lines += 1
+                self.first_bad = self.first_bad or (self._lineno, problem or "bad line")
                 continue
             if event.get("type") == "SessionStarted" and isinstance(event.get("pid"), int):
                 self._writer = (event["pid"], str(event.get("host", "")))
@@ -127,6 +162,11 @@ class Follower:
                 self._finish("ended")
                 break
         return found
+
+    @property
+    def torn(self) -> bool:
+        """Whether the file ends in a line without its newline (being written, or cut off by a crash)."""
+        return bool(self._partial.strip())
 
     def _writer_gone(self) -> bool:
         writer = self._writer

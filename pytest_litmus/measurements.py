@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from numbers import Real
 from typing import Any, Literal
 
+from pytest_litmus.errors import LimitError, LimitTypeError
+
 Outcome = Literal["passed", "failed"]
 
 
@@ -15,7 +17,8 @@ class Measurement:
     """One recorded value. ``outcome`` is ``failed`` when it lies outside ``low``..``high``.
 
     Limits are inclusive; a missing limit is open. A measurement with no limits
-    passes once recorded (as in OpenHTF). NaN fails any limit.
+    passes once recorded (as in OpenHTF). A NaN or infinite value fails any limit;
+    NaN or infinite limits are refused.
     """
 
     name: str
@@ -56,28 +59,47 @@ _NUMBERS = (float, int)  # the common types, checked by identity before the slow
 def _check_limit(name: str, which: str, limit: Any) -> float | None:
     if limit is None:
         return None
-    if type(limit) in _NUMBERS:
-        return float(limit)
-    if isinstance(limit, bool) or not isinstance(limit, Real):
-        raise TypeError(f"measurement {name!r}: {which} must be a number or None, got {limit!r}")
-    return float(limit)
+    if type(limit) not in _NUMBERS and (isinstance(limit, bool) or not isinstance(limit, Real)):
+        raise LimitTypeError(name, f"{which} limit must be a real number or None", limit)
+    try:
+        number = float(limit)
+    except OverflowError:
+        raise LimitError(name, f"{which} limit is too large for a float", limit) from None
+    if not math.isfinite(number):
+        raise LimitError(name, f"{which} limit must be finite (None leaves that side open)", limit)
+    return number
+
+
+def _finite(value: Any) -> bool:
+    """Whether a real ``value`` is a finite number (an int always is, however large)."""
+    if type(value) is int:
+        return True
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a Fraction too large for a float: finite, and compared exactly below
+        return True
 
 
 def judge(
     name: str, value: Any, *, units: str | None = None, low: Any = None, high: Any = None, nodeid: str | None = None
 ) -> Measurement:
-    """A :class:`Measurement` with its outcome decided; bad arguments raise ``TypeError`` / ``ValueError``."""
+    """A :class:`Measurement` with its outcome decided.
+
+    Limits must be finite real numbers (or None, an open side) with ``low <= high``;
+    a value judged against limits must be a real number. Anything else raises
+    :class:`~pytest_litmus.errors.LimitError` (``LimitTypeError`` for a wrong type)
+    naming the measurement. A NaN or infinite value fails any limit.
+    """
     if not isinstance(name, str) or not name:
         raise ValueError(f"measurement name must be a non-empty string, got {name!r}")
     lo = _check_limit(name, "low", low)
     hi = _check_limit(name, "high", high)
     if lo is not None and hi is not None and lo > hi:
-        raise ValueError(f"measurement {name!r}: low {lo:g} is above high {hi:g}")
+        raise LimitError(name, f"low limit {lo:g} is above high limit {hi:g}", (low, high))
     outcome: Outcome = "passed"
     if lo is not None or hi is not None:
         if type(value) not in _NUMBERS and (isinstance(value, bool) or not isinstance(value, Real)):
-            raise TypeError(f"measurement {name!r} has limits, so its value must be a number, got {value!r}")
-        number = float(value)
-        if math.isnan(number) or (lo is not None and number < lo) or (hi is not None and number > hi):
+            raise LimitTypeError(name, "has limits, so its value must be a number", value)
+        if not _finite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
             outcome = "failed"
     return Measurement(name, value, units, lo, hi, outcome, nodeid)

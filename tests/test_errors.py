@@ -22,7 +22,10 @@ from pytest_litmus import (
 )
 from pytest_litmus.errors import (
     AccessDenied,
+    CorruptFile,
     InvalidName,
+    LimitError,
+    LimitTypeError,
     LockModeConflict,
     NoSuchLock,
     ReleaseRefused,
@@ -72,6 +75,9 @@ EXAMPLES = [
         hint="make it group-writable",
     ),
     ReleaseRefused("GPIB0::17::INSTR", HOLDER, "op", "ci"),
+    LimitError("vout", "low limit must be finite (None leaves that side open)", float("inf")),
+    LimitTypeError("vout", "low limit must be a real number or None", "3.2"),
+    CorruptFile("/p/sessions/s-1/events.jsonl", "not JSON (Expecting value)", line=7, bad_lines=2),
 ]
 
 
@@ -98,6 +104,9 @@ EXAMPLES = [
                 ValueError,
                 PermissionError,
                 PermissionError,
+                ValueError,
+                TypeError,
+                ValueError,
             ],
             strict=True,
         )

@@ -177,7 +177,7 @@ def test_out_of_limit_measurements_fail_the_test_after_its_body(station_project:
             esc("rail_3v3 = 3.3012 V, limits [3.2, 3.4]: passed"),
         ]
     )
-    result.stdout.fnmatch_lines(["*TypeError: measurement 'x' has limits, so its value must be a number*"])
+    result.stdout.fnmatch_lines(["*LimitTypeError: measurement 'x': has limits, so its value must be a number*"])
     measurements = [e for e in session_events(station_project) if e["type"] == "Measurement"]
     assert [(m["name"], m["outcome"]) for m in measurements] == [
         ("low_rail", "failed"),

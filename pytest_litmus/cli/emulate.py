@@ -7,6 +7,8 @@ import signal
 import sys
 from typing import Any, NoReturn
 
+from pytest_litmus.cli._args import port
+
 EXIT_OK = 0
 
 
@@ -20,7 +22,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("simfile", metavar="SIMFILE", help="pyvisa-sim simulation file (with optional litmus: keys)")
-    parser.add_argument("--port", type=int, default=0, help="TCP port (default 0: a free port, printed)")
+    parser.add_argument("--port", type=port, default=0, help="TCP port 1..65535 (default 0: a free port, printed)")
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; other addresses only when given)"
     )

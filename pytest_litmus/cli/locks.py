@@ -2,8 +2,9 @@
 
 Exit codes: 0 done; 1 refused (the holder is alive: use ``--force``; another
 user's live lock: only that user or root may force it; a permission problem) or
-another error; 2 usage (a RESOURCE that is a path, has a NUL byte, is overlong);
-3 no such lock.
+another error; 2 usage (a RESOURCE that is a path, has a NUL byte, is overlong),
+or a damaged or unreadable holder record (after the listing, one line on
+stderr names it); 3 no such lock.
 """
 
 from __future__ import annotations
@@ -18,9 +19,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pytest_litmus.cli._args import count, positive_seconds
 from pytest_litmus.cli._output import format_duration, format_table
 from pytest_litmus.errors import AccessDenied, InvalidName, LitmusError, ReleaseRefused, ResourceInUse
-from pytest_litmus.locks import LockState, NoSuchLock, ReleaseResult, check_lock_name, list_locks, release_lock
+from pytest_litmus.locks import (
+    LockState,
+    NoSuchLock,
+    ReleaseResult,
+    check_lock_name,
+    damaged_records,
+    list_locks,
+    release_lock,
+)
 from pytest_litmus.processes import current_user
 from pytest_litmus.settings import resolve_data_dir
 
@@ -36,8 +46,10 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("locks", help="list instrument locks; release one", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print JSON (one object per refresh with --watch)")
     parser.add_argument("--watch", action="store_true", help="refresh the list until interrupted")
-    parser.add_argument("--interval", type=_positive, default=1.0, metavar="S", help="seconds between refreshes (1)")
-    parser.add_argument("--count", type=int, default=None, metavar="N", help="with --watch: stop after N refreshes")
+    parser.add_argument(
+        "--interval", type=positive_seconds, default=1.0, metavar="S", help="seconds between refreshes (1)"
+    )
+    parser.add_argument("--count", type=count, default=None, metavar="N", help="with --watch: stop after N refreshes")
     parser.set_defaults(func=run_list)
     sub = parser.add_subparsers(dest="locks_command", metavar="ACTION")
     release = sub.add_parser("release", help="free a lock whose holder is gone (or any, with --force)")
@@ -45,13 +57,6 @@ def register(subparsers: Any) -> None:
     release.add_argument("--force", action="store_true", help="break the lock even if its holder is alive")
     release.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the result as JSON")
     release.set_defaults(func=run_release)
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text}")
-    return value
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -65,6 +70,11 @@ def run_list(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
     if not args.watch:
         _show(data_dir, args.json)
+        damaged = damaged_records(data_dir)
+        if damaged:  # after the listing, which skipped them: one line, exit 2
+            if len(damaged) > 1:
+                damaged[0].add_note(f"and {len(damaged) - 1} more damaged holder record(s)")
+            raise damaged[0]
         return EXIT_OK
     shown = 0
     try:

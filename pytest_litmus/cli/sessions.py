@@ -4,13 +4,17 @@ A session is named by its id or a unique prefix of it: a plain name, checked
 before any file is touched (no path separators, ``..``, NUL or control
 characters, at most 255 characters), and only ever compared with the names
 found in ``sessions/``. Exit codes: 0 done; 1 no such session, an ambiguous
-prefix, or another error; 2 usage (a bad SESSION argument).
+prefix, or another error; 2 usage (a bad SESSION argument), or a damaged or
+unreadable event file: what can be read is printed, then one line on stderr
+names the file and its first bad line.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import re
 import sys
 from collections import Counter
@@ -18,9 +22,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pytest_litmus.cli._args import count
 from pytest_litmus.cli._output import format_duration, format_table
-from pytest_litmus.errors import InvalidName, SessionNotFound
-from pytest_litmus.events import EVENTS_FILE, SESSIONS_DIR, SessionLog, parse_line, read_session
+from pytest_litmus.cli._read import first_event, good_event, read_log
+from pytest_litmus.errors import CorruptFile, InvalidName, SessionNotFound
+from pytest_litmus.events import EVENTS_FILE, SESSIONS_DIR, SessionLog
 from pytest_litmus.processes import holder_alive, identity
 from pytest_litmus.settings import resolve_data_dir
 
@@ -57,7 +63,7 @@ def check_session_id(ref: str) -> str:
 def register(subparsers: Any) -> None:
     sessions = subparsers.add_parser("sessions", help="list sessions, newest first", description=__doc__)
     sessions.add_argument("--json", action="store_true", help="print a JSON list")
-    sessions.add_argument("--limit", type=int, default=None, metavar="N", help="show the newest N only")
+    sessions.add_argument("--limit", type=count, default=None, metavar="N", help="show the newest N only")
     sessions.set_defaults(func=run_sessions)
     show = subparsers.add_parser("show", help="one session: tests, measurements, instruments", description=__doc__)
     show.add_argument("session", metavar="SESSION", help="session id or a unique prefix of it")
@@ -69,11 +75,13 @@ def register(subparsers: Any) -> None:
 
 
 def session_dirs(data_dir: Path) -> list[Path]:
-    """Session directories that hold an event file."""
+    """Session directories that hold an event file (or something by its name, which reading then reports)."""
     root = data_dir / SESSIONS_DIR
     if not root.is_dir():
+        if root.exists():
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(root))
         return []
-    return [d for d in root.iterdir() if (d / EVENTS_FILE).is_file()]
+    return [d for d in root.iterdir() if os.path.lexists(d / EVENTS_FILE)]
 
 
 def find_session(data_dir: Path, ref: str | None) -> Path:
@@ -96,27 +104,24 @@ def find_session(data_dir: Path, ref: str | None) -> Path:
     return found[0]
 
 
-def _first_event(path: Path) -> dict[str, Any] | None:
-    with path.open("rb") as fh:
-        line = fh.readline()
-    return parse_line(line) if line.endswith(b"\n") else None
-
-
 def _last_ended(path: Path) -> dict[str, Any] | None:
     with path.open("rb") as fh:
         size = fh.seek(0, 2)
         fh.seek(max(0, size - TAIL_BYTES))
         lines = fh.read().split(b"\n")[1 if size > TAIL_BYTES else 0 : -1]
     for line in reversed(lines):
-        event = parse_line(line)
+        event = good_event(line)
         if event is not None and event.get("type") == "SessionEnded":
             return event
     return None
 
 
 def _started_ts(path: Path) -> float:
-    first = _first_event(path)
-    return float(first["ts"]) if first and isinstance(first.get("ts"), (int, float)) else path.stat().st_mtime
+    try:
+        first = first_event(path)
+        return float(first["ts"]) if first else path.stat().st_mtime
+    except OSError:  # unreadable: reading it later says so
+        return 0.0
 
 
 # --------------------------------------------------------------------------- summaries
@@ -140,18 +145,25 @@ def writer_running(started: dict[str, Any] | None) -> bool:
     return holder_alive({"pid": started.get("pid"), "host": started.get("host")})
 
 
-def session_row(directory: Path) -> dict[str, Any]:
-    """One line of ``litmus sessions``: read from the file's first line and its end."""
+def session_row(directory: Path) -> tuple[dict[str, Any], CorruptFile | None]:
+    """One line of ``litmus sessions``, and the damage found in the file (None: none seen).
+
+    Read from the file's first line and its end; the whole file only when those
+    do not tell (no ``SessionEnded`` with counts, or a bad line among them).
+    """
     path = directory / EVENTS_FILE
-    started = _first_event(path)
+    started = first_event(path)
     started = started if started and started.get("type") == "SessionStarted" else None
     ended = _last_ended(path)
-    if ended is not None and isinstance(ended.get("counts"), dict):
+    damaged = None
+    if started is not None and ended is not None and isinstance(ended.get("counts"), dict):
         counts = ended["counts"]
     else:
-        counts = count_outcomes(read_session(path).events)
+        log, damaged = read_log(path)
+        started, ended = log.started, log.ended
+        counts = ended["counts"] if ended and ended.get("counts") is not None else count_outcomes(log.events)
     start = float(started["ts"]) if started else None
-    return {
+    row = {
         "id": directory.name,
         "station": started.get("station") if started else None,
         "start": start,
@@ -164,13 +176,24 @@ def session_row(directory: Path) -> dict[str, Any]:
         "pid": started.get("pid") if started else None,
         "path": str(path),
     }
+    return row, damaged
 
 
-def list_sessions(data_dir: Path, limit: int | None = None) -> list[dict[str, Any]]:
-    """Rows for every session, newest first."""
-    rows = [session_row(d) for d in session_dirs(data_dir)]
+def list_sessions(data_dir: Path, limit: int | None = None) -> tuple[list[dict[str, Any]], list[Exception]]:
+    """Rows for every session, newest first; and what could not be read (damaged or unreadable files)."""
+    rows: list[dict[str, Any]] = []
+    problems: list[Exception] = []
+    for directory in session_dirs(data_dir):
+        try:
+            row, damaged = session_row(directory)
+        except OSError as exc:  # unreadable, or a directory where the file should be: not listed
+            problems.append(exc)
+            continue
+        rows.append(row)
+        if damaged is not None:
+            problems.append(damaged)
     rows.sort(key=lambda r: r["start"] or 0.0, reverse=True)
-    return rows[:limit] if limit is not None else rows
+    return (rows[:limit] if limit is not None else rows), problems
 
 
 def summarize(log: SessionLog) -> dict[str, Any]:
@@ -314,13 +337,18 @@ def print_summary(s: dict[str, Any]) -> None:
 
 
 def run_sessions(args: argparse.Namespace) -> int:
-    rows = list_sessions(resolve_data_dir(args.data_dir), args.limit)
+    data_dir = resolve_data_dir(args.data_dir)
+    rows, problems = list_sessions(data_dir, args.limit)
     if args.json:
         print(json.dumps(rows, indent=1))
     elif rows:
         print(session_table(rows))
-    else:
-        print(f"no sessions in {resolve_data_dir(args.data_dir) / SESSIONS_DIR}")
+    elif not problems:
+        print(f"no sessions in {data_dir / SESSIONS_DIR}")
+    if problems:  # after the listing: one line, the first problem and how many files had one
+        if len(problems) > 1:
+            problems[0].add_note(f"and {len(problems) - 1} more damaged or unreadable session file(s)")
+        raise problems[0]
     return EXIT_OK
 
 
@@ -331,9 +359,13 @@ def run_show(args: argparse.Namespace) -> int:
         print(f"litmus show: error: argument SESSION: {exc}", file=sys.stderr)
         return EXIT_USAGE
     directory = find_session(resolve_data_dir(args.data_dir), args.session)
-    summary = summarize(read_session(directory / EVENTS_FILE))
-    if args.json:
-        print(json.dumps(summary, indent=1))
-    else:
-        print_summary(summary)
+    log, damaged = read_log(directory / EVENTS_FILE)
+    if log.events:
+        summary = summarize(log)
+        if args.json:
+            print(json.dumps(summary, indent=1))
+        else:
+            print_summary(summary)
+    if damaged is not None:
+        raise damaged
     return EXIT_OK

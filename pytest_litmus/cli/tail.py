@@ -6,8 +6,10 @@ shown; instrument calls only with ``--calls``; ``--json`` prints the raw lines.
 Reading never blocks or slows the session's writer.
 
 Exit codes: 0 the session ended (or ``--no-follow`` printed it); 1 no such
-session or another error; 2 usage; 3 stopped before the session ended
-(``--timeout`` passed, or its process on this host died without ending it).
+session or another error; 2 usage, or a damaged or unreadable event file (bad
+lines are skipped, then one line on stderr names the file and the first one);
+3 stopped before the session ended (``--timeout`` passed, or its process on
+this host died without ending it).
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from pytest_litmus.cli._args import seconds, seq
 from pytest_litmus.cli._output import format_duration
+from pytest_litmus.cli._read import damage, event_problem
 from pytest_litmus.cli.sessions import counts_text, find_session, measurement_text
 from pytest_litmus.events import EVENTS_FILE
-from pytest_litmus.follow import iter_follow
+from pytest_litmus.follow import Follower
 from pytest_litmus.settings import resolve_data_dir
 
 EXIT_OK = 0
@@ -37,19 +41,23 @@ def register(subparsers: Any) -> None:
     parser.add_argument("session", nargs="?", metavar="SESSION", help="session id or unique prefix (default: newest)")
     parser.add_argument("--json", action="store_true", help="print the raw JSON lines")
     parser.add_argument("--calls", action="store_true", help="show instrument calls too")
-    parser.add_argument("--since", type=int, default=None, metavar="SEQ", help="start after event number SEQ")
-    parser.add_argument("--timeout", type=float, default=None, metavar="S", help="give up after S seconds (exit 3)")
+    parser.add_argument("--since", type=seq, default=None, metavar="SEQ", help="start after event number SEQ")
+    parser.add_argument("--timeout", type=seconds, default=None, metavar="S", help="give up after S seconds (exit 3)")
     parser.add_argument("--no-follow", action="store_true", help="print what is there now and stop")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     directory = find_session(resolve_data_dir(args.data_dir), args.session)
-    follower = iter_follow(directory / EVENTS_FILE, since=args.since, timeout=0.0 if args.no_follow else args.timeout)
+    timeout = 0.0 if args.no_follow else args.timeout
+    follower = Follower(directory / EVENTS_FILE, since=args.since, timeout=timeout, check=event_problem)
     for event in follower:
         line = json.dumps(event, separators=(",", ":")) if args.json else describe(event, calls=args.calls)
         if line is not None:
             print(line, flush=True)
+    damaged = damage(follower)
+    if damaged is not None:
+        raise damaged
     if follower.stop_reason == "ended" or args.no_follow:
         return EXIT_OK
     why = "the timeout passed" if follower.stop_reason == "timeout" else "its process is gone"

@@ -38,7 +38,7 @@ from pytest_litmus.locks._api import (
 )
 from pytest_litmus.locks._host import HostBackend, HostHold, list_locks, release_lock
 from pytest_litmus.locks._owner import Lease, LockOwner
-from pytest_litmus.locks._records import check_lock_name, lock_key, locks_dir
+from pytest_litmus.locks._records import check_lock_name, damaged_records, lock_key, locks_dir
 from pytest_litmus.locks._visa import VISA_SHARED_KEY, VisaBackend, release_visa_lock, take_visa_lock
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "VisaBackend",
     "check_lock_name",
     "check_timeout",
+    "damaged_records",
     "list_locks",
     "lock_key",
     "locks_dir",

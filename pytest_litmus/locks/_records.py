@@ -13,11 +13,13 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from pytest_litmus.atomicfile import write_json
-from pytest_litmus.errors import InvalidName
+from pytest_litmus.errors import CorruptFile, InvalidName
 from pytest_litmus.processes import holder_alive
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "RECORD_SUFFIX",
     "LockFiles",
     "check_lock_name",
+    "damaged_records",
     "lock_key",
     "locks_dir",
 ]
@@ -106,9 +109,68 @@ def read_json(path: str) -> dict[str, Any] | None:
     try:
         with open(path, "rb") as handle:
             data = json.loads(handle.read())
-    except (OSError, ValueError):  # gone, or not ours
+    except (OSError, ValueError, RecursionError):  # gone, or not ours
         return None
     return data if isinstance(data, dict) else None
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int
+
+
+def _is_iso(value: Any) -> bool:
+    try:
+        datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+#: What every holder record has, and of which type (a record is whole: it is written by rename).
+_RECORD_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "pid": (_is_int, "an integer"),
+    "host": (lambda v: isinstance(v, str), "a string"),
+    "resource": (lambda v: isinstance(v, str), "a string"),
+    "mode": (lambda v: v in ("exclusive", "shared"), "exclusive or shared"),
+    "since": (_is_iso, "an ISO time"),
+    "inode": (_is_int, "an integer"),
+    "token": (lambda v: isinstance(v, str), "a string"),
+}
+
+
+def record_problem(path: str) -> str | None:
+    """What is wrong with the holder record at ``path`` (unreadable, not JSON, a field of the wrong type), or None."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:  # its holder just left
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    except (ValueError, RecursionError):
+        return "not JSON" if raw.strip() else "empty file"
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    for key, (ok, expected) in _RECORD_FIELDS.items():
+        if not ok(data.get(key)):
+            return f"{key!r} must be {expected}, got {data.get(key)!r}"[:160]
+    return None
+
+
+def damaged_records(data_dir: str | os.PathLike[str]) -> list[CorruptFile]:
+    """Damaged or unreadable holder records under ``<data_dir>/locks/``, each as a :class:`CorruptFile` saying why."""
+    folder = os.fspath(locks_dir(data_dir))
+    names = sorted(n for n in list_folder(folder, "list the holder records in") if n.endswith(RECORD_SUFFIX))
+    found = []
+    for name in names:
+        problem = record_problem(os.path.join(folder, name))
+        if problem is not None:
+            found.append(CorruptFile(os.path.join(folder, name), f"damaged holder record: {problem}"))
+    return found
 
 
 def unlink(path: str) -> None:

@@ -9,6 +9,7 @@ instrument. There is no serial poll on a socket: poll with ``*STB?``.
 
 from __future__ import annotations
 
+import re
 import socket
 import socketserver
 import threading
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
-from pytest_litmus.errors import StationConfigError
+from pytest_litmus.errors import CorruptFile, LitmusError, StationConfigError
 from pytest_litmus.sim.device import SimDevice
 from pytest_litmus.sim.library import LitmusSimLibrary
 
@@ -78,22 +79,54 @@ class _Server(socketserver.ThreadingTCPServer):
     emulator: Emulator
 
 
+def _load(simulation: str | Path) -> LitmusSimLibrary:
+    """The simulator on ``simulation``: an ``OSError`` if the file is missing or unreadable, a
+    :class:`CorruptFile` naming it if it is no simulation (pyvisa-sim's own error quotes tracebacks)."""
+    from pytest_litmus.sim.library import fresh_sim_library
+
+    Path(simulation).read_bytes()  # missing, a directory, unreadable: an OSError naming the file
+    try:
+        library = fresh_sim_library(simulation)
+    except LitmusError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pyvisa-sim raises anything its parser meets
+        raise CorruptFile(simulation, f"not a pyvisa-sim simulation file: {_last_line(exc)}") from None
+    assert isinstance(library, LitmusSimLibrary)
+    return library
+
+
+def _last_line(exc: BaseException) -> str:
+    """The innermost error of a message that quotes tracebacks (pyvisa-sim's ``Could not parse``, nested reprs)."""
+    text = str(exc)
+    for _ in range(4):  # undo the repr() of each level of quoting
+        text = text.replace("\\\\", "\\").replace("\\n", "\n").replace("\\'", "'")
+    lines = [line.strip(" '\"") for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    for i in range(len(lines) - 1, -1, -1):
+        if re.match(r"[\w.]+(Error|Exception): ", lines[i]):
+            where = lines[i + 1] if i + 1 < len(lines) and lines[i + 1].startswith("in ") else ""
+            return f"{lines[i]} {where}".strip()
+    return lines[-1] if lines else type(exc).__name__
+
+
 class Emulator:
     """Serve ``resource`` of ``simulation`` on ``host:port`` (port 0: a free one)."""
 
     def __init__(
         self, simulation: str | Path, *, resource: str | None = None, host: str = LOOPBACK, port: int = 0
     ) -> None:
-        from pytest_litmus.sim.library import fresh_sim_library
-
-        library = fresh_sim_library(simulation)
-        assert isinstance(library, LitmusSimLibrary)
+        if not 0 <= port <= 65535:
+            raise StationConfigError(None, "--port", "a TCP port 1..65535 (0: a free one)", port)
+        library = _load(simulation)
         self.library = library
         resources = list(library.devices.list_resources())
         if resource is not None:
-            from pyvisa.rname import to_canonical_name
+            from pyvisa.rname import InvalidResourceName, to_canonical_name
 
-            resource = to_canonical_name(resource)
+            try:
+                resource = to_canonical_name(resource)
+            except InvalidResourceName:
+                pass  # refused below, with the resources there are
         if resource is None and len(resources) == 1:
             resource = resources[0]
         if resource is None or resource not in resources:
@@ -102,7 +135,10 @@ class Emulator:
         self.device = library.device(resource)
         self.rm_session, _ = library.open_default_resource_manager()
         self.closed = False
-        self._server = _Server((host, port), _Connection)
+        try:
+            self._server = _Server((host, port), _Connection)
+        except OSError as exc:  # in use, not an address of this machine, not permitted
+            raise OSError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
         self._server.emulator = self
         self._thread: threading.Thread | None = None
 
