@@ -428,7 +428,9 @@ def test_measure_works_from_a_session_fixture(station_project: pytest.Pytester) 
     )
     result = station_project.runpytest("--station", "cell-7", "--mock")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*_ test_first _*", "1 measurement(s) out of limits: cal_offset", "*cal_offset = 0.5 V*"])
+    result.stdout.fnmatch_lines(
+        ["*_ test_first _*", "1 measurement(s) out of limits: cal_offset", "*cal_offset = 0.5 V*"]
+    )
     measurements = {e["name"]: e["nodeid"] for e in session_events(station_project) if e["type"] == "Measurement"}
     assert measurements == {
         "cal_offset": "test_measure_works_from_a_session_fixture.py::test_first",

@@ -38,10 +38,13 @@ def run(args: argparse.Namespace) -> int:
     from pytest_litmus.sim.emulate import Emulator
 
     emulator = Emulator(args.simfile, resource=args.resource, host=args.host, port=args.port)
-    print(emulator.visa_resource, flush=True)
-    print(f"litmus emulate: serving {emulator.resource} of {args.simfile}; Ctrl-C stops", file=sys.stderr, flush=True)
+    # Before the ready line: a supervisor may send SIGTERM the moment it reads it.
     signal.signal(signal.SIGTERM, _terminate)
     try:
+        print(emulator.visa_resource, flush=True)
+        print(
+            f"litmus emulate: serving {emulator.resource} of {args.simfile}; Ctrl-C stops", file=sys.stderr, flush=True
+        )
         emulator.serve_forever()
     except KeyboardInterrupt:
         pass
