@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -118,8 +119,13 @@ def encode_args(args: tuple[Any, ...]) -> str:
 
 
 def cut_text(text: str) -> str:
-    """``text``, or its first :data:`MAX_TEXT` characters and ``...[N chars]``."""
-    return text if len(text) <= MAX_TEXT else f"{text[:MAX_TEXT]}...[{len(text)} chars]"
+    """``text``, or its first :data:`MAX_TEXT` characters and ``...[N chars]`` (a cut text stays as it is)."""
+    if len(text) <= MAX_TEXT or (len(text) <= MAX_TEXT + 32 and _CUT_MARK.fullmatch(text, MAX_TEXT)):
+        return text
+    return f"{text[:MAX_TEXT]}...[{len(text)} chars]"
+
+
+_CUT_MARK = re.compile(r"\.\.\.\[\d+ chars\]")
 
 
 def cut_strings(value: Any) -> Any:

@@ -293,19 +293,20 @@ def _unrecorded(connection: Station, nodeid: str, *, waiting_too: bool = False) 
     missing = connection.unrecorded(nodeid)
     if not (missing or (waiting_too and fault.pending)):
         return None
-    counts = Counter(missing)
-    what = ", ".join(f"{n} {kind} event{'s' * (n != 1)}" for kind, n in counts.items()) or "its TestOutcome"
-    state = f"{fault.pending} event(s) waiting" + (f", {fault.lost} lost" if fault.lost else "")
-    return f"litmus could not record this test ({what}; {state}): cannot write {fault.path}: {fault.reason}"
+    own = ", ".join(f"{n} {kind} event{'s' * (n != 1)}" for kind, n in Counter(missing).items())
+    head = f"{own} not written" if own else "its outcome would not be written"
+    state = f"{fault.pending} events waiting" + (f", {fault.lost} lost" if fault.lost else "")
+    return f"litmus could not record this test: {head} ({state}): cannot write {fault.path}: {fault.reason}"
 
 
-def _fail_teardown(report: pytest.TestReport, problem: str) -> None:
-    """Make a test whose records are missing an error (at teardown), saying why."""
-    if report.failed:
-        report.sections.append(("litmus", problem))
+def _fail_teardown(reports: dict[str, pytest.TestReport], problem: str) -> None:
+    """Make a test whose records are missing an error (at teardown), saying why; a failed one stays as it is."""
+    teardown = reports["teardown"]
+    if any(r.failed for r in reports.values()):
+        teardown.sections.append(("litmus", problem))
         return
-    report.outcome = "failed"
-    report.longrepr = problem
+    teardown.outcome = "failed"
+    teardown.longrepr = problem
 
 
 @dataclass(eq=False)
@@ -440,13 +441,13 @@ class PerTestPlugin:
         reports = {**self.reports.get(nodeid, {}), "teardown": teardown}
         problem = _unrecorded(connection, nodeid, waiting_too=True)  # the outcome would wait behind them
         if problem:
-            _fail_teardown(teardown, problem)
+            _fail_teardown(reports, problem)
         outcome, message = _test_outcome(reports)
         connection.test_finished(nodeid, outcome, sum(r.duration for r in reports.values()), message)
         if not problem:
             problem = _unrecorded(connection, nodeid)
             if problem:
-                _fail_teardown(teardown, problem)
+                _fail_teardown(reports, problem)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
@@ -456,7 +457,7 @@ class PerTestPlugin:
             lines = "\n".join(f"  {m.describe()}" for m in failed)
             pytest.fail(f"{len(failed)} measurement(s) out of limits:\n{lines}", pytrace=False)
         connection = self.active.connection
-        problem = _unrecorded(connection, item.nodeid) if connection is not None else None
+        problem = _unrecorded(connection, item.nodeid, waiting_too=True) if connection is not None else None
         if problem:
             pytest.fail(problem, pytrace=False)
         return result

@@ -22,6 +22,7 @@ from pytest_litmus import (
 )
 from pytest_litmus.errors import (
     AccessDenied,
+    EventsNotWritten,
     InvalidName,
     LockModeConflict,
     NoSuchLock,
@@ -72,6 +73,7 @@ EXAMPLES = [
         hint="make it group-writable",
     ),
     ReleaseRefused("GPIB0::17::INSTR", HOLDER, "op", "ci"),
+    EventsNotWritten("s-1", "/p/sessions/s-1/events.jsonl", 550, [(1001, 1550)], "[Errno 28] No space left on device"),
 ]
 
 
@@ -98,6 +100,7 @@ EXAMPLES = [
                 ValueError,
                 PermissionError,
                 PermissionError,
+                OSError,
             ],
             strict=True,
         )
