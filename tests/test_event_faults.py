@@ -94,7 +94,7 @@ def test_a_failed_write_waits_in_memory_and_reaches_the_file_when_writing_works(
     fault = rec.fault()
     assert fault is not None and fault.pending == 20 and fault.lost == 0
     assert os.strerror(code) in fault.reason
-    assert b"\n" == (tmp_path / "e.jsonl").read_bytes()[-1:]  # the partial line was cut back
+    assert (tmp_path / "e.jsonl").read_bytes()[-1:] == b"\n"  # the partial line was cut back
     disk.errno = None
     rec.emit("B", {})
     assert rec.fault() is None and rec.unrecorded("t::x") == []
@@ -237,7 +237,7 @@ def test_a_with_block_that_raised_keeps_its_error_and_gets_a_note(project: Path,
 
 def test_an_event_file_that_cannot_be_created_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "home").write_text("a file where the data dir should be")
-    with pytest.raises(EventsNotWritten, match="cannot create the event file .*events.jsonl"):
+    with pytest.raises(EventsNotWritten, match=r"cannot create the event file .*events\.jsonl"):
         start_session(tmp_path / "home")
 
 
@@ -256,7 +256,9 @@ def test_a_one_megabyte_string_is_cut_at_max_text_in_every_event(project: Path) 
     cut = f"{'n' * MAX_TEXT}...[{len(huge)} chars]"
     events = read_session(station.event_log).events
     (m,) = [e for e in events if e["type"] == EventType.MEASUREMENT]
-    assert m["name"] == cut and m["units"] == cut and m["nodeid"] == f"t::{'n' * (MAX_TEXT - 3)}...[{len(huge) + 3} chars]"
+    assert (
+        m["name"] == cut and m["units"] == cut and m["nodeid"] == f"t::{'n' * (MAX_TEXT - 3)}...[{len(huge) + 3} chars]"
+    )
     (obs,) = [e for e in events if e["type"] == EventType.OBSERVATION]
     assert obs["value"] == cut
     (write,) = [e for e in events if e.get("method") == "write"]
@@ -422,7 +424,9 @@ def test_under_pytest_unrecorded_tests_fail_and_the_session_exits_3_with_one_lin
 ) -> None:
     station_project.makeconftest(INJECTED)
     station_project.makepyfile(test_board=SUITE.replace("{code}", code))
-    result = station_project.runpytest("--station=cell-7", "--mock", "-W", "error::pytest_litmus.hooks.SubscriberWarning")
+    result = station_project.runpytest(
+        "--station=cell-7", "--mock", "-W", "error::pytest_litmus.hooks.SubscriberWarning"
+    )
     result.assert_outcomes(passed=2, failed=2)
     assert result.ret == pytest.ExitCode.INTERNAL_ERROR
     reason = os.strerror(getattr(errno, code))
@@ -438,7 +442,7 @@ def test_under_pytest_unrecorded_tests_fail_and_the_session_exits_3_with_one_lin
     path = _session_file(station_project)
     lines = [line for line in result.stdout.lines if line.startswith("litmus: ") and "could not" in line]
     assert len(lines) == 1
-    assert f"could not be written (seq " in lines[0] and str(path) in lines[0] and reason in lines[0]
+    assert "could not be written (seq " in lines[0] and str(path) in lines[0] and reason in lines[0]
     checked = check_accounting(path)
     (marker,) = checked["markers"]
     assert f"{marker['count']} events of session" in lines[0]
@@ -527,7 +531,9 @@ def test_a_real_efbig_from_rlimit_fsize_fails_the_test_and_leaves_no_torn_line(
     station_project.makepyfile(test_rlimit=RLIMIT_SUITE)
     result = station_project.runpytest_subprocess("--station=cell-7", "--mock", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["litmus could not record this test: 1 Measurement event not written*[[]Errno 27] File too large"])
+    result.stdout.fnmatch_lines(
+        ["litmus could not record this test: 1 Measurement event not written*[[]Errno 27] File too large"]
+    )
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # everything was written in the end: nothing lost
     checked = check_accounting(_session_file(station_project))
     assert checked["lost"] == 0
@@ -611,4 +617,6 @@ def test_a_read_only_data_dir_stops_the_run_before_any_test_with_one_error(
     finally:
         unmount()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*litmus: cannot create the event file *events.jsonl: [[]Errno 30] Read-only file system*"])
+    result.stderr.fnmatch_lines(
+        ["*litmus: cannot create the event file *events.jsonl: [[]Errno 30] Read-only file system*"]
+    )
