@@ -40,6 +40,7 @@ __all__ = [
     "LineWriter",
     "SeqGaps",
     "WriteFault",
+    "parse_line",
     "scan_lines",
     "seq_gaps",
 ]
@@ -91,11 +92,7 @@ class _Pending:
 
     def __init__(self, line: bytes) -> None:
         self.line = line
-        try:
-            event = json.loads(line)
-        except ValueError:
-            event = None
-        event = event if isinstance(event, dict) else {}
+        event = parse_line(line) or {}
         seq = event.get("seq")
         self.seq: int | None = seq if type(seq) is int else None
         self.type: str | None = str(event.get("type"))
@@ -417,7 +414,7 @@ def scan_lines(path: Path | str, chunk: int = 1 << 20) -> tuple[int, int]:
             lines += complete.count(b"\n")
             if b'"EventsLost"' in complete:
                 for raw in complete.split(b"\n"):
-                    event = _parse(raw) if b'"EventsLost"' in raw else None
+                    event = parse_line(raw) if b'"EventsLost"' in raw else None
                     if (
                         event is not None
                         and event.get("type") == EventType.EVENTS_LOST
@@ -427,9 +424,10 @@ def scan_lines(path: Path | str, chunk: int = 1 << 20) -> tuple[int, int]:
     return lines, lost
 
 
-def _parse(raw: bytes) -> dict[str, Any] | None:
+def parse_line(line: bytes) -> dict[str, Any] | None:
+    """One event line as a dict; None if it is not a JSON object (torn, or garbage)."""
     try:
-        value = json.loads(raw)
+        value = json.loads(line)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
