@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "AccessDenied",
     "CorruptFile",
+    "EventsNotWritten",
     "InstrumentError",
     "InvalidName",
     "LimitError",
@@ -364,3 +365,40 @@ class ReleaseRefused(LitmusError, PermissionError):
             f"{resource} is held by {who}, a live process of user {holder_user}; only {holder_user} or root "
             f"may break it (you are {user}): ask {holder_user} to end it, or run the release as root"
         )
+
+
+class EventsNotWritten(LitmusError, OSError):
+    """Events of a session could not be written to its event file (full disk, I/O error, read-only).
+
+    ``lost`` events are missing from ``path`` for good, ``ranges`` their ``seq``
+    numbers as ``(first, last)`` pairs, ``reason`` the file system's error
+    (``[Errno 28] No space left on device``). ``action`` is ``write``, or
+    ``create`` when the file could not even be created (nothing was recorded).
+    """
+
+    def __init__(
+        self,
+        session: str,
+        path: str | os.PathLike[str],
+        lost: int,
+        ranges: Sequence[tuple[int, int]],
+        reason: str,
+        *,
+        action: str = "write",
+    ) -> None:
+        self.session = session
+        self.path = os.fspath(path)
+        self.lost = lost
+        self.ranges = [(int(a), int(b)) for a, b in ranges]
+        self.reason = reason
+        self.action = action
+        if action == "create":
+            message = f"cannot create the event file {self.path}: {reason}"
+        else:
+            seqs = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in self.ranges)
+            which = f" (seq {seqs})" if seqs else ""
+            message = (
+                f"{lost} event{'s' * (lost != 1)} of session {session} could not be written{which}: "
+                f"cannot write {self.path}: {reason}"
+            )
+        super().__init__(message)

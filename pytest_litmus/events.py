@@ -2,9 +2,10 @@
 
 A session writes ``<data_dir>/sessions/<session_id>/events.jsonl``: one JSON
 object a line with ``seq``, ``ts``, ``session``, ``type`` and the type's fields.
-Every line goes to the kernel in one ``write`` on an ``O_APPEND`` descriptor, so
-a killed process loses at most the line in flight and concurrent writers never
-interleave within a line. Readers skip a torn last line.
+:mod:`pytest_litmus.eventfile` appends the lines (one ``write`` each; what a
+full or failing disk does to them is described there). Every string in an event
+longer than :data:`MAX_TEXT` is cut, with a marker saying how long it was.
+Readers skip a torn line, and :func:`seq_gaps` finds events missing from a file.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import stat
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -23,7 +24,8 @@ from pathlib import Path
 from time import time_ns
 from typing import TYPE_CHECKING, Any
 
-from pytest_litmus.atomicfile import make_dirs, share_fd
+from pytest_litmus.eventfile import LineWriter, SeqGaps, WriteFault, seq_gaps
+from pytest_litmus.eventfile import parse_line as parse_line  # where the readers have always found it
 from pytest_litmus.eventtypes import EventType
 
 if TYPE_CHECKING:
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 
 SESSIONS_DIR = "sessions"
 EVENTS_FILE = "events.jsonl"
-#: Strings longer than this (waveforms, binary blocks) are cut in call events.
+#: Strings longer than this (waveforms, binary blocks, runaway names) are cut, in every event.
 MAX_TEXT = 4096
 #: Sequences longer than this are cut to their first items in call events.
 MAX_ITEMS = 64
@@ -49,7 +51,7 @@ _encode_event = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allo
 def _remote_tail(remote: tuple[dict[str, Any], str | None]) -> str:
     """The end of a remote call's line: the client's nodeid, then its identity."""
     caller, nodeid = remote
-    return f'{"null" if nodeid is None else encode_basestring(nodeid)},"caller":{_encode_event(json_safe(caller))}'
+    return f'{encode_value(nodeid)},"caller":{_encode_event(json_safe(caller))}'
 
 
 def session_dir(data_dir: Path, session_id: str) -> Path:
@@ -75,7 +77,9 @@ def json_safe(value: Any, _depth: int = 0) -> Any:
     if kind is float:
         return value if math.isfinite(value) else repr(value)
     if kind is str:
-        return value if len(value) <= MAX_TEXT else f"{value[:MAX_TEXT]}...[{len(value)} chars]"
+        return cut_text(value)
+    if isinstance(value, str):  # a str subclass (an EventType, a StrEnum): its text, not its repr
+        return cut_text(str.__str__(value))
     if isinstance(value, (int, float)):
         return json_safe(float(value) if isinstance(value, float) else int(value), _depth)
     if _depth < 4 and isinstance(value, (list, tuple)):
@@ -117,50 +121,51 @@ def encode_args(args: tuple[Any, ...]) -> str:
     return "[" + ",".join(encode_value(a) for a in args[:MAX_ITEMS]) + "]"
 
 
+def cut_text(text: str) -> str:
+    """``text``, or its first :data:`MAX_TEXT` characters and ``...[N chars]`` (a cut text stays as it is)."""
+    if len(text) <= MAX_TEXT or (len(text) <= MAX_TEXT + 32 and _CUT_MARK.fullmatch(text, MAX_TEXT)):
+        return text
+    return f"{text[:MAX_TEXT]}...[{len(text)} chars]"
+
+
+_CUT_MARK = re.compile(r"\.\.\.\[\d+ chars\]")
+
+
+def cut_strings(value: Any) -> Any:
+    """``value`` with every string in it (keys too) cut to :data:`MAX_TEXT`; nothing else changed."""
+    kind = type(value)
+    if kind is str:
+        return cut_text(value)
+    if kind is dict:
+        return {cut_text(k) if type(k) is str else k: cut_strings(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [cut_strings(v) for v in value]
+    return value
+
+
 def encode_line(event: dict[str, Any]) -> bytes:
-    """One event as a JSON line (bytes, newline-terminated)."""
+    """One event as a JSON line (bytes, newline-terminated), every string in it cut to :data:`MAX_TEXT`."""
     try:
         text = _encode_event(event)
     except (TypeError, ValueError):
         text = _encode_event(json_safe(event))
+    if len(text) > MAX_TEXT:  # only then can a string in it be too long: most lines never pay for the walk
+        text = _encode_event(cut_strings(json.loads(text)))
     return (text + "\n").encode()
 
 
 # --------------------------------------------------------------------------- writing
 
 
-#: A session directory: its writer's, readable by the station's group (2755 under umask 022).
-SESSION_DIR_BITS = stat.S_ISGID | stat.S_IRGRP | stat.S_IXGRP
+class EventFile(LineWriter):
+    """The default ``litmus_event`` implementation: appends each event to the session file.
 
-
-class EventFile:
-    """The default ``litmus_event`` implementation: appends each event to the session file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        shared = make_dirs(path.parent, SESSION_DIR_BITS)
-        self.fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        if shared:  # every member of the station's group may read it, whatever the writer's umask
-            share_fd(self.fd, stat.S_IRGRP)
+    A file system error never reaches whoever recorded the event: see
+    :class:`~pytest_litmus.eventfile.LineWriter` for what is kept, retried and counted.
+    """
 
     def litmus_event(self, event: dict[str, Any]) -> None:
         self.write(encode_line(event))
-
-    def write(self, line: bytes) -> None:
-        """Append one prebuilt, newline-terminated line in one ``write`` (nothing once closed)."""
-        fd = self.fd
-        if fd is not None:
-            written = os.write(fd, line)
-            while written < len(line):  # a short write: rare on regular files, but legal
-                written += os.write(fd, line[written:])
-
-    def close(self) -> None:
-        if self.fd is not None:
-            fd, self.fd = self.fd, None
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
 
 
 class Recorder:
@@ -184,7 +189,13 @@ class Recorder:
         self._seen_generation = -1
         self._alone = False
         self._str_args: dict[str, str] = {}
+        writer.session, writer.next_seq = session, self._next_seq
         hooks.register(writer, name="litmus-eventlog")
+
+    def _next_seq(self) -> int:
+        """A ``seq`` for an event the writer adds (``EventsLost``); called under the lock, by the writer."""
+        self._seq += 1
+        return self._seq
 
     @property
     def nodeid(self) -> str | None:
@@ -195,7 +206,7 @@ class Recorder:
     def nodeid(self, value: str | None) -> None:
         with self._lock:
             self._nodeid = value
-            self._nodeid_json = "null" if value is None else encode_basestring(value)
+            self._nodeid_json = encode_value(value)
 
     def _remember_args(self, arg: str) -> str:
         """The JSON of ``[arg]``, kept for the next call with the same command string."""
@@ -261,9 +272,7 @@ class Recorder:
             if self._alone if self.hooks.generation == self._seen_generation else self._writer_only():
                 if kwargs or error is not None:
                     middle = (f'"kwargs":{_encode_event(json_safe(kwargs))},' if kwargs else "") + (
-                        f'"error":{encode_basestring(error)},'
-                        if error is not None
-                        else f'"result":{encode_value(result)},'
+                        f'"error":{encode_value(error)},' if error is not None else f'"result":{encode_value(result)},'
                     )
                 elif type(result) is str and len(result) <= MAX_TEXT:
                     middle = f'"result":{encode_basestring(result)},'
@@ -309,6 +318,21 @@ class Recorder:
         finally:
             lock.release()
 
+    def flush(self) -> bool:
+        """Try once more to write the events a write fault left waiting; True if none wait."""
+        with self._lock:
+            return self.writer.retry()
+
+    def unrecorded(self, nodeid: str | None) -> list[str]:
+        """The types of ``nodeid``'s ``Measurement``/``TestOutcome`` events not on disk (waiting or lost)."""
+        with self._lock:
+            return self.writer.unrecorded(nodeid)
+
+    def fault(self) -> WriteFault | None:
+        """Events not on disk (waiting or lost) and why; None when all are."""
+        with self._lock:
+            return self.writer.fault()
+
     def close(self) -> None:
         with self._lock:
             self.writer.close()
@@ -321,18 +345,25 @@ _CALL_TYPE = f'"type":"{EventType.INSTRUMENT_CALL.value}"'
 
 
 def _writer_failed(exc: Exception, event: dict[str, Any]) -> None:
-    """The fast paths' version of the hook's isolation: a failed write is a warning."""
+    """The fast paths' version of the hook's isolation: a writer's bug is a warning, never the caller's error.
+
+    File system errors never get here (the writer keeps and counts those lines);
+    under ``-W error`` the warning would raise, so it is dropped then.
+    """
     import warnings
 
     from pytest_litmus.hooks import SubscriberWarning
 
-    warnings.warn(
-        SubscriberWarning(
-            f"litmus_event subscriber 'litmus-eventlog' raised {type(exc).__name__}: {exc} "
-            f"(event seq {event.get('seq')}, type {event.get('type')})"
-        ),
-        stacklevel=3,
-    )
+    try:
+        warnings.warn(
+            SubscriberWarning(
+                f"litmus_event subscriber 'litmus-eventlog' raised {type(exc).__name__}: {exc} "
+                f"(event seq {event.get('seq')}, type {event.get('type')})"
+            ),
+            stacklevel=3,
+        )
+    except Exception:  # noqa: BLE001 - the recorded call's result matters more than this warning
+        pass
 
 
 def call_head(role: str, method: str) -> str:
@@ -367,14 +398,9 @@ class SessionLog:
     def ended(self) -> dict[str, Any] | None:
         return next((e for e in reversed(self.events) if e.get("type") == EventType.SESSION_ENDED), None)
 
-
-def parse_line(line: bytes) -> dict[str, Any] | None:
-    """One event line as a dict; None if it is not a JSON object (torn, or garbage)."""
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+    def gaps(self) -> SeqGaps:
+        """The events missing from the file: those an ``EventsLost`` accounts for, and the rest."""
+        return seq_gaps(self.events)
 
 
 def read_session(path: Path | str) -> SessionLog:

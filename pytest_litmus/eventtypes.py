@@ -36,3 +36,4 @@ class EventType(StrEnum):
     CLIENT_CONNECTED = "InstrumentClientConnected"
     CLIENT_DISCONNECTED = "InstrumentClientDisconnected"
     CLIENT_REFUSED = "InstrumentClientRefused"
+    EVENTS_LOST = "EventsLost"

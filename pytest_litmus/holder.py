@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_litmus.config import LockMode, StationConfig
-from pytest_litmus.errors import LitmusError, StationConfigError
+from pytest_litmus.errors import EventsNotWritten, LitmusError, StationConfigError
 from pytest_litmus.events import EventFile, Recorder
 from pytest_litmus.eventtypes import EventType
 from pytest_litmus.hooks import LitmusPluginManager
@@ -33,6 +33,7 @@ from pytest_litmus.settings import resolve_data_dir
 from pytest_litmus.station import SESSION_OUTCOMES, LockWait, SessionOutcome, StationBase
 
 if TYPE_CHECKING:
+    from pytest_litmus.eventfile import WriteFault
     from pytest_litmus.sharing.files import ServerInfo
     from pytest_litmus.sharing.joined import JoinedStation
     from pytest_litmus.sharing.server import InstrumentServer
@@ -161,7 +162,11 @@ class StationConnection(StationBase):
         return self
 
     def stop(self, outcome: SessionOutcome = "passed") -> None:
-        """Stop serving, release every instrument (reverse order), record ``SessionEnded``, close the log."""
+        """Stop serving, release every instrument (reverse order), record ``SessionEnded``, close the log.
+
+        Raises :class:`~pytest_litmus.errors.EventsNotWritten` (after closing everything)
+        when events could not be written; the session then ends ``errored``.
+        """
         if outcome not in SESSION_OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(SESSION_OUTCOMES)}, got {outcome!r}")
         with self._lock:
@@ -179,12 +184,34 @@ class StationConnection(StationBase):
                     self._rm.close()
                     self._rm = None
             finally:
+                recorder = self._recorder
+                assert recorder is not None
+                ended: dict[str, Any] = {}
+                recorder.flush()
+                fault = recorder.fault()
+                if fault is not None:  # a session missing events did not pass
+                    outcome, ended = "errored", {"events_lost": fault.lost, "events_waiting": fault.pending}
                 self._outcome = outcome
-                self.emit(EventType.SESSION_ENDED, outcome=outcome, counts=dict(self.counts))
-                assert self._recorder is not None
-                self._recorder.close()
+                self.emit(EventType.SESSION_ENDED, outcome=outcome, counts=dict(self.counts), **ended)
+                recorder.close()
                 self._state = "stopped"
                 atexit.unregister(self._at_exit)
+        fault = recorder.fault()
+        if fault is not None:
+            raise fault.error(self.session_id)
+
+    @property
+    def write_fault(self) -> WriteFault | None:
+        """Events of this session not on its event file (waiting in memory, or lost), and why; None if none."""
+        return self._recorder.fault() if self._recorder is not None else None
+
+    def flush_events(self) -> bool:
+        """Try once to write events that a write fault left waiting; True if none wait."""
+        return self._recorder.flush() if self._recorder is not None else True
+
+    def unrecorded(self, nodeid: str | None) -> list[str]:
+        """The types of ``nodeid``'s ``Measurement``/``TestOutcome`` events that are not on disk."""
+        return self._recorder.unrecorded(nodeid) if self._recorder is not None else []
 
     @property
     def outcome(self) -> SessionOutcome | None:
@@ -192,7 +219,19 @@ class StationConnection(StationBase):
         return self._outcome
 
     def _at_exit(self) -> None:
-        self.stop("terminated")
+        try:
+            self.stop("terminated")
+        except EventsNotWritten as exc:
+            print(f"litmus: {exc}", file=sys.stderr)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        """As :meth:`StationBase.__exit__`; lost events raise ``EventsNotWritten``, or are noted on ``exc``."""
+        try:
+            super().__exit__(exc_type, exc, tb)
+        except EventsNotWritten as lost:
+            if exc is None:
+                raise
+            exc.add_note(f"litmus: {lost}")
 
     def __enter__(self) -> StationConnection:
         return self.start()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import types
+from collections import Counter
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pytest
 
 from pytest_litmus import options
-from pytest_litmus.errors import LitmusError
+from pytest_litmus.errors import EventsNotWritten, LitmusError
 from pytest_litmus.eventtypes import EventType
 
 if TYPE_CHECKING:
@@ -60,6 +61,11 @@ MEASUREMENTS = pytest.StashKey[list["Measurement"]]()
 
 #: The ``workerinput`` key that carries the controller's connection file to xdist workers.
 WORKERINPUT_KEY = "litmus_server_file"
+
+#: Exit statuses that a session with lost events turns into INTERNAL_ERROR (interrupts and usage errors stay).
+_LOSES_TO_LOST_EVENTS = frozenset(
+    {pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED}
+)
 
 # pytest exit status -> session outcome (pytest.ExitCode values)
 _SESSION_OUTCOME: dict[int, SessionOutcome] = {
@@ -308,6 +314,39 @@ def _test_outcome(reports: dict[str, pytest.TestReport]) -> tuple[str, str | Non
     return outcome, message
 
 
+def _unrecorded(connection: Station, nodeid: str, *, waiting_too: bool = False) -> str | None:
+    """Why ``nodeid``'s records are not on disk (None: they are, or this process cannot know).
+
+    ``waiting_too``: any event still waiting to be written counts (a record made
+    now would wait behind it). Tries the waiting events once more first.
+    """
+    from pytest_litmus.holder import StationConnection
+
+    if not isinstance(connection, StationConnection):  # a joined station (xdist worker): the holder writes
+        return None
+    connection.flush_events()
+    fault = connection.write_fault
+    if fault is None:
+        return None
+    missing = connection.unrecorded(nodeid)
+    if not (missing or (waiting_too and fault.pending)):
+        return None
+    own = ", ".join(f"{n} {kind} event{'s' * (n != 1)}" for kind, n in Counter(missing).items())
+    head = f"{own} not written" if own else "its outcome would not be written"
+    state = f"{fault.pending} events waiting" + (f", {fault.lost} lost" if fault.lost else "")
+    return f"litmus could not record this test: {head} ({state}): cannot write {fault.path}: {fault.reason}"
+
+
+def _fail_teardown(reports: dict[str, pytest.TestReport], problem: str) -> None:
+    """Make a test whose records are missing an error (at teardown), saying why; a failed one stays as it is."""
+    teardown = reports["teardown"]
+    if any(r.failed for r in reports.values()):
+        teardown.sections.append(("litmus", problem))
+        return
+    teardown.outcome = "failed"
+    teardown.longrepr = problem
+
+
 @dataclass(eq=False)
 class SessionPlugin:
     """The session's connection: opened at session start, closed with its outcome at the end."""
@@ -333,17 +372,37 @@ class SessionPlugin:
             lock_timeout=a.lock_timeout,
         )
         connection.sync_parties = 1
-        connection.start()
+        try:
+            connection.start()
+        except EventsNotWritten as exc:  # nothing could be recorded: run no test
+            raise pytest.UsageError(f"litmus: {exc}") from None
         a.connection = connection
         if a.xdist == "controller":  # before xdist starts the workers (its sessionstart is trylast)
             a.server_address = connection.start_instrument_server()
             a.server_file = connection.instrument_server.path if connection.instrument_server else None
 
+    #: Why events of the session are missing from its file (set at the end of the session).
+    lost: EventsNotWritten | None = None
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         connection = self.active.connection
-        if connection is not None:
+        if connection is None:
+            return
+        try:
             connection.stop(_SESSION_OUTCOME.get(int(exitstatus), "errored"))
+        except EventsNotWritten as exc:
+            # The record of this run is incomplete: whatever the tests did, it is no verdict.
+            # INTERNAL_ERROR (3), not TESTS_FAILED (1): the station failed, not the unit under test.
+            self.lost = exc
+            if session.exitstatus in _LOSES_TO_LOST_EVENTS:
+                session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+            if session.config.pluginmanager.get_plugin("terminalreporter") is None:
+                print(f"litmus: {exc}", file=sys.stderr)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.lost is not None:
+            terminalreporter.write_line(f"litmus: {self.lost}", red=True, bold=True)
 
 
 def _join(server_file: Path, active: Active) -> Station:
@@ -408,7 +467,7 @@ class PerTestPlugin:
             self.active.connection.test_started(item.nodeid)
         self.reports[item.nodeid] = {}
 
-    @pytest.hookimpl(tryfirst=True)  # sections added before others (xdist's worker, junitxml) see the report
+    @pytest.hookimpl(tryfirst=True)  # before others (terminal, junitxml, xdist's worker) see the report
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.reports.setdefault(report.nodeid, {})[report.when] = report
         if report.when == "setup" and report.failed:
@@ -417,15 +476,29 @@ class PerTestPlugin:
             measured = self.active.item.stash.get(MEASUREMENTS, None)
             if measured:  # shown with a failure (or -rP / -rA): not worth formatting for every passed test
                 report.sections.append(("litmus measurements", "\n".join(m.describe() for m in measured)))
+        elif report.when == "teardown":
+            self._finish(report.nodeid)
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         self.active.item = None
-        reports = self.reports.pop(nodeid, {})
-        if self.active.connection is None:
+        self.reports.pop(nodeid, None)
+
+    def _finish(self, nodeid: str) -> None:
+        """Record ``TestOutcome`` (from the reports, before the teardown report is shown); a test whose
+        records cannot be written does not pass: its teardown fails, saying why."""
+        connection = self.active.connection
+        if connection is None:
             return
+        reports = self.reports.get(nodeid, {})
+        problem = _unrecorded(connection, nodeid, waiting_too=True)  # the outcome would wait behind them
+        if problem:
+            _fail_teardown(reports, problem)
         outcome, message = _test_outcome(reports)
-        duration = sum(r.duration for r in reports.values())
-        self.active.connection.test_finished(nodeid, outcome, duration, message)
+        connection.test_finished(nodeid, outcome, sum(r.duration for r in reports.values()), message)
+        if not problem:
+            problem = _unrecorded(connection, nodeid)
+            if problem:
+                _fail_teardown(reports, problem)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
@@ -435,6 +508,10 @@ class PerTestPlugin:
             lines = "\n".join(f"  {m.describe()}" for m in failed)
             names = ", ".join(m.name for m in failed)  # on the first line: what `litmus show` prints
             pytest.fail(f"{len(failed)} measurement(s) out of limits: {names}\n{lines}", pytrace=False)
+        connection = self.active.connection
+        problem = _unrecorded(connection, item.nodeid, waiting_too=True) if connection is not None else None
+        if problem:
+            pytest.fail(problem, pytrace=False)
         return result
 
     def _explain_missing_role(self, report: pytest.TestReport) -> None:

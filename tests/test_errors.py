@@ -23,6 +23,7 @@ from pytest_litmus import (
 from pytest_litmus.errors import (
     AccessDenied,
     CorruptFile,
+    EventsNotWritten,
     InvalidName,
     LimitError,
     LimitTypeError,
@@ -78,6 +79,7 @@ EXAMPLES = [
     LimitError("vout", "low limit must be finite (None leaves that side open)", float("inf")),
     LimitTypeError("vout", "low limit must be a real number or None", "3.2"),
     CorruptFile("/p/sessions/s-1/events.jsonl", "not JSON (Expecting value)", line=7, bad_lines=2),
+    EventsNotWritten("s-1", "/p/sessions/s-1/events.jsonl", 550, [(1001, 1550)], "[Errno 28] No space left on device"),
 ]
 
 
@@ -107,6 +109,7 @@ EXAMPLES = [
                 ValueError,
                 TypeError,
                 ValueError,
+                OSError,
             ],
             strict=True,
         )

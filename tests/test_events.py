@@ -224,3 +224,13 @@ def test_an_entry_point_plugin_that_is_already_registered_is_not_registered_twic
     assert hooks.load_setuptools_entrypoints("litmus") == 0
     hooks.unregister(dash_plugin)
     assert hooks.load_setuptools_entrypoints("litmus") == 1 and hooks.get_plugin("dash") is dash_plugin
+
+
+def test_a_nan_measurement_keeps_its_event_type(tmp_path: Path) -> None:
+    """A NaN value takes the slow encoding path: the ``type`` must still be the plain text ``Measurement``."""
+    from pytest_litmus.events import encode_line
+    from pytest_litmus.eventtypes import EventType
+
+    line = json.loads(encode_line({"seq": 1, "type": EventType.MEASUREMENT, "value": float("nan")}))
+    assert line["type"] == "Measurement"
+    assert line["value"] == "nan"

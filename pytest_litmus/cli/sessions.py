@@ -26,6 +26,7 @@ from pytest_litmus.cli._args import count
 from pytest_litmus.cli._output import format_duration, format_table
 from pytest_litmus.cli._read import first_event, good_event, read_log
 from pytest_litmus.errors import CorruptFile, InvalidName, SessionNotFound
+from pytest_litmus.eventfile import scan_lines
 from pytest_litmus.events import EVENTS_FILE, SESSIONS_DIR, SessionLog
 from pytest_litmus.processes import holder_alive, identity
 from pytest_litmus.settings import resolve_data_dir
@@ -104,16 +105,32 @@ def find_session(data_dir: Path, ref: str | None) -> Path:
     return found[0]
 
 
-def _last_ended(path: Path) -> dict[str, Any] | None:
+def _last_events(path: Path) -> tuple[dict[str, Any] | None, int]:
+    """The last ``SessionEnded`` in the file's tail (None: not there), and the highest ``seq`` seen there."""
     with path.open("rb") as fh:
         size = fh.seek(0, 2)
         fh.seek(max(0, size - TAIL_BYTES))
         lines = fh.read().split(b"\n")[1 if size > TAIL_BYTES else 0 : -1]
+    last_seq = 0
     for line in reversed(lines):
         event = good_event(line)
-        if event is not None and event.get("type") == "SessionEnded":
-            return event
-    return None
+        if event is None:
+            continue
+        if type(event.get("seq")) is int:
+            last_seq = max(last_seq, event["seq"])
+        if event.get("type") == "SessionEnded":
+            return event, last_seq
+    return None, last_seq
+
+
+def _missing(path: Path, last_seq: int) -> dict[str, int]:
+    """How many events the file lacks (``lost``), and how many of them no ``EventsLost`` names (``unmarked``).
+
+    Counted from the lines and the highest ``seq``, without parsing every line.
+    """
+    lines, marked = scan_lines(path)
+    missing = max(0, last_seq - lines)
+    return {"lost": max(missing, marked), "unmarked": max(0, missing - marked)}
 
 
 def _started_ts(path: Path) -> float:
@@ -154,7 +171,7 @@ def session_row(directory: Path) -> tuple[dict[str, Any], CorruptFile | None]:
     path = directory / EVENTS_FILE
     started = first_event(path)
     started = started if started and started.get("type") == "SessionStarted" else None
-    ended = _last_ended(path)
+    ended, last_seq = _last_events(path)
     damaged = None
     if started is not None and ended is not None and isinstance(ended.get("counts"), dict):
         counts = ended["counts"]
@@ -175,6 +192,7 @@ def session_row(directory: Path) -> tuple[dict[str, Any], CorruptFile | None]:
         "host": started.get("host") if started else None,
         "pid": started.get("pid") if started else None,
         "path": str(path),
+        **_missing(path, last_seq),
     }
     return row, damaged
 
@@ -224,6 +242,7 @@ def summarize(log: SessionLog) -> dict[str, Any]:
             entry["calls"] += 1
             entry["errors"] += "error" in event
     start = started.get("ts")
+    gaps = log.gaps()
     return {
         "id": started.get("session") or log.path.parent.name,
         "station": started.get("station"),
@@ -240,6 +259,9 @@ def summarize(log: SessionLog) -> dict[str, Any]:
         "counts": ended.get("counts") if ended else count_outcomes(log.events),
         "events": len(log.events),
         "torn": log.torn,
+        "bad_lines": log.bad_lines,
+        "lost": gaps.lost,
+        "gaps": gaps.describe(),
         "path": str(log.path),
         "instruments": list(instruments.values()),
         "tests": list(tests.values()),
@@ -278,7 +300,10 @@ def measurement_text(m: dict[str, Any]) -> str:
 
 
 def outcome_text(row: dict[str, Any]) -> str:
-    return "running" if row["running"] else str(row["outcome"])
+    text = "running" if row["running"] else str(row["outcome"])
+    if row.get("lost"):
+        text += f", {row['lost']} events lost" + (" (unmarked)" if row.get("unmarked") else "")
+    return text
 
 
 COLUMNS = ("SESSION", "STATION", "STARTED", "DURATION", "OUTCOME", "COUNTS", "MOCK")
@@ -314,7 +339,17 @@ def print_summary(s: dict[str, Any]) -> None:
     else:
         print(f"  ended     {s['outcome']} after {format_duration(s['duration'])}")
     print(f"  counts    {counts_text(s['counts'] or {})}")
-    print(f"  events    {s['events']} in {s['path']}" + (" (last line torn)" if s["torn"] else ""))
+    notes = "; ".join(
+        note
+        for note in (
+            "last line torn" if s["torn"] else "",
+            f"{s['bad_lines']} unreadable lines skipped" if s["bad_lines"] else "",
+        )
+        if note
+    )
+    print(f"  events    {s['events']} in {s['path']}" + (f" ({notes})" if notes else ""))
+    if s["gaps"]:
+        print(f"  LOST      {s['gaps']}")
     print("\nInstruments" if s["instruments"] else "\nInstruments: none")
     for i in s["instruments"]:
         errors = f", {i['errors']} failed" if i["errors"] else ""
