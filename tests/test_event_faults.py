@@ -324,10 +324,12 @@ def test_show_and_sessions_flag_a_seq_gap_without_a_marker_and_skip_a_torn_middl
     log = read_session(path)
     assert log.bad_lines == 1 and [e["seq"] for e in log.events] == [1, 2, 7, 8]
     assert log.gaps().unmarked == ((3, 6),)
-    assert main(["--data-dir", str(tmp_path), "show", "aaaa"]) == 0
-    out = capsys.readouterr().out
-    assert "LOST      4 events missing without a marker (seq 3-6)" in out
-    assert "1 unreadable lines skipped" in out
+    # a damaged line is reported (exit 2, one line on stderr) after what can be read is shown
+    assert main(["--data-dir", str(tmp_path), "show", "aaaa"]) == 2
+    captured = capsys.readouterr()
+    assert "LOST      4 events missing without a marker (seq 3-6)" in captured.out
+    assert "1 unreadable lines skipped" in captured.out
+    assert "line 3" in captured.err and len(captured.err.strip().splitlines()) == 1
     assert main(["--data-dir", str(tmp_path), "sessions"]) == 0
     assert "events lost (unmarked)" in capsys.readouterr().out
     main(["--data-dir", str(tmp_path), "sessions", "--json"])
