@@ -32,11 +32,13 @@ _MISSING = object()
 
 
 def _origin(exc: BaseException) -> str:
-    """`` at file:line`` of the innermost frame that raised ``exc`` ("" if unknown)."""
+    """`` at file:line`` of the user's code that raised ``exc`` ("" if it was not theirs: not found)."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""
+    if tb is None or tb.tb_frame.f_code.co_filename == __file__ or tb.tb_frame.f_code.co_filename.startswith("<"):
+        return ""
+    return f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
 
 
 def load_driver(station: StationConfig, instrument: InstrumentConfig) -> type[Any]:

@@ -339,18 +339,26 @@ def check_role_names(session: pytest.Session, config: StationConfig) -> None:
     plugins': a role ``tmp_path`` would replace pytest's ``tmp_path`` in every
     test. Asks pytest's fixture manager, so plugin and conftest fixtures count too.
     """
-    manager = getattr(session, "_fixturemanager", None)
-    known: dict[str, Any] = getattr(manager, "_arg2fixturedefs", {})
-    for role in config.roles:
-        for fixturedef in known.get(role, ()):
-            func = getattr(fixturedef, "func", None)
-            if getattr(func, "_litmus_role", None) == role:
-                continue
+    roles = set(config.roles)
+    for fixturedef in _all_fixture_defs(session):
+        role = getattr(fixturedef, "argname", None)
+        func = getattr(fixturedef, "func", None)
+        if role in roles and getattr(func, "_litmus_role", None) != role:
             raise pytest.UsageError(
                 f"litmus: {config.path}: instruments.{role}: expected a role name that is not already a fixture, "
                 f"got {role!r}, the name of pytest fixture {role!r} defined in {_defined_in(func, fixturedef)}; "
                 f"a role becomes a fixture of its name and would replace it: rename the role"
             )
+
+
+def _all_fixture_defs(session: pytest.Session) -> list[Any]:
+    """Every fixture definition pytest's fixture manager knows (private API: pytest 9, then pytest 8)."""
+    manager = getattr(session, "_fixturemanager", None)
+    every = getattr(manager, "_get_all_fixture_defs", None)
+    if callable(every):
+        return list(every())
+    by_name: dict[str, list[Any]] = getattr(manager, "_arg2fixturedefs", {})
+    return [fixturedef for fixturedefs in by_name.values() for fixturedef in fixturedefs]
 
 
 def _defined_in(func: Any, fixturedef: Any) -> str:

@@ -60,9 +60,9 @@ def check_resource_name(name: str) -> str | None:
     TCP ports 1-65535, ...); a plain name without ``::`` is taken as a VISA
     alias, which only the VISA library can resolve.
     """
-    text = name.strip()
+    text = name.strip(" ")
     if not text or any(ord(c) < 32 or ord(c) == 127 for c in text):
-        return "an empty name or one with control characters"
+        return "an empty name or one with control characters (tab, newline, ...)"
     if "::" not in text and _ALIAS.fullmatch(text):
         return None
     from pyvisa import rname
