@@ -15,12 +15,18 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from pytest_litmus.errors import StationConfigError, StationNotFound, UnknownRole
+from pytest_litmus.visaname import check_resource_name, resource_key
+from pytest_litmus.yamlfile import read_yaml
 
 LockMode = Literal["exclusive", "shared", "none"]
 LOCK_MODES: tuple[LockMode, ...] = ("exclusive", "shared", "none")
 DEFAULT_DRIVER = "pytest_litmus.drivers:ScpiInstrument"
 PROJECT_FILE = "litmus.yaml"
 STATIONS_DIR = "stations"
+#: What marks a project's root: the search for ``litmus.yaml`` and ``stations/`` stops there.
+PROJECT_MARKERS = (".git", "pyproject.toml", "pytest.ini", "setup.cfg", "tox.ini")
+#: VISA's longest finite timeout, in ms (``VI_TMO_INFINITE`` is 0xFFFFFFFF).
+MAX_TIMEOUT_MS = 0xFFFFFFFE
 #: Fixture names the plugin itself defines, or pytest's own that a role must not shadow.
 RESERVED_ROLES = frozenset({"station", "measure", "srq", "request", "pytestconfig"})
 
@@ -88,15 +94,38 @@ class ProjectConfig:
 # --------------------------------------------------------------------------- finding
 
 
-def _ancestors(start: Path) -> Iterator[Path]:
-    start = start.resolve()
-    yield start
-    yield from start.parents
+def project_root(start: Path | None = None, rootdir: Path | None = None) -> Path:
+    """The project ``start`` is in: the first of its ancestors (itself included) that is
+    ``rootdir`` (pytest's) or holds one of :data:`PROJECT_MARKERS`; ``start`` itself if none does.
+    """
+    start = (start or Path.cwd()).resolve()
+    root = rootdir.resolve() if rootdir is not None else None
+    for folder in (start, *start.parents):
+        if folder == root or any(_exists(folder / marker) for marker in PROJECT_MARKERS):
+            return folder
+    return start
 
 
-def find_project_config(start: Path | None = None) -> ProjectConfig | None:
-    """The nearest ``litmus.yaml`` in ``start`` or its ancestors, loaded; None if there is none."""
-    for folder in _ancestors(start or Path.cwd()):
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # an unreadable ancestor marks nothing
+        return False
+
+
+def _ancestors(start: Path | None, rootdir: Path | None = None) -> Iterator[Path]:
+    """``start`` and its ancestors up to its project's root (:func:`project_root`)."""
+    start = (start or Path.cwd()).resolve()
+    root = project_root(start, rootdir)
+    for folder in (start, *start.parents):
+        yield folder
+        if folder == root:
+            return
+
+
+def find_project_config(start: Path | None = None, rootdir: Path | None = None) -> ProjectConfig | None:
+    """The nearest ``litmus.yaml`` from ``start`` up to the project root, loaded; None if there is none."""
+    for folder in _ancestors(start, rootdir):
         candidate = folder / PROJECT_FILE
         if candidate.is_file():
             return load_project_config(candidate)
@@ -112,10 +141,10 @@ def check_station_id(station: str, source: str = "station") -> str:
     return station
 
 
-def station_search_dirs(data_dir: Path, start: Path | None = None) -> list[Path]:
-    """Where station files are looked for, in order: project ``stations/`` upward, then the data dir."""
-    dirs = [folder / STATIONS_DIR for folder in _ancestors(start or Path.cwd())]
-    dirs = [d for d in dirs if d.is_dir()]
+def station_search_dirs(data_dir: Path, start: Path | None = None, rootdir: Path | None = None) -> list[Path]:
+    """Where station files are looked for, in order: ``stations/`` up to the project root, then the data dir."""
+    dirs = [folder / STATIONS_DIR for folder in _ancestors(start, rootdir)]
+    dirs = [d for d in dirs if _is_dir(d)]
     dirs.append(data_dir / STATIONS_DIR)
     return dirs
 
@@ -124,39 +153,37 @@ def available_stations(dirs: list[Path]) -> list[str]:
     """Ids of every station file in ``dirs``, sorted."""
     found: set[str] = set()
     for folder in dirs:
-        if folder.is_dir():
+        try:
             found.update(p.stem for p in folder.glob("*.yaml"))
+        except OSError:  # unreadable: listed as searched, nothing found there
+            continue
     return sorted(found)
 
 
-def find_station_file(station: str, data_dir: Path, start: Path | None = None) -> Path:
-    """The first ``<dir>/<station>.yaml`` along :func:`station_search_dirs`."""
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # not searchable (permissions): as good as absent
+        return False
+
+
+def find_station_file(
+    station: str, data_dir: Path, start: Path | None = None, rootdir: Path | None = None, *, source: str | None = None
+) -> Path:
+    """The first ``<dir>/<station>.yaml`` along :func:`station_search_dirs`.
+
+    ``source`` (``LITMUS_STATION``, ``--station``...) is named if it is not found.
+    """
     check_station_id(station)
-    dirs = station_search_dirs(data_dir, start)
+    dirs = station_search_dirs(data_dir, start, rootdir)
     for folder in dirs:
         candidate = folder / f"{station}.yaml"
-        if candidate.is_file():
+        if candidate.exists() and not candidate.is_dir():
             return candidate
-    raise StationNotFound(station, dirs, available_stations(dirs))
+    raise StationNotFound(station, dirs, available_stations(dirs), source=source)
 
 
 # --------------------------------------------------------------------------- loading
-
-
-def _read_yaml(path: Path) -> Any:
-    import yaml
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise StationConfigError(path, "(file)", "a readable file", str(exc)) from None
-    try:  # libyaml's loader when PyYAML has it: the same documents, parsed ~10x faster
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise StationConfigError(path, "(yaml)", f"valid YAML ({problem}{where})", has_got=False) from None
 
 
 class _Reader:
@@ -201,8 +228,11 @@ class _Reader:
         if text is None:
             return None
         resolved = (self.path.parent / Path(text).expanduser()).resolve()
-        if not resolved.exists():
-            raise self.error(name, f"an existing file (looked for {resolved})", text)
+        if not resolved.is_file():
+            what = "a directory" if resolved.is_dir() else "no such file"
+            raise StationConfigError(
+                self.path, self.key(name), f"an existing file (looked for {resolved})", found=f"{text!r}: {what}"
+            )
         return resolved
 
     def finish(self) -> None:
@@ -216,7 +246,7 @@ class _Reader:
 
 def load_project_config(path: Path) -> ProjectConfig:
     """Load and validate a ``litmus.yaml``."""
-    reader = _Reader(path, _read_yaml(path))
+    reader = _Reader(path, read_yaml(path))
     default_station = reader.string("default_station")
     if default_station is not None:
         try:
@@ -229,8 +259,8 @@ def load_project_config(path: Path) -> ProjectConfig:
     return ProjectConfig(path=path, default_station=default_station, data_dir=data_dir)
 
 
-def _is_positive_int_or_none(value: Any) -> bool:
-    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0)
+def _is_timeout_ms(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_TIMEOUT_MS)
 
 
 def _load_instrument(path: Path, role: Any, data: Any) -> InstrumentConfig:
@@ -243,11 +273,20 @@ def _load_instrument(path: Path, role: Any, data: Any) -> InstrumentConfig:
         )
     reader = _Reader(path, data, prefix)
     resource = cast(str, reader.string("resource", required=True))
+    problem = check_resource_name(resource)
+    if problem is not None:
+        raise reader.error(
+            "resource",
+            f"a VISA resource name like GPIB0::17::INSTR or TCPIP0::host::inst0::INSTR ({problem})",
+            resource,
+        )
     driver = reader.get(
         "driver", "an import path 'package.module:Class'", lambda v: isinstance(v, str) and bool(_DRIVER.fullmatch(v))
     )
     timeout_ms = reader.get(
-        "timeout_ms", "a positive whole number of milliseconds, or null for no timeout", _is_positive_int_or_none
+        "timeout_ms",
+        f"a positive whole number of milliseconds up to {MAX_TIMEOUT_MS} (VISA's limit), or null for no timeout",
+        _is_timeout_ms,
     )
     read_term = reader.string("read_termination", allow_empty=True)
     write_term = reader.string("write_termination", allow_empty=True)
@@ -290,7 +329,7 @@ def load_station_file(path: Path) -> StationConfig:
     """Load and validate one station file; its id is the file name's stem."""
     path = path.resolve()
     station_id = check_station_id(path.stem, "station file name")
-    reader = _Reader(path, _read_yaml(path))
+    reader = _Reader(path, read_yaml(path))
     declared = reader.string("station")
     if declared is not None and declared != station_id:
         raise reader.error("station", f"{station_id!r} (the file name) or no station key", declared)
@@ -305,7 +344,8 @@ def load_station_file(path: Path) -> StationConfig:
     )
     reader.finish()
     instruments = {role: _load_instrument(path, role, data) for role, data in raw_instruments.items()}
-    return StationConfig(
+    _one_role_per_instrument(path, instruments)
+    station = StationConfig(
         id=station_id,
         path=path,
         instruments=instruments,
@@ -313,3 +353,53 @@ def load_station_file(path: Path) -> StationConfig:
         simulation=simulation,
         visa_library=visa_library,
     )
+    simulated = _simulation_of(visa_library)
+    if simulated is not None:
+        check_simulation(station, Path(simulated), "visa_library")
+    return station
+
+
+def _simulation_of(visa_library: str | None) -> str | None:
+    """The simulation file of a ``path.yaml@sim`` spec (as :func:`pytest_litmus.visa.simulation_of`)."""
+    argument, _, backend = (visa_library or "").rpartition("@")
+    return argument if backend == "sim" and argument else None
+
+
+def _one_role_per_instrument(path: Path, instruments: Mapping[str, InstrumentConfig]) -> None:
+    """Two roles on one instrument (two spellings of one address) would lock each other out."""
+    seen: dict[str, str] = {}
+    for role, cfg in instruments.items():
+        first = seen.setdefault(resource_key(cfg.resource), role)
+        if first != role:
+            raise StationConfigError(
+                path,
+                f"instruments.{role}.resource",
+                f"an instrument no other role uses (role {first!r} is at {instruments[first].resource})",
+                cfg.resource,
+            )
+
+
+def check_simulation(station: StationConfig, simulation: Path, door: str = "simulation") -> None:
+    """``simulation`` is a pyvisa-sim file with an entry for every role of ``station``.
+
+    ``door`` is the station key that named the file (``simulation`` for
+    ``--mock``, ``visa_library`` for a ``file.yaml@sim`` station). Resource names
+    are compared in their canonical form (``GPIB::9::INSTR`` is ``GPIB0::9::INSTR``).
+    """
+    data = read_yaml(simulation)
+    expected = f"a pyvisa-sim simulation file (named by {door} in {station.path}) with 'spec' and 'resources' keys"
+    if not isinstance(data, dict):
+        raise StationConfigError(simulation, "(top level)", expected, data)
+    resources = data.get("resources")
+    if "spec" not in data or not isinstance(resources, dict):
+        missing = "spec" if "spec" not in data else "resources"
+        raise StationConfigError(simulation, missing, expected, found=f"keys {', '.join(map(str, data)) or 'none'}")
+    known = {resource_key(str(name)) for name in resources}
+    for role, cfg in station.instruments.items():
+        if resource_key(cfg.resource) not in known:
+            raise StationConfigError(
+                simulation,
+                "resources",
+                f"an entry for {cfg.resource} (role {role!r} of station {station.id!r})",
+                has_got=False,
+            )

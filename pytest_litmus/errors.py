@@ -63,31 +63,45 @@ class LitmusError(Exception):
 class StationNotFound(LitmusError, LookupError):
     """No station file for ``station`` in any of the ``searched`` directories."""
 
-    def __init__(self, station: str, searched: Sequence[Path], available: Sequence[str]) -> None:
+    def __init__(
+        self, station: str, searched: Sequence[Path], available: Sequence[str], *, source: str | None = None
+    ) -> None:
         self.station = station
         self.searched = [Path(p) for p in searched]
         self.available = list(available)
+        #: Where the station id came from (``LITMUS_STATION``, ``--station``), if known.
+        self.source = source
         where = ", ".join(str(p) for p in self.searched) or "(no stations directory found)"
         have = ", ".join(self.available) if self.available else "none"
-        super().__init__(f"station {station!r} not found in {where}; available stations: {have}")
+        origin = f" (from {source})" if source else ""
+        super().__init__(f"station {station!r}{origin} not found in {where}; available stations: {have}")
 
 
 class StationConfigError(LitmusError, ValueError):
     """A station file, ``litmus.yaml`` or setting has a bad value.
 
     ``file`` is the file (or the option / environment variable) the value came
-    from, ``key`` the dotted key path, ``expected`` what would have been valid.
+    from, ``key`` the dotted key path, ``expected`` what would have been valid,
+    ``got`` the value found (shown as its repr), or ``found`` a description of
+    what was found (shown as written: ``a directory``).
     """
 
     def __init__(
-        self, file: str | Path | None, key: str, expected: str, got: Any = None, *, has_got: bool = True
+        self,
+        file: str | Path | None,
+        key: str,
+        expected: str,
+        got: Any = None,
+        *,
+        has_got: bool = True,
+        found: str | None = None,
     ) -> None:
         self.file = str(file) if file is not None else None
         self.key = key
         self.expected = expected
-        self.got = got
+        self.got = got if found is None else found
         where = f"{self.file}: " if self.file else ""
-        tail = f", got {got!r}" if has_got else ""
+        tail = f", got {found}" if found is not None else f", got {got!r}" if has_got else ""
         super().__init__(f"{where}{key}: expected {expected}{tail}")
 
 

@@ -141,7 +141,7 @@ class StationConnection(StationBase):
                 raise LitmusError(
                     f"session {self.session_id} was already {self._state}; one StationConnection per session"
                 )
-            self._recorder = Recorder(self.session_id, EventFile(self.event_log), self.hooks)
+            self._recorder = Recorder(self.session_id, self._event_file(), self.hooks)
             self._state = "started"
             atexit.register(self._at_exit)
         self.emit(
@@ -212,6 +212,20 @@ class StationConnection(StationBase):
     def unrecorded(self, nodeid: str | None) -> list[str]:
         """The types of ``nodeid``'s ``Measurement``/``TestOutcome`` events that are not on disk."""
         return self._recorder.unrecorded(nodeid) if self._recorder is not None else []
+
+    def _event_file(self) -> EventFile:
+        """The session's event file, created; a data dir that refuses it is a :class:`StationConfigError`."""
+        try:
+            return EventFile(self.event_log)
+        except LitmusError:
+            raise
+        except OSError as exc:
+            raise StationConfigError(
+                self.data_dir,
+                "data_dir",
+                "a directory this user can create sessions in",
+                found=f"{exc.strerror or exc}: {exc.filename or self.event_log}",
+            ) from None
 
     @property
     def outcome(self) -> SessionOutcome | None:
@@ -312,13 +326,17 @@ class StationConnection(StationBase):
             cfg = self.config.role(role)
             wait = self.lock_timeout if timeout == "default" else timeout
             lease = None if self.mock else self._take_lock(cfg.role, cfg.resource, cfg.lock, wait)
+            session = None
             try:
-                driver = open_driver(self._resource_manager(), self.config, cfg, simulation=self._simulation_file())
-                if lease is not None:
-                    lease.take_visa(getattr(driver, "resource", None), wait)
+                rm = self._resource_manager()
+                driver, session = open_driver(rm, self.config, cfg, simulation=self._simulation_file())
+                if lease is not None:  # on the session opened here: a driver may keep it under any name
+                    lease.take_visa(session, wait)
             except BaseException:
                 if lease is not None:
                     self._drop_lock(role, lease)
+                if session is not None:
+                    session.close()
                 raise
             if lease is not None:
                 self.emit(
@@ -331,7 +349,9 @@ class StationConnection(StationBase):
                     nodeid=self.nodeid,
                 )
             guard = lease.check if lease is not None and lease.kind != "none" else None
-            proxy = InstrumentProxy(driver, role=role, resource=cfg.resource, recorder=recorder, guard=guard)
+            proxy = InstrumentProxy(
+                driver, role=role, resource=cfg.resource, recorder=recorder, guard=guard, session=session
+            )
             self.instruments[role] = proxy
             idn, idn_error = _identify(driver)
             self.emit(
@@ -364,9 +384,9 @@ class StationConnection(StationBase):
                 f"{proxy!r} is another process's instrument: arm it through the station that joined its server"
             )
         state = proxy_state(proxy)
-        resource = getattr(state.driver, "resource", None)
+        resource = state.session
         if resource is None:
-            raise LitmusError(f"role {state.role!r}: its driver has no pyvisa 'resource' to arm service requests on")
+            raise LitmusError(f"role {state.role!r}: no pyvisa resource to arm service requests on")
 
         def emit(event_type: str, fields: dict[str, Any]) -> None:
             self.emit(event_type, **{**fields, "nodeid": self.nodeid})
@@ -459,6 +479,8 @@ class StationConnection(StationBase):
                     close = getattr(state.driver, "close", None)
                     if callable(close):
                         close()
+                    if state.session is not None:  # whatever the driver did: pyvisa's close is idempotent
+                        state.session.close()
                 finally:
                     self.emit(EventType.INSTRUMENT_DISCONNECTED, role=role, resource=state.resource, nodeid=self.nodeid)
 

@@ -18,6 +18,7 @@ from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 from pytest_litmus.errors import StationConfigError
+from pytest_litmus.visaname import resource_key
 
 if TYPE_CHECKING:
     from pytest_litmus.config import InstrumentConfig, StationConfig
@@ -30,58 +31,128 @@ Guard = Callable[[], None]
 _MISSING = object()
 
 
+def _origin(exc: BaseException) -> str:
+    """`` at file:line`` of the user's code that raised ``exc`` ("" if it was not theirs: not found)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None or tb.tb_frame.f_code.co_filename == __file__ or tb.tb_frame.f_code.co_filename.startswith("<"):
+        return ""
+    return f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+
+
 def load_driver(station: StationConfig, instrument: InstrumentConfig) -> type[Any]:
-    """Import the role's driver class from its ``module:Class`` path."""
+    """Import the role's driver class from its ``module:Class`` path.
+
+    A module that is missing, or raises while it is imported, is a
+    :class:`StationConfigError` naming the station file, the role's ``driver``
+    key, and the exception with where it was raised.
+    """
     key = f"instruments.{instrument.role}.driver"
     module_name, _, qualname = instrument.driver.partition(":")
     try:
         target: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
+    except Exception as exc:  # an import-time error of the user's module: say whose and where
         raise StationConfigError(
-            station.path, key, f"an importable class ({type(exc).__name__}: {exc})", instrument.driver
+            station.path,
+            key,
+            "an importable class",
+            found=f"{instrument.driver!r}: {type(exc).__name__}: {exc}{_origin(exc)}",
         ) from None
     if not inspect.isclass(target):
         raise StationConfigError(station.path, key, "a class taking the opened pyvisa resource", instrument.driver)
     return target
 
 
-def open_driver(rm: Any, station: StationConfig, instrument: InstrumentConfig, *, simulation: str | None = None) -> Any:
-    """Open the role's VISA resource on ``rm`` and wrap it in its driver.
+def _simulated_name(rm: Any, station: StationConfig, instrument: InstrumentConfig, simulation: str) -> str:
+    """The simulation file's spelling of the role's resource (compared canonically)."""
+    wanted = resource_key(instrument.resource)
+    for name in rm.list_resources("?*"):
+        if resource_key(name) == wanted:
+            return str(name)
+    # pyvisa-sim "opens" an unknown resource as session 0 and fails only later.
+    raise StationConfigError(
+        simulation,
+        "resources",
+        f"an entry for {instrument.resource} (role {instrument.role!r} of station {station.id!r})",
+        has_got=False,
+    )
 
-    ``simulation`` names the simulation file when ``rm`` is simulated, so a
-    resource the file lacks is reported against it.
+
+def _configure(resource: Any, station: StationConfig, instrument: InstrumentConfig) -> None:
+    """Set the role's session attributes one by one, so a refused one names its key."""
+    explicit = {
+        "timeout": "timeout_ms",
+        "read_termination": "read_termination",
+        "write_termination": "write_termination",
+    }
+    for attribute, value in instrument.open_kwargs().items():
+        field = explicit.get(attribute)
+        key = field if field is not None and getattr(instrument, field) is not None else f"options.{attribute}"
+        kind = type(resource).__name__
+        try:
+            getattr(resource, attribute)
+        except AttributeError:  # pyvisa's own check: a typo must not become a plain Python attribute
+            raise StationConfigError(
+                station.path, f"instruments.{instrument.role}.{key}", f"an attribute of {kind}", attribute
+            ) from None
+        except Exception:  # present, but not readable now: pyvisa lets it pass too
+            pass
+        try:
+            setattr(resource, attribute, value)
+        except Exception as exc:
+            raise StationConfigError(
+                station.path,
+                f"instruments.{instrument.role}.{key}",
+                f"a value {kind} accepts ({type(exc).__name__}: {exc})",
+                value,
+            ) from None
+
+
+def open_driver(
+    rm: Any, station: StationConfig, instrument: InstrumentConfig, *, simulation: str | None = None
+) -> tuple[Any, Any]:
+    """Open the role's VISA resource on ``rm`` and wrap it in its driver: ``(driver, resource)``.
+
+    The opened pyvisa resource is returned beside the driver, so locks and
+    service requests never depend on where a driver keeps it. ``simulation``
+    names the simulation file when ``rm`` is simulated, so a resource the file
+    lacks is reported against it.
     """
     driver_class = load_driver(station, instrument)
-    if simulation is not None and instrument.resource not in rm.list_resources("?*"):
-        # pyvisa-sim "opens" an unknown resource as session 0 and fails only later.
-        raise StationConfigError(
-            simulation,
-            "resources",
-            f"an entry for {instrument.resource} (role {instrument.role!r} of station {station.id!r})",
-            has_got=False,
-        )
+    name = instrument.resource
+    if simulation is not None:
+        name = _simulated_name(rm, station, instrument, simulation)
+    where = f" (simulation file {simulation})" if simulation else ""
+    label = f"role {instrument.role!r} of station {station.id!r} ({station.path})"
     try:
-        resource = rm.open_resource(instrument.resource, **instrument.open_kwargs())
+        resource = rm.open_resource(name)
     except Exception as exc:
-        where = f" (simulation file {simulation})" if simulation else ""
-        exc.add_note(f"opening role {instrument.role!r} of station {station.id!r} at {instrument.resource}{where}")
+        exc.add_note(f"opening {label} at {instrument.resource}{where}")
         raise
     try:
-        return driver_class(resource)
-    except Exception:
+        _configure(resource, station, instrument)
+        return driver_class(resource), resource
+    except Exception as exc:
+        if not isinstance(exc, StationConfigError):
+            exc.add_note(f"in driver {instrument.driver} of {label}, created on {instrument.resource}{where}")
         resource.close()
         raise
 
 
 class _State:
-    __slots__ = ("accessors", "driver", "guard", "lock", "recorder", "resource", "role")
+    __slots__ = ("accessors", "driver", "guard", "lock", "recorder", "resource", "role", "session")
 
-    def __init__(self, driver: Any, role: str, resource: str, recorder: Recorder, guard: Guard | None) -> None:
+    def __init__(
+        self, driver: Any, role: str, resource: str, recorder: Recorder, guard: Guard | None, session: Any = None
+    ) -> None:
         self.driver = driver
         self.role = role
         self.resource = resource
+        #: The pyvisa resource the station opened for this driver (None if unknown).
+        self.session = session
         self.recorder = recorder
         self.lock = threading.RLock()
         self.guard = guard
@@ -98,9 +169,16 @@ class InstrumentProxy:
     """
 
     def __init__(
-        self, driver: Any, *, role: str, resource: str, recorder: Recorder, guard: Guard | None = None
+        self,
+        driver: Any,
+        *,
+        role: str,
+        resource: str,
+        recorder: Recorder,
+        guard: Guard | None = None,
+        session: Any = None,
     ) -> None:
-        object.__setattr__(self, "_litmus", _State(driver, role, resource, recorder, guard))
+        object.__setattr__(self, "_litmus", _State(driver, role, resource, recorder, guard, session))
 
     def __getattr__(self, name: str) -> Any:
         state: _State = object.__getattribute__(self, "_litmus")
@@ -147,7 +225,7 @@ class InstrumentProxy:
 
 
 def proxy_state(proxy: InstrumentProxy) -> _State:
-    """The proxy's internals: driver, role, resource, recorder, lock, guard (for the library's own use)."""
+    """The proxy's internals: driver, role, resource, session, recorder, lock, guard (for the library's own use)."""
     state: _State = object.__getattribute__(proxy, "_litmus")
     return state
 

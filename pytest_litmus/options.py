@@ -33,4 +33,4 @@ def resolve(config: pytest.Config) -> Settings:
     """Every setting for this run: option -> environment -> ini -> ``litmus.yaml`` -> default."""
     explicit = {s.name: (config.getoption(s.dest), s.option) for s in SETTINGS}
     ini = settings.IniFile(get=lambda key: str(config.getini(key)), path=config.inipath)
-    return settings.resolve(explicit, ini=ini, start=Path(config.invocation_params.dir))
+    return settings.resolve(explicit, ini=ini, start=Path(config.invocation_params.dir), rootdir=config.rootpath)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pytest
 
 from pytest_litmus import options
-from pytest_litmus.errors import EventsNotWritten, LitmusError
+from pytest_litmus.errors import EventsNotWritten, LitmusError, StationConfigError
 from pytest_litmus.eventtypes import EventType
 
 if TYPE_CHECKING:
@@ -162,7 +162,12 @@ def _station_fixtures(active: Active) -> types.ModuleType:
 
     def make(role: str) -> Any:
         def fixture(station: Station) -> Any:
-            return station.instrument(role)
+            try:
+                return station.instrument(role)
+            except StationConfigError as exc:  # a mistake in a file, not in the test: one line, no traceback
+                pytest.fail(f"litmus: {exc}", pytrace=False)
+
+        fixture._litmus_role = role  # type: ignore[attr-defined]  # how check_role_names knows its own
 
         fixture.__doc__ = (
             f"The {role!r} instrument of station {config.id!r}: its proxy, opened and locked on first use and "
@@ -355,6 +360,25 @@ class SessionPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        try:
+            self._start(session)
+        except LitmusError as exc:  # a data dir that refuses the session, say: an error of the run, one line
+            if self.active.connection is not None:
+                self.active.connection.stop("errored")
+            raise pytest.UsageError(f"litmus: {exc}") from None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection(self, session: pytest.Session) -> Generator[None, object, object]:
+        """Before collecting: no role may take the name of a fixture pytest or a plugin defines."""
+        check_role_names(session, self.active.station)
+        return (yield)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """After collecting: nor of one a conftest or test module defines (xdist workers: the controller checked)."""
+        if self.active.xdist == "off":
+            check_role_names(session, self.active.station)
+
+    def _start(self, session: pytest.Session) -> None:
         from pytest_litmus.holder import StationConnection
 
         a = self.active
@@ -403,6 +427,45 @@ class SessionPlugin:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.lost is not None:
             terminalreporter.write_line(f"litmus: {self.lost}", red=True, bold=True)
+
+
+def check_role_names(session: pytest.Session, config: StationConfig) -> None:
+    """A :class:`pytest.UsageError` if a role has the name of a fixture defined elsewhere.
+
+    A role is a fixture of its name, registered after pytest's own and the
+    plugins': a role ``tmp_path`` would replace pytest's ``tmp_path`` in every
+    test. Asks pytest's fixture manager, so plugin and conftest fixtures count too.
+    """
+    roles = set(config.roles)
+    for fixturedef in _all_fixture_defs(session):
+        role = getattr(fixturedef, "argname", None)
+        func = getattr(fixturedef, "func", None)
+        if role in roles and getattr(func, "_litmus_role", None) != role:
+            raise pytest.UsageError(
+                f"litmus: {config.path}: instruments.{role}: expected a role name that is not already a fixture, "
+                f"got {role!r}, the name of pytest fixture {role!r} defined in {_defined_in(func, fixturedef)}; "
+                f"a role becomes a fixture of its name and would replace it: rename the role"
+            )
+
+
+def _all_fixture_defs(session: pytest.Session) -> list[Any]:
+    """Every fixture definition pytest's fixture manager knows (private API: pytest 9, then pytest 8)."""
+    manager = getattr(session, "_fixturemanager", None)
+    every = getattr(manager, "_get_all_fixture_defs", None)
+    if callable(every):
+        return list(every())
+    by_name: dict[str, list[Any]] = getattr(manager, "_arg2fixturedefs", {})
+    return [fixturedef for fixturedefs in by_name.values() for fixturedef in fixturedefs]
+
+
+def _defined_in(func: Any, fixturedef: Any) -> str:
+    """Where a fixture function comes from: its file and line, else its module or node id."""
+    try:
+        import inspect
+
+        return f"{inspect.getsourcefile(func)}:{inspect.getsourcelines(func)[1]}"
+    except (TypeError, OSError):
+        return str(getattr(func, "__module__", None) or getattr(fixturedef, "baseid", "") or "a plugin")
 
 
 def _join(server_file: Path, active: Active) -> Station:

@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from pytest_litmus.config import (
+    MAX_TIMEOUT_MS,
     ProjectConfig,
     StationConfig,
+    check_simulation,
     check_station_id,
     find_project_config,
     find_station_file,
@@ -36,12 +38,25 @@ from pytest_litmus.config import (
 )
 from pytest_litmus.errors import StationConfigError
 
-__all__ = ["SETTINGS", "IniFile", "Resolved", "Setting", "Settings", "load_station", "resolve", "resolve_data_dir"]
+__all__ = [
+    "SETTINGS",
+    "IniFile",
+    "Resolved",
+    "Setting",
+    "Settings",
+    "check_data_dir",
+    "load_station",
+    "resolve",
+    "resolve_data_dir",
+]
 
 T = TypeVar("T")
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
+#: The longest finite lock wait, in seconds: VISA's longest timeout (about 49 days).
+MAX_LOCK_TIMEOUT = MAX_TIMEOUT_MS / 1000
+_TIMEOUT = f"seconds >= 0 and at most {MAX_LOCK_TIMEOUT:.0f} (about 49 days), or 'none' to wait forever"
 _NO_STATION = "a station id: pass station=/--station, set LITMUS_STATION, litmus_station in the ini file, or default_station in litmus.yaml"
 
 
@@ -71,10 +86,12 @@ def parse_timeout(value: object) -> float | None:
         try:
             seconds = float(text)
         except ValueError:
-            raise ValueError("seconds >= 0, or 'none' to wait forever") from None
-    if seconds < 0 or math.isnan(seconds):
-        raise ValueError("seconds >= 0, or 'none' to wait forever")
-    return None if math.isinf(seconds) else seconds
+            raise ValueError(_TIMEOUT) from None
+    if math.isinf(seconds) and seconds > 0:
+        return None
+    if not 0 <= seconds <= MAX_LOCK_TIMEOUT:  # NaN fails too
+        raise ValueError(_TIMEOUT)
+    return seconds
 
 
 def parse_station(value: object) -> str:
@@ -198,6 +215,8 @@ class Settings:
     lock_timeout: Resolved[float | None]
     project: ProjectConfig | None
     start: Path
+    #: pytest's rootdir, where the search for ``litmus.yaml`` and ``stations/`` stops (None: outside pytest).
+    rootdir: Path | None = None
 
     @property
     def sources(self) -> dict[str, str]:
@@ -205,10 +224,51 @@ class Settings:
         return {name: getattr(self, name).source for name in BY_NAME}
 
     def load_station(self) -> StationConfig:
-        """The selected station, found and loaded; no station selected is a :class:`StationConfigError`."""
+        """The selected station, found, loaded and checked against the run.
+
+        No station selected is a :class:`StationConfigError`; so is a data dir
+        this user cannot write sessions into, and with ``mock``, a station
+        without a usable simulation file. Every error names where its value came from.
+        """
         if self.station.value is None:
             raise StationConfigError(self.project.path if self.project else None, "station", _NO_STATION, has_got=False)
-        return load_station_file(find_station_file(self.station.value, self.data_dir.value, self.start))
+        check_data_dir(self.data_dir)
+        found = find_station_file(
+            self.station.value, self.data_dir.value, self.start, self.rootdir, source=self.station.source
+        )
+        station = load_station_file(found)
+        if self.mock.value:
+            if station.simulation is None:
+                raise StationConfigError(
+                    station.path,
+                    "simulation",
+                    f"a pyvisa-sim file to run on, as mock is on ({self.mock.source})",
+                    has_got=False,
+                )
+            check_simulation(station, station.simulation)
+        return station
+
+
+def check_data_dir(data_dir: Resolved[Path]) -> None:
+    """A directory this user can create sessions and locks in, or what it will be created in.
+
+    Checked without creating anything: ``data_dir`` itself if it exists, else
+    its nearest existing ancestor. The error names the door it came from.
+    """
+    path, source = data_dir
+    expected = f"a directory this user can write (the data dir, from {source})"
+    existing = path
+    try:
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            where = "" if existing == path else f" ({existing} is not a directory)"
+            raise StationConfigError(path, "data_dir", expected, found=f"a file{where}")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            mode = oct(existing.stat().st_mode & 0o7777)
+            raise StationConfigError(path, "data_dir", expected, found=f"{existing} is not writable (mode {mode})")
+    except OSError as exc:  # an ancestor this user cannot even look into
+        raise StationConfigError(path, "data_dir", expected, found=f"{exc.strerror}: {exc.filename}") from None
 
 
 def resolve(
@@ -217,6 +277,7 @@ def resolve(
     ini: IniFile | None = None,
     start: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    rootdir: Path | None = None,
 ) -> Settings:
     """Resolve every setting.
 
@@ -224,12 +285,14 @@ def resolve(
     argument or option (``{"station": ("cell-7", "--station")}``); a value of
     None is "not given". ``ini`` is pytest's ini door, ``start`` where
     ``litmus.yaml`` and ``stations/`` are searched from (default: the working
-    directory), ``environ`` the environment (default: ``os.environ``).
+    directory) up to the project root (``rootdir``, pytest's, or the first
+    directory holding ``.git``, ``pyproject.toml``, ``pytest.ini``,
+    ``setup.cfg`` or ``tox.ini``), ``environ`` the environment (default: ``os.environ``).
     """
     start = (start or Path.cwd()).resolve()
     environ = os.environ if environ is None else environ
     explicit = explicit or {}
-    project = find_project_config(start)
+    project = find_project_config(start, rootdir)
 
     def one(name: str) -> Resolved[Any]:
         return resolve_setting(name, explicit.get(name), ini=ini, project=project, environ=environ)
@@ -241,6 +304,7 @@ def resolve(
         lock_timeout=one("lock_timeout"),
         project=project,
         start=start,
+        rootdir=rootdir,
     )
 
 

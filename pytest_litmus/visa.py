@@ -11,8 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pytest_litmus.errors import LitmusError, StationConfigError
+
 if TYPE_CHECKING:
     import pyvisa
+
+    from pytest_litmus.sim.library import LitmusSimLibrary
 
 _SIM_BACKENDS = ("sim",)
 
@@ -31,13 +35,27 @@ def open_resource_manager(visa_library: str | None, *, simulation: Path | None =
     """
     import pyvisa
 
-    from pytest_litmus.sim.library import fresh_sim_library
-
-    if simulation is not None:
-        return pyvisa.ResourceManager(fresh_sim_library(simulation))
-    if visa_library:
+    if simulation is None and visa_library:
         simulated = simulation_of(visa_library)
-        if simulated is not None:
-            return pyvisa.ResourceManager(fresh_sim_library(simulated))
+        simulation = Path(simulated) if simulated is not None else None
+    if simulation is not None:
+        return pyvisa.ResourceManager(_simulator(simulation))
+    if visa_library:
         return pyvisa.ResourceManager(visa_library)
     return pyvisa.ResourceManager()
+
+
+def _simulator(simulation: Path) -> LitmusSimLibrary:
+    """A fresh simulator on ``simulation``; a file pyvisa-sim refuses is a :class:`StationConfigError`."""
+    from pytest_litmus.sim.library import fresh_sim_library
+
+    try:
+        return fresh_sim_library(simulation)
+    except LitmusError:
+        raise
+    except Exception as exc:  # pyvisa-sim's parse errors carry a formatted traceback: keep its last line
+        lines = [line.strip() for line in str(exc).replace("\\n", "\n").splitlines() if line.strip()]
+        reason = f"{type(exc).__name__}: {lines[-1] if lines else exc}"
+        raise StationConfigError(
+            simulation, "(simulation file)", "a simulation file pyvisa-sim can load", found=reason[:300]
+        ) from None

@@ -108,7 +108,7 @@ def test_yaml_error_gives_the_line(tmp_path: Path) -> None:
 
 
 def test_visa_library_simulation_path_is_made_absolute(tmp_path: Path) -> None:
-    write(tmp_path / "stations" / "sims" / "s.yaml", "spec: '1.1'\n")
+    write(tmp_path / "stations" / "sims" / "s.yaml", "spec: '1.1'\nresources:\n  GPIB0::1::INSTR: {device: d}\n")
     path = write(
         tmp_path / "stations" / "bench.yaml",
         "visa_library: sims/s.yaml@sim\n" + textwrap.dedent(GOOD).split("\n", 1)[1],
@@ -139,6 +139,7 @@ def test_unknown_station_lists_the_ones_that_exist(project: Path) -> None:
 
 
 def test_project_stations_are_searched_upward_then_the_data_dir(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (project / "pyproject.toml").touch()  # the project's root: the search goes up to here
     deep = project / "a" / "b"
     deep.mkdir(parents=True)
     monkeypatch.chdir(deep)

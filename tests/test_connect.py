@@ -96,20 +96,17 @@ def test_default_station_from_litmus_yaml(project: Path) -> None:
 
 def test_mock_without_a_simulation_file_is_a_config_error(project: Path) -> None:
     (project / "stations" / "bare.yaml").write_text("instruments:\n  dmm:\n    resource: GPIB0::1::INSTR\n")
-    with (
-        connect("bare", mock=True) as station,
-        pytest.raises(LitmusError, match=r"bare.yaml: simulation: expected a pyvisa-sim file"),
-    ):
-        station.instrument("dmm")
+    with pytest.raises(LitmusError, match=r"bare.yaml: simulation: expected a pyvisa-sim file"):
+        connect("bare", mock=True)  # refused before anything starts
 
 
 def test_a_resource_missing_from_the_simulation_names_role_and_file(project: Path) -> None:
-    text = (project / "stations" / "cell-7.yaml").read_text().replace("GPIB0::17::INSTR", "GPIB0::99::INSTR")
+    text = (project / "stations" / "cell-7.yaml").read_text().replace("GPIB0::17::INSTR", "GPIB0::29::INSTR")
     (project / "stations" / "cell-7.yaml").write_text(text)
-    with connect("cell-7", mock=True) as station, pytest.raises(StationConfigError) as info:
-        station.instrument("psu")
+    with pytest.raises(StationConfigError) as info:
+        connect("cell-7", mock=True)  # refused before anything starts
     assert info.value.file == str(project / "stations" / "sims" / "cell-7.yaml")
-    assert info.value.key == "resources" and "GPIB0::99::INSTR (role 'psu' of station 'cell-7')" in str(info.value)
+    assert info.value.key == "resources" and "GPIB0::29::INSTR (role 'psu' of station 'cell-7')" in str(info.value)
 
 
 def test_a_station_on_a_simulation_visa_library_runs_without_mock(project: Path) -> None:

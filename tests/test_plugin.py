@@ -105,7 +105,10 @@ def test_option_beats_env_beats_ini(station_project: pytest.Pytester, monkeypatc
             "environment variable LITMUS_LOCK_TIMEOUT: lock_timeout: expected seconds >= 0*",
         ),
         ({"LITMUS_STATION": "../etc"}, "*station: expected a plain station name*"),
-        ({"LITMUS_STATION": "cell-9"}, "*station 'cell-9' not found in *; available stations: cell-7"),
+        (
+            {"LITMUS_STATION": "cell-9"},
+            "*station 'cell-9' (from LITMUS_STATION) not found in *; available stations: cell-7",
+        ),
     ],
 )
 def test_bad_settings_are_usage_errors_naming_their_source(

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from pytest_litmus.atomicfile import write_json
 from pytest_litmus.errors import CorruptFile, InvalidName
 from pytest_litmus.processes import holder_alive
+from pytest_litmus.visaname import resource_key
 
 __all__ = [
     "KEY_PATTERN",
@@ -51,21 +52,9 @@ def locks_dir(data_dir: str | os.PathLike[str]) -> Path:
 
 
 @functools.lru_cache(maxsize=256)
-def _canonical_resource(resource: str) -> str:
-    """VISA resource names are case-insensitive and have aliases (``GPIB::17`` is ``GPIB0::17::INSTR``)."""
-    text = resource.strip().upper()
-    try:
-        from pyvisa import rname
-
-        return str(rname.to_canonical_name(text)).upper()
-    except Exception:  # not a VISA name pyvisa parses: lock the text as given
-        return text
-
-
-@functools.lru_cache(maxsize=256)
 def lock_key(resource: str) -> str:
     """A file-name-safe key for a resource address: readable text plus a short hash of its canonical form."""
-    canonical = _canonical_resource(resource)
+    canonical = resource_key(resource)  # GPIB::17::INSTR and gpib0::17::INSTR share one lock
     text = re.sub(r"[^A-Za-z0-9_-]+", "_", canonical).strip("_")[:60] or "resource"
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
     return f"{text}-{digest}"

@@ -85,7 +85,8 @@ class VisaBackend(LockBackend):
         on_contended: OnContended | None,
     ) -> tuple[Hold | None, float]:
         """VISA waits itself (its lock timeout); a refusal says nothing of the holder."""
-        timeout_ms = _VI_TMO_INFINITE if timeout is None else int(timeout * 1000)
+        # longer than VISA's longest finite timeout (~49 days) is forever; pyvisa refuses larger numbers
+        timeout_ms = _VI_TMO_INFINITE if timeout is None else min(int(timeout * 1000), _VI_TMO_INFINITE)
         try:
             if mode == "shared":
                 self.session.lock(timeout=timeout_ms, requested_key=VISA_SHARED_KEY)

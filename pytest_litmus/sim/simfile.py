@@ -28,9 +28,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pytest_litmus.errors import StationConfigError
+from pytest_litmus.yamlfile import read_yaml
 
 __all__ = ["DeviceExtension", "Operation", "load_extensions"]
 
@@ -90,8 +89,7 @@ def load_extensions(path: str | Path) -> dict[str, DeviceExtension]:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as fp:  # libyaml's loader when PyYAML has it: ~10x faster
-        data = yaml.load(fp, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    data = read_yaml(path)
     return data if isinstance(data, dict) else {}
 
 
