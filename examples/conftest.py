@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-#: Under pytest-xdist every worker runs session fixtures, on the one supply the controller holds.
-XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+#: Whether this process is a pytest-xdist worker: workers share the one supply the controller holds.
+xdist_worker = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global xdist_worker
+    xdist_worker = hasattr(config, "workerinput")
 
 
 @pytest.fixture(scope="session")
@@ -20,11 +24,11 @@ def powered_board(psu: Any) -> Iterator[Any]:
     settings, so the order does not matter) but none resets it or switches it
     off, which would pull the power from under another worker's test.
     """
-    if XDIST_WORKER is None:
+    if not xdist_worker:
         psu.reset()
     psu.set_current(0.5)
     psu.set_voltage(5.0)
     psu.output(True)
     yield psu
-    if XDIST_WORKER is None:
+    if not xdist_worker:
         psu.output(False)
