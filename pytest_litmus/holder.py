@@ -217,14 +217,13 @@ class StationConnection(StationBase):
         """The session's event file, created; a data dir that refuses it is a :class:`StationConfigError`."""
         try:
             return EventFile(self.event_log)
-        except LitmusError:
-            raise
-        except OSError as exc:
+        except OSError as exc:  # EventsNotWritten included: at creation it is the data dir's fault
+            why = getattr(exc, "reason", None) or exc.strerror or exc
             raise StationConfigError(
                 self.data_dir,
                 "data_dir",
                 "a directory this user can create sessions in",
-                found=f"{exc.strerror or exc}: {exc.filename or self.event_log}",
+                found=f"{why}: {exc.filename or self.event_log}",
             ) from None
 
     @property

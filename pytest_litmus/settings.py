@@ -265,8 +265,11 @@ def check_data_dir(data_dir: Resolved[Path]) -> None:
             where = "" if existing == path else f" ({existing} is not a directory)"
             raise StationConfigError(path, "data_dir", expected, found=f"a file{where}")
         if not os.access(existing, os.W_OK | os.X_OK):
-            mode = oct(existing.stat().st_mode & 0o7777)
-            raise StationConfigError(path, "data_dir", expected, found=f"{existing} is not writable (mode {mode})")
+            if os.statvfs(existing).f_flag & os.ST_RDONLY:
+                why = "is on a read-only file system"
+            else:
+                why = f"is not writable (mode {oct(existing.stat().st_mode & 0o7777)})"
+            raise StationConfigError(path, "data_dir", expected, found=f"{existing} {why}")
     except OSError as exc:  # an ancestor this user cannot even look into
         raise StationConfigError(path, "data_dir", expected, found=f"{exc.strerror}: {exc.filename}") from None
 

@@ -21,7 +21,7 @@ from serverhelpers import start_session
 
 from pytest_litmus import eventfile
 from pytest_litmus.cli import main
-from pytest_litmus.errors import EventsNotWritten
+from pytest_litmus.errors import EventsNotWritten, StationConfigError
 from pytest_litmus.events import MAX_TEXT, EventFile, Recorder, read_session
 from pytest_litmus.eventtypes import EventType
 from pytest_litmus.hooks import LitmusPluginManager
@@ -237,7 +237,8 @@ def test_a_with_block_that_raised_keeps_its_error_and_gets_a_note(project: Path,
 
 def test_an_event_file_that_cannot_be_created_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "home").write_text("a file where the data dir should be")
-    with pytest.raises(EventsNotWritten, match=r"cannot create the event file .*events\.jsonl"):
+    expected = r"home: data_dir: expected a directory this user can create sessions in, got .*Not a directory: .*events"
+    with pytest.raises(StationConfigError, match=expected):
         start_session(tmp_path / "home")
 
 
@@ -620,5 +621,5 @@ def test_a_read_only_data_dir_stops_the_run_before_any_test_with_one_error(
         unmount()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["*litmus: cannot create the event file *events.jsonl: [[]Errno 30] Read-only file system*"]
+        ["*litmus: *ro: data_dir: expected a directory this user can write*read-only file system*"]
     )
