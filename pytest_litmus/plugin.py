@@ -16,7 +16,7 @@ import os
 import sys
 import types
 from collections import Counter
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -248,17 +248,7 @@ class Measure:
         item = self._active.item
         if item is None:  # between tests (a session fixture's teardown): recorded, judged by no test
             return m
-        item.stash.setdefault(MEASUREMENTS, []).append(m)
-        prefix = f"measurement.{name}"
-        item.user_properties.extend(
-            [
-                (prefix, value),
-                (f"{prefix}.units", m.units or ""),
-                (f"{prefix}.low", "" if m.low is None else m.low),
-                (f"{prefix}.high", "" if m.high is None else m.high),
-                (f"{prefix}.outcome", m.outcome),
-            ]
-        )
+        item.stash.setdefault(MEASUREMENTS, []).append(m)  # user_properties at the end of the body
         return m
 
     @property
@@ -340,6 +330,17 @@ def _unrecorded(connection: Station, nodeid: str, *, waiting_too: bool = False) 
     head = f"{own} not written" if own else "its outcome would not be written"
     state = f"{fault.pending} events waiting" + (f", {fault.lost} lost" if fault.lost else "")
     return f"litmus could not record this test: {head} ({state}): cannot write {fault.path}: {fault.reason}"
+
+
+def _user_properties(measured: list[Measurement]) -> Iterator[tuple[str, object]]:
+    """``measurement.NAME`` and its ``.units``, ``.low``, ``.high``, ``.outcome``, for each measurement."""
+    for m in measured:
+        prefix = f"measurement.{m.name}"
+        yield prefix, m.value
+        yield f"{prefix}.units", m.units or ""
+        yield f"{prefix}.low", "" if m.low is None else m.low
+        yield f"{prefix}.high", "" if m.high is None else m.high
+        yield f"{prefix}.outcome", m.outcome
 
 
 def _fail_teardown(reports: dict[str, pytest.TestReport], problem: str) -> None:
@@ -565,7 +566,10 @@ class PerTestPlugin:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
-        result = yield
+        try:
+            result = yield
+        finally:  # JUnit's <property> elements: the measurements so far, set before the call's report is made
+            item.user_properties.extend(_user_properties(item.stash.get(MEASUREMENTS, [])))
         failed = [m for m in item.stash.get(MEASUREMENTS, []) if not m.passed]
         if failed:
             lines = "\n".join(f"  {m.describe()}" for m in failed)

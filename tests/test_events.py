@@ -234,3 +234,15 @@ def test_a_nan_measurement_keeps_its_event_type(tmp_path: Path) -> None:
     line = json.loads(encode_line({"seq": 1, "type": EventType.MEASUREMENT, "value": float("nan")}))
     assert line["type"] == "Measurement"
     assert line["value"] == "nan"
+
+
+def test_a_value_that_contains_itself_is_encoded_cut_not_raised() -> None:
+    """The event encoder has no circular-reference check (it is built once): recursion falls back to json_safe."""
+    from pytest_litmus.events import encode_line
+
+    loop: dict[str, Any] = {"name": "loop"}
+    loop["self"] = loop
+    for _ in range(2):  # twice: nothing is left behind by the first failure
+        line = json.loads(encode_line({"seq": 1, "type": "Observation", "value": loop}))
+        assert line["value"]["name"] == "loop" and isinstance(line["value"]["self"], dict)
+    assert json.loads(encode_line({"seq": 2, "value": [1.5, "x"]}))["value"] == [1.5, "x"]
