@@ -46,7 +46,6 @@ ARGS_CACHE_SIZE = 1024
 REMOTE_CALLER: ContextVar[tuple[dict[str, Any], str | None] | None] = ContextVar("litmus_remote_caller", default=None)
 
 
-
 def _event_encoder() -> Callable[[Any], str]:
     """Compact JSON, non-ASCII kept, NaN refused: ``json``'s C encoder, built once.
 
