@@ -33,4 +33,8 @@ def resolve(config: pytest.Config) -> Settings:
     """Every setting for this run: option -> environment -> ini -> ``litmus.yaml`` -> default."""
     explicit = {s.name: (config.getoption(s.dest), s.option) for s in SETTINGS}
     ini = settings.IniFile(get=lambda key: str(config.getini(key)), path=config.inipath)
-    return settings.resolve(explicit, ini=ini, start=Path(config.invocation_params.dir), rootdir=config.rootpath)
+    # pytest's rootdir bounds the search only when an ini file set it; otherwise it is just the
+    # arguments' common ancestor (and pytest < 8.1 ignores a pyproject.toml without a pytest table),
+    # so the project markers decide, as for connect().
+    rootdir = config.rootpath if config.inipath is not None else None
+    return settings.resolve(explicit, ini=ini, start=Path(config.invocation_params.dir), rootdir=rootdir)
