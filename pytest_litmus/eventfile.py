@@ -40,6 +40,7 @@ __all__ = [
     "LineWriter",
     "SeqGaps",
     "WriteFault",
+    "parse_event",
     "parse_line",
     "scan_lines",
     "seq_gaps",
@@ -424,10 +425,21 @@ def scan_lines(path: Path | str, chunk: int = 1 << 20) -> tuple[int, int]:
     return lines, lost
 
 
+def parse_event(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """One event line as ``(event, None)``, or ``(None, what is wrong)`` when it is not a JSON object."""
+    try:
+        value = json.loads(raw)
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    except ValueError as exc:
+        return None, f"not JSON ({getattr(exc, 'msg', exc)})"
+    except RecursionError:
+        return None, "JSON nested too deeply"
+    if not isinstance(value, dict):
+        return None, f"a JSON {type(value).__name__}, not an object"
+    return value, None
+
+
 def parse_line(line: bytes) -> dict[str, Any] | None:
     """One event line as a dict; None if it is not a JSON object (torn, or garbage)."""
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+    return parse_event(line)[0]

@@ -19,7 +19,6 @@ without duplicates); a ``float`` or ``datetime`` is a time and keeps events with
 from __future__ import annotations
 
 import io
-import json
 import os
 import threading
 import warnings
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pytest_litmus.backoff import Backoff
+from pytest_litmus.eventfile import parse_event
 from pytest_litmus.processes import holder_alive, pid_alive
 
 __all__ = ["DEFAULT_POLL", "Follower", "Since", "follow", "iter_follow", "parse_event", "pid_alive"]
@@ -41,21 +41,6 @@ StopReason = Literal["ended", "timeout", "writer-gone", "stopped"]
 Event = dict[str, Any]
 #: Says what is wrong with an event (None: nothing); a line whose event it faults is skipped as bad.
 Check = Callable[[Event], str | None]
-
-
-def parse_event(raw: bytes) -> tuple[Event | None, str | None]:
-    """One event line as ``(event, None)``, or ``(None, what is wrong)`` when it is not a JSON object."""
-    try:
-        value = json.loads(raw)
-    except UnicodeDecodeError:
-        return None, "not UTF-8 text"
-    except ValueError as exc:
-        return None, f"not JSON ({getattr(exc, 'msg', exc)})"
-    except RecursionError:
-        return None, "JSON nested too deeply"
-    if not isinstance(value, dict):
-        return None, f"a JSON {type(value).__name__}, not an object"
-    return value, None
 
 
 def _matcher(event_type: str | Sequence[str] | None, role: str | None, since: Since) -> Callable[[Event], bool]:

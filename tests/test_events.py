@@ -246,3 +246,12 @@ def test_a_value_that_contains_itself_is_encoded_cut_not_raised() -> None:
         line = json.loads(encode_line({"seq": 1, "type": "Observation", "value": loop}))
         assert line["value"]["name"] == "loop" and isinstance(line["value"]["self"], dict)
     assert json.loads(encode_line({"seq": 2, "value": [1.5, "x"]}))["value"] == [1.5, "x"]
+
+
+def test_read_session_skips_a_line_nested_too_deeply(tmp_path: Path) -> None:
+    """One line parser for writer and readers: a deeply nested line is a bad line, not a RecursionError."""
+    path = tmp_path / "events.jsonl"
+    good = b'{"seq":1,"ts":1.0,"session":"s","type":"SessionStarted"}\n'
+    path.write_bytes(good + b'{"x":' + b"[" * 200_000 + b"\n" + good.replace(b":1,", b":2,"))
+    log = read_session(path)
+    assert [e["seq"] for e in log.events] == [1, 2] and log.bad_lines == 1

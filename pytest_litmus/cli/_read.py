@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_litmus.errors import CorruptFile
+from pytest_litmus.eventfile import parse_event
 from pytest_litmus.events import SessionLog
-from pytest_litmus.follow import Follower, parse_event
+from pytest_litmus.follow import Follower
 
 __all__ = ["damage", "event_problem", "first_event", "good_event", "read_log"]
 
