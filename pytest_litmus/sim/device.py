@@ -57,9 +57,6 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
         self.mutex = threading.RLock()
         self.cond = threading.Condition(self.mutex)
         self.extension = extension
-        self._operations_by_header: dict[str, Operation] = {}
-        for operation in extension.operations:  # the first of a header wins, as in DeviceExtension.operation_for
-            self._operations_by_header.setdefault(operation.command.upper(), operation)
         self.service_requests = extension.service_requests
         self.serial_poll = extension.serial_poll
         self.triggers = 0
@@ -153,7 +150,7 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
                 return reply.encode()
             if header == "*RST":
                 self._abort_operations()
-        operation = self._operations_by_header.get(header)
+        operation = self.extension.operation_by_header.get(header)
         if operation is not None:
             self._start(operation)
         self._invalid_setting = False

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,16 @@ class DeviceExtension:
     serial_poll: bool = True
 
     def operation_for(self, command: str) -> Operation | None:
-        return next((op for op in self.operations if op.matches(command)), None)
+        """The operation ``command`` starts (its header, case-insensitive, arguments allowed), if any."""
+        return self.operation_by_header.get(command.split(" ", 1)[0].upper())
+
+    @cached_property
+    def operation_by_header(self) -> dict[str, Operation]:
+        """Operations by upper-cased header; the first of a header wins."""
+        found: dict[str, Operation] = {}
+        for operation in self.operations:
+            found.setdefault(operation.command.upper(), operation)
+        return found
 
 
 def load_extensions(path: str | Path) -> dict[str, DeviceExtension]:
