@@ -46,11 +46,6 @@ class Operation:
     seconds: float
     device_error: str | None = None
 
-    def matches(self, command: str) -> bool:
-        """The command's header is this operation's (case-insensitive, arguments allowed)."""
-        header = command.split(" ", 1)[0]
-        return header.upper() == self.command.upper()
-
 
 @dataclass(frozen=True)
 class DeviceExtension:
