@@ -8,62 +8,53 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 
 __all__ = ["count", "port", "positive_seconds", "seconds", "seq"]
 
 
-def _int(text: str, what: str) -> int:
+def _int(text: str, what: str, ok: Callable[[int], bool]) -> int:
+    """``text`` as an integer for which ``ok`` holds, else argparse's error naming ``what`` was expected."""
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        value = None
+    if value is None or not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
 
 
-def _float(text: str, what: str) -> float:
+def _float(text: str, what: str, ok: Callable[[float], bool]) -> float:
+    """``text`` as a finite number for which ``ok`` holds, else argparse's error naming ``what`` was expected."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if not math.isfinite(value):
+        value = None
+    if value is None or not math.isfinite(value) or not ok(value):
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     return value
 
 
 def count(text: str) -> int:
     """A count of things to show: an integer >= 1."""
-    value = _int(text, "a count >= 1")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a count >= 1, got {text!r}")
-    return value
+    return _int(text, "a count >= 1", lambda n: n >= 1)
 
 
 def seq(text: str) -> int:
     """An event number: an integer >= 0."""
-    value = _int(text, "an event number >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an event number >= 0, got {text!r}")
-    return value
+    return _int(text, "an event number >= 0", lambda n: n >= 0)
 
 
 def seconds(text: str) -> float:
     """A duration: finite seconds >= 0."""
-    value = _float(text, "seconds >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
-    return value
+    return _float(text, "seconds >= 0", lambda x: x >= 0)
 
 
 def positive_seconds(text: str) -> float:
     """A duration that must pass: finite seconds > 0."""
-    value = _float(text, "seconds > 0")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
-    return value
+    return _float(text, "seconds > 0", lambda x: x > 0)
 
 
 def port(text: str) -> int:
     """A TCP port: 1..65535, or 0 for a free one."""
-    value = _int(text, "a TCP port 1..65535 (0: a free one)")
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a TCP port 1..65535 (0: a free one), got {text!r}")
-    return value
+    return _int(text, "a TCP port 1..65535 (0: a free one)", lambda n: 0 <= n <= 65535)
