@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from pytest_litmus.dut import check_pattern
 from pytest_litmus.errors import StationConfigError, StationNotFound, UnknownRole
 from pytest_litmus.visaname import check_resource_name, resource_key
 from pytest_litmus.yamlfile import read_yaml
@@ -69,6 +70,8 @@ class StationConfig:
     description: str = ""
     simulation: Path | None = None
     visa_library: str | None = None
+    #: ``dut_pattern``: a regular expression every serial tested on this station must match whole.
+    dut_pattern: re.Pattern[str] | None = None
 
     @property
     def roles(self) -> list[str]:
@@ -89,6 +92,8 @@ class ProjectConfig:
     path: Path
     default_station: str | None = None
     data_dir: Path | None = None
+    #: ``dut_pattern``: the project's serial pattern (a station's own one wins).
+    dut_pattern: re.Pattern[str] | None = None
 
 
 # --------------------------------------------------------------------------- finding
@@ -254,9 +259,15 @@ def load_project_config(path: Path) -> ProjectConfig:
         except StationConfigError:
             raise reader.error("default_station", "a plain station name", default_station) from None
     data_dir_text = reader.string("data_dir")
+    dut_pattern = _dut_pattern(reader)
     reader.finish()
     data_dir = (path.parent / Path(data_dir_text).expanduser()).resolve() if data_dir_text else None
-    return ProjectConfig(path=path, default_station=default_station, data_dir=data_dir)
+    return ProjectConfig(path=path, default_station=default_station, data_dir=data_dir, dut_pattern=dut_pattern)
+
+
+def _dut_pattern(reader: _Reader) -> re.Pattern[str] | None:
+    text = reader.get("dut_pattern", "a regular expression", lambda v: True)
+    return None if text is None else check_pattern(reader.path, reader.key("dut_pattern"), text)
 
 
 def _is_timeout_ms(value: Any) -> bool:
@@ -336,6 +347,7 @@ def load_station_file(path: Path) -> StationConfig:
     description = reader.string("description", allow_empty=True) or ""
     simulation = reader.path_value("simulation")
     visa_library = _resolve_visa_library(reader)
+    dut_pattern = _dut_pattern(reader)
     raw_instruments = reader.get(
         "instruments",
         "a non-empty mapping of role names to instruments",
@@ -352,6 +364,7 @@ def load_station_file(path: Path) -> StationConfig:
         description=description,
         simulation=simulation,
         visa_library=visa_library,
+        dut_pattern=dut_pattern,
     )
     simulated = _simulation_of(visa_library)
     if simulated is not None:

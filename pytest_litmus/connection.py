@@ -13,6 +13,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from pytest_litmus import settings
+from pytest_litmus.dut import MAIN_SLOT
 from pytest_litmus.errors import LitmusError, ServerUnavailable
 from pytest_litmus.holder import StationConnection
 from pytest_litmus.hooks import LitmusPluginManager
@@ -52,6 +53,8 @@ def connect(
     data_dir: str | os.PathLike[str] | None = None,
     mock: bool | None = None,
     server: str | None = None,
+    dut: str | None = None,
+    dut_part: str | None = None,
 ) -> Station:
     """A station session for ``station``; nothing is opened until ``start()`` (or ``with``).
 
@@ -59,7 +62,10 @@ def connect(
     ``station`` -> ``$LITMUS_STATION`` -> ``default_station`` of ``litmus.yaml``;
     ``mock`` -> ``$LITMUS_MOCK`` -> off; ``data_dir`` -> ``litmus.yaml``
     ``data_dir`` -> ``$LITMUS_HOME`` -> the user data dir; the lock timeout is
-    ``$LITMUS_LOCK_TIMEOUT`` -> 0.
+    ``$LITMUS_LOCK_TIMEOUT`` -> 0; ``dut`` (the serial of the unit under test)
+    -> ``$LITMUS_DUT`` -> the ``litmus_dut`` hook of an installed ``litmus``
+    plugin -> none, ``dut_part`` -> ``$LITMUS_DUT_PART``. A serial is checked
+    against ``dut_pattern`` before ``start()`` touches anything.
 
     ``server="host:port"`` joins the session of that instrument server instead:
     its instruments are the holder's, reached through the server, and events go
@@ -91,14 +97,23 @@ def connect(
         elif server is not None:  # an inherited $LITMUS_SERVER of another station is simply not joined
             raise LitmusError(f"instrument server {server} serves station {info.station!r}, not {station!r}")
     resolved = settings.resolve(
-        {"station": (station, "station="), "mock": (mock, "mock="), "data_dir": (data_dir, "data_dir=")}
+        {
+            "station": (station, "station="),
+            "mock": (mock, "mock="),
+            "data_dir": (data_dir, "data_dir="),
+            "dut": (dut, "dut="),
+            "dut_part": (dut_part, "dut_part="),
+        }
     )
+    config = resolved.load_station()
+    units = resolved.units(config, [MAIN_SLOT], lambda slot: hooks.hook.litmus_dut(station=config.id, slot=slot))
     return StationConnection(
-        resolved.load_station(),
+        config,
         data_dir=resolved.data_dir.value,
         mock=resolved.mock.value,
         hooks=hooks,
         lock_timeout=resolved.lock_timeout.value,
+        dut=units[MAIN_SLOT],
     )
 
 

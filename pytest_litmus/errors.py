@@ -35,6 +35,7 @@ __all__ = [
     "StationNotFound",
     "SyncError",
     "SyncTimeout",
+    "UnitIndexError",
     "UnknownRole",
 ]
 
@@ -416,3 +417,18 @@ class EventsNotWritten(LitmusError, OSError):
                 f"cannot write {self.path}: {reason}"
             )
         super().__init__(message)
+
+
+class UnitIndexError(LitmusError, OSError):
+    """The unit index (``<data_dir>/units/``) could not record that this session tests a unit.
+
+    ``path`` is the unit's index file, ``serial`` the unit, ``reason`` the file
+    system's (or the index lock's) error. Without it the unit attempt number is
+    unknown, so the session does not start.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], serial: str, reason: str) -> None:
+        self.path = os.fspath(path)
+        self.serial = serial
+        self.reason = reason
+        super().__init__(f"cannot record unit {serial!r} in the unit index {self.path}: {reason}")

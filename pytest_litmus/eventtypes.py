@@ -37,3 +37,4 @@ class EventType(StrEnum):
     CLIENT_DISCONNECTED = "InstrumentClientDisconnected"
     CLIENT_REFUSED = "InstrumentClientRefused"
     EVENTS_LOST = "EventsLost"
+    UNIT_STARTED = "UnitStarted"

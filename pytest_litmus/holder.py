@@ -18,11 +18,13 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_litmus.config import LockMode, StationConfig
-from pytest_litmus.errors import EventsNotWritten, LitmusError, StationConfigError
+from pytest_litmus.dut import MAIN_SLOT, Dut
+from pytest_litmus.errors import EventsNotWritten, LitmusError, StationConfigError, UnitIndexError
 from pytest_litmus.events import EventFile, Recorder
 from pytest_litmus.eventtypes import EventType
 from pytest_litmus.hooks import LitmusPluginManager
@@ -31,6 +33,7 @@ from pytest_litmus.locks import Lease, LockOwner
 from pytest_litmus.processes import current_user
 from pytest_litmus.settings import resolve_data_dir
 from pytest_litmus.station import SESSION_OUTCOMES, LockWait, SessionOutcome, StationBase
+from pytest_litmus.units import next_attempt, unit_index
 
 if TYPE_CHECKING:
     from pytest_litmus.eventfile import WriteFault
@@ -90,8 +93,12 @@ class StationConnection(StationBase):
         hooks: LitmusPluginManager | None = None,
         argv: Sequence[str] | None = None,
         lock_timeout: float | None = 0.0,
+        dut: Dut | None = None,
     ) -> None:
         self.config = station_config
+        self.dut = dut
+        #: The unit attempt of :attr:`dut` (set by ``start()``), and of each unit begun since.
+        self.unit_attempts: dict[str, int] = {}
         self.data_dir = Path(data_dir) if data_dir is not None else resolve_data_dir()
         self.mock = mock
         self._session_id = str(uuid.uuid4())
@@ -104,6 +111,8 @@ class StationConnection(StationBase):
         self._owner: LockOwner | None = None
         self._server: InstrumentServer | None = None
         self.counts: Counter[str] = Counter()
+        #: Measurement outcomes of each running test attempt, by (nodeid, dut): a rerun takes them back.
+        self._attempt_counts: dict[tuple[Any, Any], Counter[str]] = {}
         self._argv = list(argv) if argv is not None else list(sys.argv)
         self._recorder: Recorder | None = None
         self._rm: Any = None
@@ -135,12 +144,22 @@ class StationConnection(StationBase):
         return self._state == "started"
 
     def start(self) -> StationConnection:
-        """Create the event file and record ``SessionStarted``; returns self."""
+        """Number the unit (if any), create the event file and record ``SessionStarted``; returns self.
+
+        Raises :class:`~pytest_litmus.errors.UnitIndexError` when the unit index
+        cannot be written, and :class:`~pytest_litmus.errors.EventsNotWritten`
+        when the event file cannot be created; the session is then not started.
+        """
         with self._lock:
             if self._state != "new":
                 raise LitmusError(
                     f"session {self.session_id} was already {self._state}; one StationConnection per session"
                 )
+            dut = self.dut
+            unit_attempt = None
+            if dut is not None:
+                unit_attempt = self._unit_attempt(dut, MAIN_SLOT)
+                self.dut = dut = replace(dut, attempt=unit_attempt)
             self._recorder = Recorder(self.session_id, self._event_file(), self.hooks)
             self._state = "started"
             atexit.register(self._at_exit)
@@ -158,8 +177,39 @@ class StationConnection(StationBase):
             cwd=os.getcwd(),
             data_dir=str(self.data_dir),
             versions=_versions(),
+            dut=None if dut is None else dut.serial,
+            dut_part=None if dut is None else dut.part,
+            unit_attempt=unit_attempt,
         )
+        if dut is not None:
+            self.emit(EventType.UNIT_STARTED, **dut.fields(), unit_attempt=unit_attempt, slot=MAIN_SLOT)
         return self
+
+    def begin_unit(self, dut: Dut, slot: str) -> int:
+        """Record ``UnitStarted`` for a unit tested in ``slot`` (an xdist worker); returns its unit attempt.
+
+        A unit already begun in this session keeps its number (several slots may test one unit).
+        """
+        self._require_started()
+        known = dut.serial in self.unit_attempts
+        attempt = self._unit_attempt(dut, slot)
+        if not known:
+            self.emit(EventType.UNIT_STARTED, **dut.fields(), unit_attempt=attempt, slot=slot)
+        return attempt
+
+    def _unit_attempt(self, dut: Dut, slot: str) -> int:
+        """The unit attempt of ``dut`` in this session: taken from the data dir's unit index once."""
+        known = self.unit_attempts.get(dut.serial)
+        if known is not None:
+            return known
+        from filelock import Timeout
+
+        try:
+            attempt = next_attempt(self.data_dir, dut.serial, self.session_id, station=self.config.id, slot=slot)
+        except (OSError, Timeout) as exc:
+            raise UnitIndexError(unit_index(self.data_dir, dut.serial), dut.serial, str(exc)) from None
+        self.unit_attempts[dut.serial] = attempt
+        return attempt
 
     def stop(self, outcome: SessionOutcome = "passed") -> None:
         """Stop serving, release every instrument (reverse order), record ``SessionEnded``, close the log.
@@ -276,16 +326,25 @@ class StationConnection(StationBase):
         prefix = _COUNTED.get(event_type)
         if prefix is not None:
             with self._lock:
-                self.counts[f"{prefix}{fields.get('outcome')}"] += 1
+                outcome = fields.get("outcome")
+                self.counts[f"{prefix}{outcome}"] += 1
+                key = (fields.get("nodeid"), fields.get("dut"))
+                if prefix:  # a measurement: counted with its attempt until the test's outcome
+                    self._attempt_counts.setdefault(key, Counter())[f"{prefix}{outcome}"] += 1
+                else:
+                    taken = self._attempt_counts.pop(key, None)
+                    if outcome == "rerun" and taken:  # a superseded attempt: its measurements leave the counts
+                        self.counts -= taken
+                        self.counts["measurements_superseded"] += sum(taken.values())
         return event
 
-    def test_started(self, nodeid: str) -> None:
-        """Record ``TestStarted`` and attribute what follows to ``nodeid``."""
-        self.nodeid = nodeid
+    def test_started(self, nodeid: str, attempt: int = 1) -> None:
+        """Record ``TestStarted`` and attribute what follows to ``nodeid`` (its ``attempt``)."""
+        self.nodeid, self.attempt = nodeid, attempt
         for lease in list(self.leases.values()):
             if lease.held and lease.kind != "none":
                 lease.annotate(nodeid=nodeid)  # `litmus locks` shows which test holds it
-        self.emit(EventType.TEST_STARTED, nodeid=nodeid)
+        self.emit(EventType.TEST_STARTED, nodeid=nodeid, **self._test_fields())
 
     # ------------------------------------------------------------------ instruments
 

@@ -28,3 +28,16 @@ def litmus_event(event: dict[str, Any]) -> None:
     and never fails the run; the other subscribers still get the event. The event
     file writer is the default implementation (registered as ``litmus-eventlog``).
     """
+
+
+@hookspec(firstresult=True)
+def litmus_dut(station: str, slot: str) -> Any:
+    """The unit under test in ``slot`` of a run on ``station``; the first non-None answer wins.
+
+    Called once per slot before any instrument is touched, when no ``--dut`` /
+    ``LITMUS_DUT`` / ``litmus_dut`` ini gives the serial: ``slot`` is ``main``
+    without pytest-xdist, else the worker id (``gw0``, ...), and the controller
+    asks for every worker (it has the terminal). Return a serial (``str``), a
+    mapping ``{"serial": ..., "part": ...}``, a :class:`pytest_litmus.dut.Dut`,
+    or None (no unit). A barcode scanner or an operator prompt goes here.
+    """

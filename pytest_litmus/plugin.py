@@ -12,6 +12,7 @@ reaches them in ``workerinput``. Each worker joins that session
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import types
@@ -29,6 +30,7 @@ from pytest_litmus.eventtypes import EventType
 
 if TYPE_CHECKING:
     from pytest_litmus.config import StationConfig
+    from pytest_litmus.dut import Dut
     from pytest_litmus.hooks import LitmusPluginManager
     from pytest_litmus.measurements import Measurement
     from pytest_litmus.station import SessionOutcome, Station
@@ -54,13 +56,24 @@ class Active:
     workers: int = 1
     #: The test running now (set by :class:`PerTestPlugin`), to which ``measure`` attributes measurements.
     item: pytest.Item | None = None
+    #: ``--dut`` / ``LITMUS_DUT`` / ``litmus_dut`` serials (one per xdist worker, or one for all) and part.
+    serials: tuple[str, ...] = ()
+    dut_part: str | None = None
+    #: The unit this process tests (a worker's comes from the controller); the ``dut`` fixture.
+    dut: Dut | None = None
+    #: The controller's: the unit of each xdist worker, by worker id.
+    units: dict[str, Dut | None] = field(default_factory=dict)
 
 
 ACTIVE = pytest.StashKey[Active]()
 MEASUREMENTS = pytest.StashKey[list["Measurement"]]()
+#: The JUnit properties this plugin added to a test (taken back when the attempt is superseded).
+PROPERTIES = pytest.StashKey[list[tuple[str, object]]]()
 
 #: The ``workerinput`` key that carries the controller's connection file to xdist workers.
 WORKERINPUT_KEY = "litmus_server_file"
+#: The ``workerinput`` key that carries a worker's unit under test (serial, part, unit attempt).
+WORKERINPUT_DUT = "litmus_dut"
 
 #: Exit statuses that a session with lost events turns into INTERNAL_ERROR (interrupts and usage errors stay).
 _LOSES_TO_LOST_EVENTS = frozenset(
@@ -118,6 +131,11 @@ def _place_in_xdist(config: pytest.Config, active: Active) -> None:
             )
         active.xdist, active.server_file = "worker", Path(path)
         active.workers = int(workerinput.get("workercount", 1))
+        unit = workerinput.get(WORKERINPUT_DUT)
+        if unit is not None:
+            from pytest_litmus.dut import Dut
+
+            active.dut = Dut(unit["serial"], unit["part"], unit["attempt"])
     elif getattr(config.option, "dist", "no") != "no":
         active.xdist = "controller"
 
@@ -129,13 +147,17 @@ def _resolve(config: pytest.Config) -> Active | None:
         return None
     from pytest_litmus.hooks import LitmusPluginManager
 
+    station = resolved.load_station()
+    resolved.check_serials(station)  # before any instrument is touched
     return Active(
-        station=resolved.load_station(),
+        station=station,
         data_dir=resolved.data_dir.value,
         mock=resolved.mock.value,
         lock_timeout=resolved.lock_timeout.value,
         sources=resolved.sources,
         hooks=LitmusPluginManager(),
+        serials=resolved.dut.value,
+        dut_part=resolved.dut_part.value,
     )
 
 
@@ -158,7 +180,10 @@ def _station_fixtures(active: Active) -> types.ModuleType:
     def measure(station: Station) -> Measure:
         return Measure(station, active)
 
-    _add_fixtures(module, station=station, measure=measure)
+    def dut(station: Station) -> Dut | None:
+        return active.dut
+
+    _add_fixtures(module, station=station, measure=measure, dut=dut)
 
     def make(role: str) -> Any:
         def fixture(station: Station) -> Any:
@@ -194,7 +219,10 @@ def _idle_fixtures() -> types.ModuleType:
     def measure(station: Station) -> Measure:
         raise AssertionError("unreachable: the station fixture fails first")  # pragma: no cover
 
-    _add_fixtures(module, station=station, measure=measure)
+    def dut(station: Station) -> Dut | None:
+        raise AssertionError("unreachable: the station fixture fails first")  # pragma: no cover
+
+    _add_fixtures(module, station=station, measure=measure, dut=dut)
     return module
 
 
@@ -210,6 +238,8 @@ _FIXTURE_DOCS = {
     "locks held for the session.",
     "measure": "``measure(name, value, *, units=None, low=None, high=None)``: record a measurement for the "
     "running test; outside ``low``..``high`` the test fails after its body.",
+    "dut": "The unit under test in this process (``Dut(serial, part, attempt)``: ``attempt`` is its unit "
+    "attempt), or None when no serial was given (``--dut``, ``LITMUS_DUT``, the ``litmus_dut`` hook).",
 }
 
 
@@ -280,8 +310,8 @@ def srq(station: Station) -> Generator[Any, None, None]:
 # ---------------------------------------------------------------------- session
 
 
-def _failure_text(report: pytest.TestReport) -> str | None:
-    if not report.failed:
+def _failure_text(report: pytest.TestReport, *, rerun: bool = False) -> str | None:
+    if not (report.failed or rerun):
         return None
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else report.longreprtext.strip().splitlines()[-1:]
@@ -292,6 +322,9 @@ def _failure_text(report: pytest.TestReport) -> str | None:
 def _test_outcome(reports: dict[str, pytest.TestReport]) -> tuple[str, str | None]:
     """One outcome per test from its phase reports, as pytest's summary counts them."""
     setup, call, teardown = reports.get("setup"), reports.get("call"), reports.get("teardown")
+    rerun = next((r for r in reports.values() if str(r.outcome) == "rerun"), None)
+    if rerun is not None:  # pytest-rerunfailures runs it again: this attempt is superseded
+        return "rerun", _failure_text(rerun, rerun=True)
     if setup is not None and setup.failed:
         return "error", _failure_text(setup)
     if setup is not None and setup.skipped:
@@ -343,6 +376,13 @@ def _user_properties(measured: list[Measurement]) -> Iterator[tuple[str, object]
         yield f"{prefix}.outcome", m.outcome
 
 
+def _drop_properties(properties: list[tuple[str, object]], ours: Any) -> None:
+    """Remove the tuples in ``ours`` (by identity) from ``properties``, in place."""
+    if ours:
+        mine = {id(p) for p in ours}
+        properties[:] = [p for p in properties if id(p) not in mine]
+
+
 def _fail_teardown(reports: dict[str, pytest.TestReport], problem: str) -> None:
     """Make a test whose records are missing an error (at teardown), saying why; a failed one stays as it is."""
     teardown = reports["teardown"]
@@ -387,7 +427,10 @@ class SessionPlugin:
             assert a.server_file is not None
             a.connection = _join(a.server_file, a)
             a.connection.sync_parties = a.workers
+            a.connection.dut = a.dut
             return
+        units = _units(session.config, a)
+        distinct = set(units.values())
         connection = StationConnection(
             a.station,
             data_dir=a.data_dir,
@@ -395,10 +438,16 @@ class SessionPlugin:
             hooks=a.hooks,
             argv=[sys.argv[0], *session.config.invocation_params.args],
             lock_timeout=a.lock_timeout,
+            dut=distinct.pop() if len(distinct) == 1 else None,  # one unit for the whole session
         )
         connection.sync_parties = 1
         connection.start()  # EventsNotWritten (nothing could be recorded) is a LitmusError: run no test
         a.connection = connection
+        a.dut = connection.dut
+        for slot, dut in units.items():  # one unit per xdist worker: each its own UnitStarted and number
+            a.units[slot] = (
+                connection.dut if dut is None or connection.dut is not None else _begun(connection, dut, slot)
+            )
         if a.xdist == "controller":  # before xdist starts the workers (its sessionstart is trylast)
             a.server_address = connection.start_instrument_server()
             a.server_file = connection.instrument_server.path if connection.instrument_server else None
@@ -466,6 +515,46 @@ def _defined_in(func: Any, fixturedef: Any) -> str:
         return str(getattr(func, "__module__", None) or getattr(fixturedef, "baseid", "") or "a plugin")
 
 
+def _units(config: pytest.Config, active: Active) -> dict[str, Dut | None]:
+    """The unit of each slot (``main``, or each xdist worker), before any instrument is touched.
+
+    The ``litmus_dut`` hook is asked with output capture off, so an operator
+    prompt (``input()``) or a scanner's messages reach the terminal.
+    """
+    from pytest_litmus.dut import MAIN_SLOT
+
+    slots = _xdist_slots(config) if active.xdist == "controller" else [MAIN_SLOT]
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    station = active.station.id
+
+    def ask(slot: str) -> object:
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            try:
+                return active.hooks.hook.litmus_dut(station=station, slot=slot)
+            except Exception as exc:  # a scanner that is unplugged, say: the run stops, saying so
+                raise LitmusError(f"the litmus_dut hook raised {type(exc).__name__}: {exc}") from exc
+
+    units: dict[str, Dut | None] = options.resolve(config).units(active.station, slots, ask)
+    return units
+
+
+def _xdist_slots(config: pytest.Config) -> list[str]:
+    """The worker ids xdist will start (``gw0``, ``gw1``, ...), in order."""
+    import xdist.workermanage as manage  # type: ignore[import-untyped]
+
+    parse_specs = getattr(manage, "parse_tx_spec_config", None) or manage.parse_spec_config  # renamed in 3.6
+    return [f"gw{i}" for i in range(len(parse_specs(config)))]
+
+
+def _begun(connection: Station, dut: Dut, slot: str) -> Dut:
+    from dataclasses import replace
+
+    from pytest_litmus.holder import StationConnection
+
+    assert isinstance(connection, StationConnection)
+    return replace(dut, attempt=connection.begin_unit(dut, slot))
+
+
 def _join(server_file: Path, active: Active) -> Station:
     """A worker's connection into the controller's session."""
     from pytest_litmus.sharing import JoinedStation, ServerInfo
@@ -490,6 +579,9 @@ class XdistController:
     def pytest_configure_node(self, node: Any) -> None:
         if self.active.server_file is not None:
             node.workerinput[WORKERINPUT_KEY] = str(self.active.server_file)
+        dut = self.active.units.get(node.gateway.id)
+        if dut is not None:
+            node.workerinput[WORKERINPUT_DUT] = {"serial": dut.serial, "part": dut.part, "attempt": dut.attempt}
 
     @pytest.hookimpl(optionalhook=True, wrapper=True)
     def pytest_handlecrashitem(
@@ -517,6 +609,8 @@ class PerTestPlugin:
 
     active: Active
     reports: dict[str, dict[str, pytest.TestReport]] = field(default_factory=dict)
+    #: The running test's attempt number (pytest-rerunfailures runs a failed test again).
+    attempts: dict[str, int] = field(default_factory=dict)
     #: Whether passed tests' report sections are shown (``-rP`` / ``-rA``).
     show_passed: bool = False
 
@@ -524,13 +618,32 @@ class PerTestPlugin:
     def pytest_runtest_protocol(self, item: pytest.Item) -> None:
         """Before the test's setup: ``measure`` and the event log attribute to it from here on."""
         self.active.item = item
+        self.attempts[item.nodeid] = 0
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        """An attempt begins: once per test, again for each rerun (pytest-rerunfailures calls it per attempt).
+
+        A new attempt starts with no measurements and no JUnit properties of its own.
+        """
+        attempt = self.attempts.get(nodeid, 0) + 1
+        self.attempts[nodeid] = attempt
+        self.reports[nodeid] = {}
+        item = self.active.item
+        if attempt > 1 and item is not None and item.nodeid == nodeid:
+            item.stash[MEASUREMENTS] = []
+            _drop_properties(item.user_properties, item.stash.get(PROPERTIES, ()))
         if self.active.connection is not None:
-            self.active.connection.test_started(item.nodeid)
-        self.reports[item.nodeid] = {}
+            self.active.connection.test_started(nodeid, attempt)
 
     @pytest.hookimpl(tryfirst=True)  # before others (terminal, junitxml, xdist's worker) see the report
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.reports.setdefault(report.nodeid, {})[report.when] = report
+        reports = self.reports.setdefault(report.nodeid, {})
+        reports[report.when] = report
+        if any(str(r.outcome) == "rerun" for r in reports.values()):  # a superseded attempt: its properties go
+            item = self.active.item
+            ours = item.stash.get(PROPERTIES, ()) if item is not None else ()
+            _drop_properties(report.user_properties, ours)  # junitxml writes them at teardown, once per test
         if report.when == "setup" and report.failed:
             self._explain_missing_role(report)
         elif report.when == "call" and (report.failed or self.show_passed) and self.active.item is not None:
@@ -543,6 +656,7 @@ class PerTestPlugin:
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         self.active.item = None
         self.reports.pop(nodeid, None)
+        self.attempts.pop(nodeid, None)
 
     def _finish(self, nodeid: str) -> None:
         """Record ``TestOutcome`` (from the reports, before the teardown report is shown); a test whose
@@ -566,7 +680,9 @@ class PerTestPlugin:
         try:
             result = yield
         finally:  # JUnit's <property> elements: the measurements so far, set before the call's report is made
-            item.user_properties.extend(_user_properties(item.stash.get(MEASUREMENTS, [])))
+            properties = list(_user_properties(item.stash.get(MEASUREMENTS, [])))
+            item.stash[PROPERTIES] = properties
+            item.user_properties.extend(properties)
         failed = [m for m in item.stash.get(MEASUREMENTS, []) if not m.passed]
         if failed:
             lines = "\n".join(f"  {m.describe()}" for m in failed)

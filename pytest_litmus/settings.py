@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -36,6 +37,7 @@ from pytest_litmus.config import (
     find_station_file,
     load_station_file,
 )
+from pytest_litmus.dut import Dut, check_part, parse_serials, resolve_units
 from pytest_litmus.errors import StationConfigError
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "Setting",
     "Settings",
     "check_data_dir",
+    "dut_pattern",
     "load_station",
     "resolve",
     "resolve_data_dir",
@@ -184,6 +187,23 @@ SETTINGS: tuple[Setting, ...] = (
         default=0.0,
         metavar="SECONDS",
     ),
+    Setting(
+        "dut",
+        "--dut",
+        "LITMUS_DUT",
+        "serial number of the unit under test; SN1,SN2 gives one per xdist worker (default: the litmus_dut hook)",
+        parse_serials,
+        default=(),
+        metavar="SERIAL",
+    ),
+    Setting(
+        "dut_part",
+        "--dut-part",
+        "LITMUS_DUT_PART",
+        "part number of the unit under test",
+        check_part,
+        metavar="PART",
+    ),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
@@ -213,6 +233,8 @@ class Settings:
     mock: Resolved[bool]
     data_dir: Resolved[Path]
     lock_timeout: Resolved[float | None]
+    dut: Resolved[tuple[str, ...]]
+    dut_part: Resolved[str | None]
     project: ProjectConfig | None
     start: Path
     #: pytest's rootdir, where the search for ``litmus.yaml`` and ``stations/`` stops (None: outside pytest).
@@ -222,6 +244,33 @@ class Settings:
     def sources(self) -> dict[str, str]:
         """Where each setting came from, by name (what the report header shows)."""
         return {name: getattr(self, name).source for name in BY_NAME}
+
+    def check_serials(self, station: StationConfig) -> None:
+        """Every ``dut`` serial matches the serial pattern (:func:`dut_pattern`), or a StationConfigError."""
+        pattern, where = dut_pattern(station, self.project)
+        for serial in self.dut.value:
+            if pattern is not None and pattern.fullmatch(serial) is None:
+                raise StationConfigError(
+                    self.dut.source,
+                    "dut",
+                    f"a serial number matching dut_pattern {pattern.pattern!r} of {where}",
+                    serial,
+                )
+
+    def units(
+        self, station: StationConfig, slots: Sequence[str], ask: Callable[[str], object]
+    ) -> dict[str, Dut | None]:
+        """The unit of each slot: the ``dut`` setting, else ``ask(slot)`` (the ``litmus_dut`` hook), checked.
+
+        A bad answer, or serials that do not fit the slots, is a StationConfigError.
+        """
+        self.check_serials(station)
+        pattern, _ = dut_pattern(station, self.project)
+        source = self.dut.source if self.dut.value else "the litmus_dut hook"
+        try:
+            return resolve_units(self.dut.value, self.dut_part.value, pattern, slots, ask)
+        except ValueError as exc:
+            raise StationConfigError(source, "dut", str(exc), has_got=False) from None
 
     def load_station(self) -> StationConfig:
         """The selected station, found, loaded and checked against the run.
@@ -247,6 +296,18 @@ class Settings:
                 )
             check_simulation(station, station.simulation)
         return station
+
+
+def dut_pattern(station: StationConfig, project: ProjectConfig | None) -> tuple[re.Pattern[str] | None, str | None]:
+    """The serial pattern units on ``station`` must match, and the file it comes from.
+
+    The station file's ``dut_pattern`` wins over ``litmus.yaml``'s; neither: None.
+    """
+    if station.dut_pattern is not None:
+        return station.dut_pattern, str(station.path)
+    if project is not None and project.dut_pattern is not None:
+        return project.dut_pattern, str(project.path)
+    return None, None
 
 
 def check_data_dir(data_dir: Resolved[Path]) -> None:
@@ -305,6 +366,8 @@ def resolve(
         mock=one("mock"),
         data_dir=one("data_dir"),
         lock_timeout=one("lock_timeout"),
+        dut=one("dut"),
+        dut_part=one("dut_part"),
         project=project,
         start=start,
         rootdir=rootdir,

@@ -21,6 +21,7 @@ from pytest_litmus.measurements import Measurement, judge
 
 if TYPE_CHECKING:
     from pytest_litmus.config import StationConfig
+    from pytest_litmus.dut import Dut
     from pytest_litmus.hooks import LitmusPluginManager
     from pytest_litmus.sync import SyncResult
 
@@ -60,6 +61,10 @@ class Station(Protocol):
     hooks: LitmusPluginManager
     #: How many processes meet at :meth:`sync` by default (the plugin sets the xdist worker count).
     sync_parties: int | None
+    #: The unit this process tests (None: no unit named); on every ``Measurement`` and ``TestOutcome``.
+    dut: Dut | None
+    #: The running test's attempt (1, then 2, ... when it is rerun); on its events.
+    attempt: int
 
     @property
     def session_id(self) -> str: ...
@@ -115,7 +120,7 @@ class Station(Protocol):
 
     def sync(self, name: str, timeout: float | None = None, *, parties: int | None = None) -> SyncResult: ...
 
-    def test_started(self, nodeid: str) -> None: ...
+    def test_started(self, nodeid: str, attempt: int = 1) -> None: ...
 
     def test_finished(self, nodeid: str, outcome: str, duration: float, message: str | None = None) -> None: ...
 
@@ -130,6 +135,8 @@ class StationBase:
     config: StationConfig
     data_dir: Path
     sync_parties: int | None
+    dut: Dut | None = None
+    attempt: int = 1
 
     @property
     def session_id(self) -> str:
@@ -197,12 +204,30 @@ class StationBase:
     ) -> Measurement:
         """Judge and record a ``Measurement``; returns it (it never raises for a failed value)."""
         measurement = judge(name, value, units=units, low=low, high=high, nodeid=self.nodeid)
-        self.emit(EventType.MEASUREMENT, **measurement.fields())
+        dut = self.dut
+        self.emit(
+            EventType.MEASUREMENT,
+            **measurement.fields(),
+            dut=None if dut is None else dut.serial,
+            attempt=self.attempt,
+        )
         return measurement
+
+    def _test_fields(self) -> dict[str, Any]:
+        """``dut`` and ``attempt`` of the running test, for ``TestStarted`` and ``TestOutcome``."""
+        dut = self.dut
+        return {"dut": None if dut is None else dut.serial, "attempt": self.attempt}
 
     def test_finished(self, nodeid: str, outcome: str, duration: float, message: str | None = None) -> None:
         """Record ``TestOutcome`` and stop attributing calls to the test."""
-        self.emit(EventType.TEST_OUTCOME, nodeid=nodeid, outcome=outcome, duration=duration, message=message)
+        self.emit(
+            EventType.TEST_OUTCOME,
+            nodeid=nodeid,
+            outcome=outcome,
+            duration=duration,
+            message=message,
+            **self._test_fields(),
+        )
         self.nodeid = None
 
     # ------------------------------------------------------------------ sharing

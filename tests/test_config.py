@@ -221,6 +221,8 @@ def test_settings_resolve_explicit_then_env_then_litmus_yaml_then_default(
         "mock": "default",
         "data_dir": "LITMUS_HOME",
         "lock_timeout": "default",
+        "dut": "default",
+        "dut_part": "default",
     }
     monkeypatch.setenv("LITMUS_STATION", "cell-8")
     monkeypatch.setenv("LITMUS_MOCK", "yes")

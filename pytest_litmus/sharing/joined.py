@@ -102,12 +102,12 @@ class JoinedStation(StationBase):
         self.hooks.hook.litmus_event(event=event)
         return event
 
-    def test_started(self, nodeid: str) -> None:
-        """Record ``TestStarted`` and attribute what follows to ``nodeid``."""
+    def test_started(self, nodeid: str, attempt: int = 1) -> None:
+        """Record ``TestStarted`` and attribute what follows to ``nodeid`` (its ``attempt``)."""
         from pytest_litmus.eventtypes import EventType
 
-        self.nodeid = nodeid
-        self.emit(EventType.TEST_STARTED, nodeid=nodeid)
+        self.nodeid, self.attempt = nodeid, attempt
+        self.emit(EventType.TEST_STARTED, nodeid=nodeid, **self._test_fields())
 
     def instrument(self, role: str, timeout: LockWait = "default") -> RemoteInstrument:
         """The holder's instrument of ``role`` (opened and locked there, with the holder's lock timeout)."""
