@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_litmus.errors import StationConfigError
+from pytest_litmus.errors import LitmusError, StationConfigError
 
 __all__ = [
     "MAIN_SLOT",
@@ -36,6 +36,10 @@ MAX_SERIAL = 128
 MAIN_SLOT = "main"
 
 _BAD = re.compile(r"[\x00-\x1f\x7f,]")
+
+
+class SerialsMismatch(ValueError):
+    """More serials than one, and not one per slot."""
 
 
 @dataclass(frozen=True)
@@ -109,16 +113,13 @@ def slot_dut(serials: Sequence[str], part: str | None, slot: str, slots: Sequenc
         return None
     if len(serials) == 1:
         return Dut(serials[0], part)
-    if len(serials) != len(slots):
-        raise ValueError(
-            f"{len(serials)} serial numbers for {len(slots)} slot{'s' * (len(slots) != 1)} "
-            f"({', '.join(slots)}): give one serial per xdist worker (-n {len(serials)}), or one for all"
-        )
+    if len(serials) != len(slots):  # xdist workers are the slots: -n N takes N serials
+        raise SerialsMismatch(f"one serial for every slot, or one per slot ({len(slots)}: {', '.join(slots)})")
     return Dut(serials[list(slots).index(slot)], part)
 
 
 def as_dut(answer: object, part: str | None, pattern: re.Pattern[str] | None, source: str) -> Dut | None:
-    """A ``litmus_dut`` hook answer as a checked :class:`Dut` (ValueError naming ``source``)."""
+    """A ``litmus_dut`` hook answer as a checked :class:`Dut` (a LitmusError naming ``source``)."""
     if answer is None:
         return None
     try:
@@ -137,7 +138,7 @@ def as_dut(answer: object, part: str | None, pattern: re.Pattern[str] | None, so
             raise ValueError("expected a serial (str), {'serial': ..., 'part': ...} or a Dut")
         return Dut(check_serial(serial, pattern), check_part(answer_part) if answer_part is not None else part)
     except ValueError as exc:
-        raise ValueError(f"{source} answered {answer!r}: {exc}") from None
+        raise LitmusError(f"{source} answered {answer!r}: {exc}") from None
 
 
 def resolve_units(

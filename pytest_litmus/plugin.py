@@ -12,7 +12,6 @@ reaches them in ``workerinput``. Each worker joins that session
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import types
@@ -528,11 +527,16 @@ def _units(config: pytest.Config, active: Active) -> dict[str, Dut | None]:
     station = active.station.id
 
     def ask(slot: str) -> object:
-        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
-            try:
-                return active.hooks.hook.litmus_dut(station=station, slot=slot)
-            except Exception as exc:  # a scanner that is unplugged, say: the run stops, saying so
-                raise LitmusError(f"the litmus_dut hook raised {type(exc).__name__}: {exc}") from exc
+        if capture is not None:
+            capture.suspend_global_capture(in_=True)  # stdin too, so input() reads the terminal
+        try:
+            return active.hooks.hook.litmus_dut(station=station, slot=slot)
+        except Exception as exc:  # a scanner that is unplugged, say: the run stops, saying so
+            raise LitmusError(f"the litmus_dut hook raised {type(exc).__name__}: {exc}") from exc
+        finally:
+            if capture is not None:  # as pytest leaves it at session start: output free, stdin guarded
+                capture.resume_global_capture()
+                capture.suspend_global_capture()
 
     units: dict[str, Dut | None] = options.resolve(config).units(active.station, slots, ask)
     return units
@@ -611,25 +615,30 @@ class PerTestPlugin:
     reports: dict[str, dict[str, pytest.TestReport]] = field(default_factory=dict)
     #: The running test's attempt number (pytest-rerunfailures runs a failed test again).
     attempts: dict[str, int] = field(default_factory=dict)
+    #: The test whose protocol runs (its attempts may come and go).
+    current: pytest.Item | None = None
     #: Whether passed tests' report sections are shown (``-rP`` / ``-rA``).
     show_passed: bool = False
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> None:
         """Before the test's setup: ``measure`` and the event log attribute to it from here on."""
-        self.active.item = item
-        self.attempts[item.nodeid] = 0
+        self.active.item = self.current = item
+        self.attempts = {item.nodeid: 0}
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self, nodeid: str) -> None:
-        """An attempt begins: once per test, again for each rerun (pytest-rerunfailures calls it per attempt).
+        """An attempt begins: once per test, again for each rerun (pytest-rerunfailures calls
+        ``logstart`` and ``logfinish`` around each attempt).
 
         A new attempt starts with no measurements and no JUnit properties of its own.
         """
         attempt = self.attempts.get(nodeid, 0) + 1
         self.attempts[nodeid] = attempt
         self.reports[nodeid] = {}
-        item = self.active.item
+        item = self.current
+        if item is not None and item.nodeid == nodeid:
+            self.active.item = item
         if attempt > 1 and item is not None and item.nodeid == nodeid:
             item.stash[MEASUREMENTS] = []
             _drop_properties(item.user_properties, item.stash.get(PROPERTIES, ()))
@@ -656,7 +665,6 @@ class PerTestPlugin:
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         self.active.item = None
         self.reports.pop(nodeid, None)
-        self.attempts.pop(nodeid, None)
 
     def _finish(self, nodeid: str) -> None:
         """Record ``TestOutcome`` (from the reports, before the teardown report is shown); a test whose

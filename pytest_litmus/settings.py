@@ -37,7 +37,7 @@ from pytest_litmus.config import (
     find_station_file,
     load_station_file,
 )
-from pytest_litmus.dut import Dut, check_part, parse_serials, resolve_units
+from pytest_litmus.dut import Dut, SerialsMismatch, check_part, parse_serials, resolve_units
 from pytest_litmus.errors import StationConfigError
 
 __all__ = [
@@ -262,15 +262,14 @@ class Settings:
     ) -> dict[str, Dut | None]:
         """The unit of each slot: the ``dut`` setting, else ``ask(slot)`` (the ``litmus_dut`` hook), checked.
 
-        A bad answer, or serials that do not fit the slots, is a StationConfigError.
+        Serials that do not fit the slots are a StationConfigError; a bad hook answer a LitmusError.
         """
         self.check_serials(station)
         pattern, _ = dut_pattern(station, self.project)
-        source = self.dut.source if self.dut.value else "the litmus_dut hook"
         try:
             return resolve_units(self.dut.value, self.dut_part.value, pattern, slots, ask)
-        except ValueError as exc:
-            raise StationConfigError(source, "dut", str(exc), has_got=False) from None
+        except SerialsMismatch as exc:
+            raise StationConfigError(self.dut.source, "dut", str(exc), ",".join(self.dut.value)) from None
 
     def load_station(self) -> StationConfig:
         """The selected station, found, loaded and checked against the run.
