@@ -31,6 +31,7 @@ __all__ = [
     "NoSuchLock",
     "ReleaseRefused",
     "RemoteCallError",
+    "ReportUnavailable",
     "ResourceInUse",
     "ServerUnavailable",
     "SessionNotFound",
@@ -157,6 +158,17 @@ class AttachmentNotWritten(LitmusError, OSError):
         self.path = os.fspath(path)
         self.reason = reason
         super().__init__(f"attachment {name[:80]!r} could not be written: cannot write {self.path}: {reason}")
+
+
+class ReportUnavailable(LitmusError, ImportError):
+    """An HTML report or plot was asked for without its plotting library: ``missing`` is the module."""
+
+    def __init__(self, missing: str) -> None:
+        self.missing = missing
+        super().__init__(
+            f"HTML reports and plots need pytest-litmus[report] ({missing} is not installed): "
+            f"pip install 'pytest-litmus[report]'"
+        )
 
 
 class CorruptFile(LitmusError, ValueError):
