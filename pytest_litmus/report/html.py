@@ -26,7 +26,7 @@ from pytest_litmus.attachments import read_series, resolve
 from pytest_litmus.records import Attachment, Attempt, MeasurementRecord, SessionRecord, TestRecord, UnitRecord
 from pytest_litmus.report._fmt import describe_limits, format_number
 
-__all__ = ["INLINE_IMAGE_BYTES", "render"]
+__all__ = ["CSP", "CSS", "INLINE_IMAGE_BYTES", "render"]
 
 #: Images up to this size are inlined; larger ones are listed.
 INLINE_IMAGE_BYTES = 4 * 1024 * 1024
@@ -34,7 +34,7 @@ INLINE_IMAGE_BYTES = 4 * 1024 * 1024
 _IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/svg+xml"})
 
 #: Nothing from the network, no script: images from data URIs, styles inline.
-_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:1000px;padding:1em 2em;
 color:#1f2328}
@@ -253,7 +253,7 @@ def render(record: SessionRecord) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
         f"<h1>{_e(title)}</h1>{meta}{notes}{units}"
         '<p class="note">pytest-litmus report</p></body></html>\n'
