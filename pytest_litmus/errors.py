@@ -166,7 +166,7 @@ class ReportUnavailable(LitmusError, ImportError):
     def __init__(self, missing: str) -> None:
         self.missing = missing
         super().__init__(
-            f"HTML reports and plots need pytest-litmus[report] ({missing} is not installed): "
+            f"an HTML report or plot needs pytest-litmus[report] ({missing} is not installed): "
             f"pip install 'pytest-litmus[report]'"
         )
 
