@@ -285,9 +285,9 @@ def attach(station: Station) -> Any:
     running test; series are plotted in the HTML report. Returns the event.
     """
 
-    def attach(name: str, data: Any, mime: str | None = None) -> dict[str, Any]:
+    def attach(name: str, data_or_path: Any, mime: str | None = None) -> dict[str, Any]:
         __tracebackhide__ = True
-        return station.attach(name, data, mime)
+        return station.attach(name, data_or_path, mime)
 
     return attach
 

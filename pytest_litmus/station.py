@@ -98,7 +98,7 @@ class Station(Protocol):
 
     def observe(self, key: str, value: Any, *, units: str | None = None) -> str: ...
 
-    def attach(self, name: str, data: Any, mime: str | None = None) -> dict[str, Any]: ...
+    def attach(self, name: str, data_or_path: Any, mime: str | None = None) -> dict[str, Any]: ...
 
     def configure(self, role: str, method: str, **parameters: Any) -> None: ...
 
@@ -202,10 +202,10 @@ class StationBase:
         self.emit(EventType.MEASUREMENT, **measurement.fields())
         return measurement
 
-    def attach(self, name: str, data: Any, mime: str | None = None) -> dict[str, Any]:
+    def attach(self, name: str, data_or_path: Any, mime: str | None = None) -> dict[str, Any]:
         """Store an attachment under the session directory and record its ``Attachment`` event; returns the event.
 
-        ``data``: bytes, a text (``str``), a path (:class:`os.PathLike`, copied) or a
+        ``data_or_path``: bytes, a text (``str``), a path (:class:`os.PathLike`, copied) or a
         numeric series (see :mod:`pytest_litmus.attachments`); ``mime`` is guessed
         from the name when None. A joined station writes the file itself (the
         holder's session directory is on this machine) and sends the event.
@@ -215,7 +215,7 @@ class StationBase:
         from pytest_litmus.attachments import store
         from pytest_litmus.events import session_dir
 
-        stored = store(session_dir(self.data_dir, self.session_id), name, data, mime)
+        stored = store(session_dir(self.data_dir, self.session_id), name, data_or_path, mime)
         unit = {"dut": getattr(self, "dut", None), "attempt": getattr(self, "attempt", None)}  # TODO(lead): unit fields
         return self.emit(EventType.ATTACHMENT, **stored.fields(), nodeid=self.nodeid, **unit)
 
