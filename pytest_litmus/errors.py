@@ -15,6 +15,10 @@ from typing import Any
 
 __all__ = [
     "AccessDenied",
+    "AttachmentError",
+    "AttachmentMissing",
+    "AttachmentNotWritten",
+    "AttachmentTypeError",
     "CorruptFile",
     "EventsNotWritten",
     "InstrumentError",
@@ -27,6 +31,7 @@ __all__ = [
     "NoSuchLock",
     "ReleaseRefused",
     "RemoteCallError",
+    "ReportUnavailable",
     "ResourceInUse",
     "ServerUnavailable",
     "SessionNotFound",
@@ -120,6 +125,51 @@ class LimitError(LitmusError, ValueError):
 
 class LimitTypeError(LimitError, TypeError):
     """A limit or a judged value of the wrong type (not a real number)."""
+
+
+class AttachmentError(LitmusError, ValueError):
+    """An attachment refused before anything was written: ``name`` is the attachment,
+    ``problem`` what is wrong and ``got`` the value (or path) given."""
+
+    def __init__(self, name: str, problem: str, got: Any = None) -> None:
+        self.name = name
+        self.problem = problem
+        self.got = got
+        shown = repr(got)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        super().__init__(f"attachment {name[:80]!r}: {problem}, got {shown}")
+
+
+class AttachmentTypeError(AttachmentError, TypeError):
+    """An attachment value of a type that cannot be attached."""
+
+
+class AttachmentMissing(AttachmentError, FileNotFoundError):
+    """The path given to attach does not exist."""
+
+
+class AttachmentNotWritten(LitmusError, OSError):
+    """An attachment could not be written (full disk, I/O error, read-only): nothing was recorded.
+
+    ``name`` is the attachment, ``path`` the file it was to be, ``reason`` the file system's error.
+    """
+
+    def __init__(self, name: str, path: str | os.PathLike[str], reason: str) -> None:
+        self.name = name
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"attachment {name[:80]!r} could not be written: cannot write {self.path}: {reason}")
+
+
+class ReportUnavailable(LitmusError, ImportError):
+    """An HTML report or plot was asked for without its plotting library: ``missing`` is the module."""
+
+    def __init__(self, missing: str) -> None:
+        self.missing = missing
+        super().__init__(
+            f"an HTML report or plot needs pytest-litmus[report] ({missing} is not installed): "
+            f"pip install 'pytest-litmus[report]'"
+        )
 
 
 class CorruptFile(LitmusError, ValueError):

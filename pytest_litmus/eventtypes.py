@@ -26,6 +26,7 @@ class EventType(StrEnum):
     INSTRUMENT_DISCONNECTED = "InstrumentDisconnected"
     MEASUREMENT = "Measurement"
     OBSERVATION = "Observation"
+    ATTACHMENT = "Attachment"
     SRQ_WAIT = "SrqWait"
     TEST_STARTED = "TestStarted"
     TEST_OUTCOME = "TestOutcome"

@@ -306,6 +306,21 @@ def srq(station: Station) -> Generator[Any, None, None]:
         waiter.close()
 
 
+@pytest.fixture
+def attach(station: Station) -> Any:
+    """``attach(name, data_or_path, mime=None)``: store bytes, a text, a file or a numeric series with the test.
+
+    Kept under the session directory, recorded as an ``Attachment`` event of the
+    running test; series are plotted in the HTML report. Returns the event.
+    """
+
+    def attach(name: str, data_or_path: Any, mime: str | None = None) -> dict[str, Any]:
+        __tracebackhide__ = True
+        return station.attach(name, data_or_path, mime)
+
+    return attach
+
+
 # ---------------------------------------------------------------------- session
 
 

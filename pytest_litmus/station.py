@@ -103,6 +103,8 @@ class Station(Protocol):
 
     def observe(self, key: str, value: Any, *, units: str | None = None) -> str: ...
 
+    def attach(self, name: str, data_or_path: Any, mime: str | None = None) -> dict[str, Any]: ...
+
     def configure(self, role: str, method: str, **parameters: Any) -> None: ...
 
     def events(
@@ -217,6 +219,22 @@ class StationBase:
         """``dut`` and ``attempt`` of the running test, for ``TestStarted`` and ``TestOutcome``."""
         dut = self.dut
         return {"dut": None if dut is None else dut.serial, "attempt": self.attempt}
+
+    def attach(self, name: str, data_or_path: Any, mime: str | None = None) -> dict[str, Any]:
+        """Store an attachment under the session directory and record its ``Attachment`` event; returns the event.
+
+        ``data_or_path``: bytes, a text (``str``), a path (:class:`os.PathLike`, copied) or a
+        numeric series (see :mod:`pytest_litmus.attachments`); ``mime`` is guessed
+        from the name when None. A joined station writes the file itself (the
+        holder's session directory is on this machine) and sends the event.
+        Raises ``AttachmentError`` for what cannot be attached and
+        ``AttachmentNotWritten`` when the disk refuses it (no event then).
+        """
+        from pytest_litmus.attachments import store
+        from pytest_litmus.events import session_dir
+
+        stored = store(session_dir(self.data_dir, self.session_id), name, data_or_path, mime)
+        return self.emit(EventType.ATTACHMENT, **stored.fields(), nodeid=self.nodeid, **self._test_fields())
 
     def test_finished(self, nodeid: str, outcome: str, duration: float, message: str | None = None) -> None:
         """Record ``TestOutcome`` and stop attributing calls to the test."""

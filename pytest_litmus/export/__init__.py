@@ -1,0 +1,1 @@
+"""Session records written as other tools read them: CSV, JUnit XML, OpenHTF JSON."""
