@@ -27,10 +27,11 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pytest_litmus.errors import UnitNotFound
 from pytest_litmus.eventfile import parse_line
 from pytest_litmus.events import EVENTS_FILE, SESSIONS_DIR, SessionLog, read_session
 from pytest_litmus.eventtypes import EventType
@@ -240,12 +241,15 @@ class SessionRecord:
         return sum(len(u.all_measurements()) for u in self.units)
 
     def unit(self, dut: str | None) -> UnitRecord:
-        """The unit for ``dut``; :class:`LookupError` naming the units there are."""
+        """The unit for ``dut``; :class:`~pytest_litmus.errors.UnitNotFound` (a ``LookupError``) naming those there are."""
         for unit in self.units:
             if unit.dut == dut:
                 return unit
-        have = ", ".join(repr(u.dut) for u in self.units) or "none"
-        raise LookupError(f"session {self.id} has no unit {dut!r}; its units: {have}")
+        raise UnitNotFound(dut, session=self.id, units=[u.dut for u in self.units])
+
+    def for_unit(self, dut: str | None) -> SessionRecord:
+        """This record with only the unit for ``dut`` (:class:`LookupError` if there is none)."""
+        return replace(self, units=(self.unit(dut),))
 
     @property
     def directory(self) -> Path:

@@ -35,6 +35,7 @@ from pytest_litmus.errors import (
     SessionNotFound,
     SyncError,
     SyncTimeout,
+    UnitNotFound,
 )
 
 HOLDER = {
@@ -80,6 +81,7 @@ EXAMPLES = [
     LimitTypeError("vout", "low limit must be a real number or None", "3.2"),
     CorruptFile("/p/sessions/s-1/events.jsonl", "not JSON (Expecting value)", line=7, bad_lines=2),
     EventsNotWritten("s-1", "/p/sessions/s-1/events.jsonl", 550, [(1001, 1550)], "[Errno 28] No space left on device"),
+    UnitNotFound("SN9", session="s-1", units=["SN1", None]),
 ]
 
 
@@ -110,6 +112,7 @@ EXAMPLES = [
                 TypeError,
                 ValueError,
                 OSError,
+                LookupError,
             ],
             strict=True,
         )
