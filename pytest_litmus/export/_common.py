@@ -23,12 +23,17 @@ def iso_time(ts: float | None) -> str:
 
 
 def split_nodeid(nodeid: str) -> tuple[str, str]:
-    """``(classname, name)`` as pytest's JUnit XML writes them: ``tests.test_x.TestA``, ``test_b[1]``."""
-    path, _, rest = nodeid.partition("::")
-    parts = rest.split("::") if rest else []
-    name = parts.pop() if parts else path
-    module = path.removesuffix(".py").replace("/", ".").replace("\\", ".") if rest else ""
-    return ".".join(p for p in (module, *parts) if p), name
+    """``(classname, name)`` as pytest's JUnit XML writes them: ``tests.test_x.TestA``, ``test_b[1]``.
+
+    As pytest's ``mangle_test_address``: the parameters (``[...]``, which may hold ``::``) stay with the name.
+    """
+    address, bracket, params = nodeid.partition("[")
+    names = address.split("::")
+    names[-1] += bracket + params
+    path = names[0].removesuffix(".py").replace("/", ".").replace("\\", ".")
+    if len(names) == 1:
+        return "", names[0]
+    return ".".join([path, *names[1:-1]]), names[-1]
 
 
 def value_text(value: Any) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 from pytest_litmus.export._limits import format_number
 from pytest_litmus.records import Attachment, Attempt, MeasurementRecord, SessionRecord, UnitRecord
 
-__all__ = ["UNITS", "phase", "render", "to_openhtf"]
+__all__ = ["UNITS", "UNIT_ALIASES", "phase", "render", "to_openhtf"]
 
 #: Unit suffixes with OpenHTF's UnitDescriptor (name, UNECE code); others get ``(units, None, units)``.
 UNITS: dict[str, tuple[str, str]] = {
@@ -34,12 +34,14 @@ UNITS: dict[str, tuple[str, str]] = {
     "A": ("ampere", "AMP"),
     "W": ("watt", "WTT"),
     "Hz": ("hertz", "HTZ"),
-    "Ω": ("ohm", "OHM"),
+    "\u2126": ("ohm", "OHM"),
     "s": ("second [unit of time]", "SEC"),
     "°C": ("degree Celsius", "CEL"),
     "dB": ("decibel", "2N"),
     "%": ("percent", "P1"),
 }
+#: Other spellings of those suffixes.
+UNIT_ALIASES = {"\u03a9": "\u2126", "Ohm": "\u2126", "ohm": "\u2126", "degC": "°C", "sec": "s"}
 _TEST_OUTCOMES = {"passed": "PASS", "skipped": "PASS", "failed": "FAIL", "errored": "ERROR", "terminated": "ABORTED"}
 #: pytest outcome -> (phase outcome, phase result).
 _PHASES: dict[str | None, tuple[str, Any]] = {
@@ -71,8 +73,11 @@ def _millis(ts: float | None) -> int | None:
 
 
 def _units(units: str) -> dict[str, str | None]:
-    name, code = UNITS.get(units, (units, None))
-    return {"name": name, "code": code, "suffix": units}
+    suffix = UNIT_ALIASES.get(units, units)
+    if suffix in UNITS:
+        name, code = UNITS[suffix]
+        return {"name": name, "code": code, "suffix": suffix}
+    return {"name": units, "code": None, "suffix": units}
 
 
 def _validators(m: MeasurementRecord) -> list[str]:
@@ -170,7 +175,7 @@ def phase(nodeid: str, attempt: Attempt, directory: Path, logs: list[dict[str, A
         end = start + round(attempt.duration * 1000)
     return {
         "measurements": measurements,
-        "options": {"name": nodeid, **_OPTIONS},
+        "options": {"name": None, **_OPTIONS},
         "diagnosers": [],
         "subtest_name": None,
         "start_time_millis": start,
