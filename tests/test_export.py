@@ -187,7 +187,7 @@ def _openhtf_reference(tmp_path: Path) -> dict[str, Any]:
     from openhtf.output.callbacks import json_factory
     from openhtf.util import units
 
-    @htf.measures(
+    @htf.measures(  # type: ignore[untyped-decorator]
         htf.Measurement("vout").in_range(3.2, 3.4).with_units(units.VOLT), htf.Measurement("mode").equals("OK")
     )
     def phase_one(test: Any) -> None:

@@ -385,9 +385,8 @@ def run_sessions(args: argparse.Namespace) -> int:
     elif rows:
         print(session_table(rows))
     elif not problems:
-        print(
-            f"no sessions in {data_dir / SESSIONS_DIR}" + (f" tested unit {args.dut!r}" if args.dut is not None else "")
-        )
+        tested = f" that tested unit {args.dut!r}" if args.dut is not None else ""
+        print(f"no sessions{tested} in {data_dir / SESSIONS_DIR}")
     if problems:  # after the listing: one line, the first problem and how many files had one
         if len(problems) > 1:
             problems[0].add_note(f"and {len(problems) - 1} more damaged or unreadable session file(s)")
