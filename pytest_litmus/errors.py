@@ -41,6 +41,7 @@ __all__ = [
     "SyncError",
     "SyncTimeout",
     "UnitIndexError",
+    "UnitNotFound",
     "UnknownRole",
 ]
 
@@ -347,6 +348,29 @@ class SessionNotFound(LitmusError, LookupError):
             message = f"session {ref!r} is ambiguous in {where}: {', '.join(self.matches)}"
         else:
             message = f"no session {ref!r} in {where}"
+        super().__init__(message)
+
+
+class UnitNotFound(LitmusError, LookupError):
+    """No unit ``dut`` in session ``session`` (``units``: those it has), or, without a session, in ``data_dir``."""
+
+    def __init__(
+        self,
+        dut: str | None,
+        *,
+        session: str | None = None,
+        units: Sequence[str | None] = (),
+        data_dir: Path | None = None,
+    ) -> None:
+        self.dut = dut
+        self.session = session
+        self.units = list(units)
+        self.data_dir = data_dir
+        if session is not None:
+            have = ", ".join("(no DUT)" if u is None else repr(u) for u in self.units) or "none"
+            message = f"session {session} has no unit {dut!r}; its units: {have}"
+        else:
+            message = f"no session tested unit {dut!r} in {Path(data_dir or '.') / 'sessions'}"
         super().__init__(message)
 
 

@@ -338,9 +338,12 @@ class StationConnection(StationBase):
                         self.counts["measurements_superseded"] += sum(taken.values())
         return event
 
-    def test_started(self, nodeid: str, attempt: int = 1) -> None:
-        """Record ``TestStarted`` and attribute what follows to ``nodeid`` (its ``attempt``)."""
-        self.nodeid, self.attempt = nodeid, attempt
+    def test_started(self, nodeid: str, attempt: int | None = None) -> None:
+        """Record ``TestStarted`` and attribute what follows to ``nodeid`` (its ``attempt``).
+
+        ``attempt`` None: 1, or the next one when this test's last outcome was ``rerun``.
+        """
+        self._start_attempt(nodeid, attempt)
         for lease in list(self.leases.values()):
             if lease.held and lease.kind != "none":
                 lease.annotate(nodeid=nodeid)  # `litmus locks` shows which test holds it

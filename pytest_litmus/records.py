@@ -23,14 +23,14 @@ the reader (``bad_lines``) and never stops the rest.
 from __future__ import annotations
 
 import errno
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pytest_litmus.errors import UnitNotFound
 from pytest_litmus.eventfile import parse_line
 from pytest_litmus.events import EVENTS_FILE, SESSIONS_DIR, SessionLog, read_session
 from pytest_litmus.eventtypes import EventType
@@ -240,12 +240,15 @@ class SessionRecord:
         return sum(len(u.all_measurements()) for u in self.units)
 
     def unit(self, dut: str | None) -> UnitRecord:
-        """The unit for ``dut``; :class:`LookupError` naming the units there are."""
+        """The unit for ``dut``; :class:`~pytest_litmus.errors.UnitNotFound` (a ``LookupError``) naming those there are."""
         for unit in self.units:
             if unit.dut == dut:
                 return unit
-        have = ", ".join(repr(u.dut) for u in self.units) or "none"
-        raise LookupError(f"session {self.id} has no unit {dut!r}; its units: {have}")
+        raise UnitNotFound(dut, session=self.id, units=[u.dut for u in self.units])
+
+    def for_unit(self, dut: str | None) -> SessionRecord:
+        """This record with only the unit for ``dut`` (:class:`LookupError` if there is none)."""
+        return replace(self, units=(self.unit(dut),))
 
     @property
     def directory(self) -> Path:
@@ -474,15 +477,14 @@ def sessions_of_unit(data_dir: Path, serial: str) -> list[Path]:
     """The event files in ``data_dir`` of sessions that tested ``serial``, oldest first.
 
     A session tested a unit when its ``SessionStarted`` or one of its
-    ``UnitStarted`` events names it. Scans each file (only lines that hold the
-    serial are parsed); an index of units may replace this. Unreadable files are skipped.
+    ``UnitStarted`` events names it. Scans each file (parsing only its first line
+    and its ``UnitStarted`` lines); an index of units may replace this. Unreadable files are skipped.
     """
     root = Path(data_dir) / SESSIONS_DIR
     if not root.is_dir():
         if root.exists():
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(root))
         return []
-    needle = json.dumps(serial, ensure_ascii=False).encode()
     found: list[tuple[float, str, Path]] = []
     for directory in root.iterdir():
         path = directory / EVENTS_FILE
@@ -490,14 +492,12 @@ def sessions_of_unit(data_dir: Path, serial: str) -> list[Path]:
             data = path.read_bytes()
         except OSError:
             continue
-        if needle not in data:
-            continue
         lines = data.split(b"\n")
         first = parse_line(lines[0]) or {}
         start = _number(first.get("ts")) if first.get("type") == EventType.SESSION_STARTED else None
-        for raw in lines:
-            event = parse_line(raw) if needle in raw else None
-            if event is not None and event.get("dut") == serial and event.get("type") in _NAMES_UNIT:
-                found.append((start if start is not None else os.stat(path).st_mtime, directory.name, path))
-                break
+        naming = [first] if first.get("type") == EventType.SESSION_STARTED else []
+        if b'"UnitStarted"' in data:  # only those lines are parsed (JSON escapes or not, the serial compares exactly)
+            naming += [parse_line(raw) or {} for raw in lines if b'"UnitStarted"' in raw]
+        if any(event.get("dut") == serial and event.get("type") in _NAMES_UNIT for event in naming):
+            found.append((start if start is not None else os.stat(path).st_mtime, directory.name, path))
     return [path for _, _, path in sorted(found)]

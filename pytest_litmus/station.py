@@ -122,7 +122,7 @@ class Station(Protocol):
 
     def sync(self, name: str, timeout: float | None = None, *, parties: int | None = None) -> SyncResult: ...
 
-    def test_started(self, nodeid: str, attempt: int = 1) -> None: ...
+    def test_started(self, nodeid: str, attempt: int | None = None) -> None: ...
 
     def test_finished(self, nodeid: str, outcome: str, duration: float, message: str | None = None) -> None: ...
 
@@ -139,6 +139,17 @@ class StationBase:
     sync_parties: int | None
     dut: Dut | None = None
     attempt: int = 1
+    #: ``(nodeid, attempt)`` of the last test that ended ``rerun``: its next start is the next attempt.
+    _rerun: tuple[str, int] | None = None
+
+    def _start_attempt(self, nodeid: str, attempt: int | None) -> None:
+        """Attribute what follows to ``nodeid``, attempt ``attempt`` (None: 1, or one after its rerun)."""
+        if attempt is None:
+            rerun = self._rerun
+            attempt = rerun[1] + 1 if rerun is not None and rerun[0] == nodeid else 1
+        elif type(attempt) is not int or attempt < 1:
+            raise ValueError(f"attempt must be an int >= 1, got {attempt!r}")
+        self.nodeid, self.attempt = nodeid, attempt
 
     @property
     def session_id(self) -> str:
@@ -246,6 +257,7 @@ class StationBase:
             message=message,
             **self._test_fields(),
         )
+        self._rerun = (nodeid, self.attempt) if outcome == "rerun" else None
         self.nodeid = None
 
     # ------------------------------------------------------------------ sharing

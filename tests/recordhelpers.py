@@ -22,7 +22,7 @@ class Events:
     def add(self, type: str, **fields: Any) -> Events:
         self.seq += 1
         event = {"seq": self.seq, "ts": self.t0 + self.seq, "session": self.session, "type": type, **fields}
-        self.lines.append(json.dumps(event, ensure_ascii=False))
+        self.lines.append(json.dumps(event))  # ASCII: a lone surrogate stays a JSON escape
         return self
 
     def raw(self, line: str) -> Events:

@@ -41,6 +41,7 @@ from pytest_litmus.errors import (
     SyncError,
     SyncTimeout,
     UnitIndexError,
+    UnitNotFound,
 )
 
 HOLDER = {
@@ -92,6 +93,7 @@ EXAMPLES = [
     CorruptFile("/p/sessions/s-1/events.jsonl", "not JSON (Expecting value)", line=7, bad_lines=2),
     EventsNotWritten("s-1", "/p/sessions/s-1/events.jsonl", 550, [(1001, 1550)], "[Errno 28] No space left on device"),
     UnitIndexError("/p/units/sn-SN1.jsonl", "SN1", "[Errno 30] Read-only file system"),
+    UnitNotFound("SN9", session="s-1", units=["SN1", None]),
 ]
 
 
@@ -128,6 +130,7 @@ EXAMPLES = [
                 ValueError,
                 OSError,
                 OSError,
+                LookupError,
             ],
             strict=True,
         )

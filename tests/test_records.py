@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from recordhelpers import Events, m
+from recordhelpers import T0, Events, m
 from serverhelpers import start_session
 
 from pytest_litmus.events import read_session
@@ -218,7 +218,15 @@ def test_sessions_of_unit_finds_sessions_by_session_or_unit_dut_oldest_first(tmp
 def test_sessions_of_unit_with_odd_serials_and_data_dirs(tmp_path: Path) -> None:
     odd = 'SN"1\\ü𝄞\n'
     Events(tmp_path, "odd").started(odd).ended().write()
+    raw = Events(tmp_path, "raw", t0=T0 + 100)  # the writer keeps non-ASCII as it is; a JSON escape reads the same
+    raw.raw(
+        json.dumps(
+            {"seq": 1, "ts": T0 + 100, "session": "raw", "type": "SessionStarted", "dut": "SNü𝄞"}, ensure_ascii=False
+        )
+    )
+    raw.ended().write()
     assert [p.parent.name for p in sessions_of_unit(tmp_path, odd)] == ["odd"]
+    assert [p.parent.name for p in sessions_of_unit(tmp_path, "SNü𝄞")] == ["raw"]
     assert sessions_of_unit(tmp_path / "nowhere", "SN1") == []
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "sessions").write_text("")

@@ -29,6 +29,7 @@ from pytest_litmus.errors import CorruptFile, InvalidName, SessionNotFound
 from pytest_litmus.eventfile import scan_lines
 from pytest_litmus.events import EVENTS_FILE, SESSIONS_DIR, SessionLog
 from pytest_litmus.processes import holder_alive, identity
+from pytest_litmus.records import sessions_of_unit
 from pytest_litmus.settings import resolve_data_dir
 
 EXIT_OK = 0
@@ -65,6 +66,7 @@ def register(subparsers: Any) -> None:
     sessions = subparsers.add_parser("sessions", help="list sessions, newest first", description=__doc__)
     sessions.add_argument("--json", action="store_true", help="print a JSON list")
     sessions.add_argument("--limit", type=count, default=None, metavar="N", help="show the newest N only")
+    sessions.add_argument("--dut", metavar="SERIAL", default=None, help="only sessions that tested this unit")
     sessions.set_defaults(func=run_sessions)
     show = subparsers.add_parser("show", help="one session: tests, measurements, instruments", description=__doc__)
     show.add_argument("session", metavar="SESSION", help="session id or a unique prefix of it")
@@ -189,6 +191,7 @@ def session_row(directory: Path) -> tuple[dict[str, Any], CorruptFile | None]:
         "running": ended is None and writer_running(started),
         "counts": counts,
         "mock": bool(started.get("mock")) if started else None,
+        "dut": started.get("dut") if started else None,
         "host": started.get("host") if started else None,
         "pid": started.get("pid") if started else None,
         "path": str(path),
@@ -197,11 +200,14 @@ def session_row(directory: Path) -> tuple[dict[str, Any], CorruptFile | None]:
     return row, damaged
 
 
-def list_sessions(data_dir: Path, limit: int | None = None) -> tuple[list[dict[str, Any]], list[Exception]]:
-    """Rows for every session, newest first; and what could not be read (damaged or unreadable files)."""
+def list_sessions(
+    data_dir: Path, limit: int | None = None, dut: str | None = None
+) -> tuple[list[dict[str, Any]], list[Exception]]:
+    """Rows for every session (that tested unit ``dut``), newest first; and what could not be read."""
     rows: list[dict[str, Any]] = []
     problems: list[Exception] = []
-    for directory in session_dirs(data_dir):
+    dirs = session_dirs(data_dir) if dut is None else [path.parent for path in sessions_of_unit(data_dir, dut)]
+    for directory in dirs:
         try:
             row, damaged = session_row(directory)
         except OSError as exc:  # unreadable, or a directory where the file should be: not listed
@@ -373,13 +379,14 @@ def print_summary(s: dict[str, Any]) -> None:
 
 def run_sessions(args: argparse.Namespace) -> int:
     data_dir = resolve_data_dir(args.data_dir)
-    rows, problems = list_sessions(data_dir, args.limit)
+    rows, problems = list_sessions(data_dir, args.limit, args.dut)
     if args.json:
         print(json.dumps(rows, indent=1))
     elif rows:
         print(session_table(rows))
     elif not problems:
-        print(f"no sessions in {data_dir / SESSIONS_DIR}")
+        tested = f" that tested unit {args.dut!r}" if args.dut is not None else ""
+        print(f"no sessions{tested} in {data_dir / SESSIONS_DIR}")
     if problems:  # after the listing: one line, the first problem and how many files had one
         if len(problems) > 1:
             problems[0].add_note(f"and {len(problems) - 1} more damaged or unreadable session file(s)")

@@ -102,11 +102,14 @@ class JoinedStation(StationBase):
         self.hooks.hook.litmus_event(event=event)
         return event
 
-    def test_started(self, nodeid: str, attempt: int = 1) -> None:
-        """Record ``TestStarted`` and attribute what follows to ``nodeid`` (its ``attempt``)."""
+    def test_started(self, nodeid: str, attempt: int | None = None) -> None:
+        """Record ``TestStarted`` and attribute what follows to ``nodeid`` (its ``attempt``).
+
+        ``attempt`` None: 1, or the next one when this test's last outcome was ``rerun``.
+        """
         from pytest_litmus.eventtypes import EventType
 
-        self.nodeid, self.attempt = nodeid, attempt
+        self._start_attempt(nodeid, attempt)
         self.emit(EventType.TEST_STARTED, nodeid=nodeid, **self._test_fields())
 
     def instrument(self, role: str, timeout: LockWait = "default") -> RemoteInstrument:
