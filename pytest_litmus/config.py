@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from pytest_litmus.errors import StationConfigError, StationNotFound, UnknownRole
+from pytest_litmus.limits import LimitsRef, LimitsTable, inline_limits
 from pytest_litmus.visaname import check_resource_name, resource_key
-from pytest_litmus.yamlfile import read_yaml
+from pytest_litmus.yamlfile import read_yaml, read_yaml_digest
 
 LockMode = Literal["exclusive", "shared", "none"]
 LOCK_MODES: tuple[LockMode, ...] = ("exclusive", "shared", "none")
@@ -69,6 +70,9 @@ class StationConfig:
     description: str = ""
     simulation: Path | None = None
     visa_library: str | None = None
+    #: The limits measurements are judged against (the station file's ``limits:``, or what the
+    #: settings put in its place: ``--limits``, ``litmus.yaml``); None: inline limits only.
+    limits: LimitsTable | None = None
 
     @property
     def roles(self) -> list[str]:
@@ -89,6 +93,8 @@ class ProjectConfig:
     path: Path
     default_station: str | None = None
     data_dir: Path | None = None
+    #: Its ``limits:`` (a mapping, or a limits file), loaded when a station is.
+    limits: LimitsRef | None = None
 
 
 # --------------------------------------------------------------------------- finding
@@ -246,7 +252,8 @@ class _Reader:
 
 def load_project_config(path: Path) -> ProjectConfig:
     """Load and validate a ``litmus.yaml``."""
-    reader = _Reader(path, read_yaml(path))
+    data, sha256 = read_yaml_digest(path)
+    reader = _Reader(path, data)
     default_station = reader.string("default_station")
     if default_station is not None:
         try:
@@ -254,9 +261,10 @@ def load_project_config(path: Path) -> ProjectConfig:
         except StationConfigError:
             raise reader.error("default_station", "a plain station name", default_station) from None
     data_dir_text = reader.string("data_dir")
+    limits = inline_limits(path, reader.get("limits", "limits", lambda v: True), sha256)
     reader.finish()
     data_dir = (path.parent / Path(data_dir_text).expanduser()).resolve() if data_dir_text else None
-    return ProjectConfig(path=path, default_station=default_station, data_dir=data_dir)
+    return ProjectConfig(path=path, default_station=default_station, data_dir=data_dir, limits=limits)
 
 
 def _is_timeout_ms(value: Any) -> bool:
@@ -329,13 +337,15 @@ def load_station_file(path: Path) -> StationConfig:
     """Load and validate one station file; its id is the file name's stem."""
     path = path.resolve()
     station_id = check_station_id(path.stem, "station file name")
-    reader = _Reader(path, read_yaml(path))
+    data, sha256 = read_yaml_digest(path)
+    reader = _Reader(path, data)
     declared = reader.string("station")
     if declared is not None and declared != station_id:
         raise reader.error("station", f"{station_id!r} (the file name) or no station key", declared)
     description = reader.string("description", allow_empty=True) or ""
     simulation = reader.path_value("simulation")
     visa_library = _resolve_visa_library(reader)
+    limits = inline_limits(path, reader.get("limits", "limits", lambda v: True), sha256)
     raw_instruments = reader.get(
         "instruments",
         "a non-empty mapping of role names to instruments",
@@ -352,6 +362,7 @@ def load_station_file(path: Path) -> StationConfig:
         description=description,
         simulation=simulation,
         visa_library=visa_library,
+        limits=limits.load() if limits is not None else None,
     )
     simulated = _simulation_of(visa_library)
     if simulated is not None:

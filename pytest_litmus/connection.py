@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_litmus import settings
@@ -52,6 +53,7 @@ def connect(
     data_dir: str | os.PathLike[str] | None = None,
     mock: bool | None = None,
     server: str | None = None,
+    limits: str | os.PathLike[str] | None = None,
 ) -> Station:
     """A station session for ``station``; nothing is opened until ``start()`` (or ``with``).
 
@@ -59,7 +61,8 @@ def connect(
     ``station`` -> ``$LITMUS_STATION`` -> ``default_station`` of ``litmus.yaml``;
     ``mock`` -> ``$LITMUS_MOCK`` -> off; ``data_dir`` -> ``litmus.yaml``
     ``data_dir`` -> ``$LITMUS_HOME`` -> the user data dir; the lock timeout is
-    ``$LITMUS_LOCK_TIMEOUT`` -> 0.
+    ``$LITMUS_LOCK_TIMEOUT`` -> 0; ``limits`` (a limits file) -> ``$LITMUS_LIMITS``
+    -> the station file's ``limits:`` -> ``litmus.yaml``'s (docs/limits.md).
 
     ``server="host:port"`` joins the session of that instrument server instead:
     its instruments are the holder's, reached through the server, and events go
@@ -87,11 +90,22 @@ def connect(
             if info is not None:
                 from pytest_litmus.sharing.joined import JoinedStation
 
+                if limits is not None and Path(limits).expanduser().resolve() != Path(info.limits_file):
+                    held = info.limits_file or "no limits file"
+                    raise LitmusError(
+                        f"instrument server {info.address} judges by its holder's limits ({held}); "
+                        f"limits={os.fspath(limits)!r} cannot join it"
+                    )
                 return JoinedStation(info, hooks=hooks)
         elif server is not None:  # an inherited $LITMUS_SERVER of another station is simply not joined
             raise LitmusError(f"instrument server {server} serves station {info.station!r}, not {station!r}")
     resolved = settings.resolve(
-        {"station": (station, "station="), "mock": (mock, "mock="), "data_dir": (data_dir, "data_dir=")}
+        {
+            "station": (station, "station="),
+            "mock": (mock, "mock="),
+            "data_dir": (data_dir, "data_dir="),
+            "limits": (limits, "limits="),
+        }
     )
     return StationConnection(
         resolved.load_station(),

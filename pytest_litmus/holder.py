@@ -158,6 +158,8 @@ class StationConnection(StationBase):
             cwd=os.getcwd(),
             data_dir=str(self.data_dir),
             versions=_versions(),
+            limits_file=str(self.config.limits.path) if self.config.limits else None,
+            limits_sha256=self.config.limits.sha256 if self.config.limits else None,
         )
         return self
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -37,6 +37,7 @@ from pytest_litmus.config import (
     load_station_file,
 )
 from pytest_litmus.errors import StationConfigError
+from pytest_litmus.limits import LimitsRef, LimitsTable, load_limits
 
 __all__ = [
     "SETTINGS",
@@ -112,6 +113,14 @@ def parse_path(value: object) -> Path:
     return Path(text.strip()).expanduser().resolve()
 
 
+def parse_file(value: object) -> Path:
+    """A file path, ``~`` expanded (a relative one is taken from where the run starts, or the ini file's folder)."""
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("a file path")
+    return Path(text.strip()).expanduser()
+
+
 # --------------------------------------------------------------------------- the table
 
 
@@ -184,6 +193,15 @@ SETTINGS: tuple[Setting, ...] = (
         default=0.0,
         metavar="SECONDS",
     ),
+    Setting(
+        "limits",
+        "--limits",
+        "LITMUS_LIMITS",
+        "limits file that measure() judges by (default: limits in the station file, then in litmus.yaml)",
+        parse_file,
+        metavar="PATH",
+        project_key="limits",
+    ),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
@@ -213,6 +231,8 @@ class Settings:
     mock: Resolved[bool]
     data_dir: Resolved[Path]
     lock_timeout: Resolved[float | None]
+    #: A limits file path (option, environment, ini) or ``litmus.yaml``'s ``limits:``; see :meth:`load_station`.
+    limits: Resolved[Path | LimitsRef | None]
     project: ProjectConfig | None
     start: Path
     #: pytest's rootdir, where the search for ``litmus.yaml`` and ``stations/`` stops (None: outside pytest).
@@ -229,6 +249,10 @@ class Settings:
         No station selected is a :class:`StationConfigError`; so is a data dir
         this user cannot write sessions into, and with ``mock``, a station
         without a usable simulation file. Every error names where its value came from.
+
+        Its limits, first found of: ``--limits`` / ``LITMUS_LIMITS`` /
+        ``litmus_limits`` (a file), the station file's ``limits:``, then
+        ``litmus.yaml``'s: the more specific source wins (docs/limits.md).
         """
         if self.station.value is None:
             raise StationConfigError(self.project.path if self.project else None, "station", _NO_STATION, has_got=False)
@@ -246,7 +270,17 @@ class Settings:
                     has_got=False,
                 )
             check_simulation(station, station.simulation)
-        return station
+        limits = self._limits(station.limits)
+        return station if limits is station.limits else replace(station, limits=limits)
+
+    def _limits(self, own: LimitsTable | None) -> LimitsTable | None:
+        """The table in force, given the station file's own (``own``)."""
+        value, source = self.limits
+        if value is None:
+            return own
+        if isinstance(value, LimitsRef):  # litmus.yaml's: the station file's own come first
+            return own if own is not None else value.load()
+        return load_limits(value if value.is_absolute() else self.start / value, door=source)
 
 
 def check_data_dir(data_dir: Resolved[Path]) -> None:
@@ -305,6 +339,7 @@ def resolve(
         mock=one("mock"),
         data_dir=one("data_dir"),
         lock_timeout=one("lock_timeout"),
+        limits=one("limits"),
         project=project,
         start=start,
         rootdir=rootdir,
@@ -355,7 +390,10 @@ def _from_ini(setting: Setting, ini: IniFile | None) -> Resolved[Any] | None:
     if not text or not text.strip():
         return None
     door = f"{ini.path or 'ini file'} [{setting.ini}]"
-    return Resolved(setting.parse_from(text, door), f"ini {setting.ini}")
+    value = setting.parse_from(text, door)
+    if isinstance(value, Path) and not value.is_absolute() and ini.path is not None:  # as pytest's own paths
+        value = ini.path.parent / value
+    return Resolved(value, f"ini {setting.ini}")
 
 
 def _from_project(setting: Setting, project: ProjectConfig | None) -> Resolved[Any] | None:

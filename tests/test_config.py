@@ -221,6 +221,7 @@ def test_settings_resolve_explicit_then_env_then_litmus_yaml_then_default(
         "mock": "default",
         "data_dir": "LITMUS_HOME",
         "lock_timeout": "default",
+        "limits": "default",
     }
     monkeypatch.setenv("LITMUS_STATION", "cell-8")
     monkeypatch.setenv("LITMUS_MOCK", "yes")
