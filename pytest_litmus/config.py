@@ -333,8 +333,11 @@ def _resolve_visa_library(reader: _Reader) -> str | None:
     return spec
 
 
-def load_station_file(path: Path) -> StationConfig:
-    """Load and validate one station file; its id is the file name's stem."""
+def load_station_file(path: Path, *, limits_cache: Path | None = None) -> StationConfig:
+    """Load and validate one station file; its id is the file name's stem.
+
+    ``limits_cache``: where checked limits tables are kept (see :func:`pytest_litmus.limits.load_limits`).
+    """
     path = path.resolve()
     station_id = check_station_id(path.stem, "station file name")
     data, sha256 = read_yaml_digest(path)
@@ -362,7 +365,7 @@ def load_station_file(path: Path) -> StationConfig:
         description=description,
         simulation=simulation,
         visa_library=visa_library,
-        limits=limits.load() if limits is not None else None,
+        limits=limits.load(limits_cache) if limits is not None else None,
     )
     simulated = _simulation_of(visa_library)
     if simulated is not None:

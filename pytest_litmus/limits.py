@@ -18,7 +18,10 @@ relative to that file). Every problem is a
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +29,7 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, Literal
 
+from pytest_litmus.atomicfile import write_bytes
 from pytest_litmus.errors import LimitConflict, LimitNotListed, LimitTypeError, StationConfigError
 from pytest_litmus.yamlfile import read_yaml_digest
 
@@ -96,7 +100,7 @@ def describe_limits(limits: Mapping[str, Any] | None) -> str:
 # --------------------------------------------------------------------------- the model
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LimitSpec:
     """One measurement's limits. ``low``/``high`` are the effective numeric bounds (a nominal's band included).
 
@@ -252,10 +256,13 @@ class LimitsRef:
     inline: Any = None
     sha256: str = ""
 
-    def load(self) -> LimitsTable:
+    def load(self, cache: Path | None = None) -> LimitsTable:
         if self.inline is None:
-            return load_limits(self.path)
-        return parse_limits(self.inline, path=self.path, sha256=self.sha256, prefix="limits")
+            return load_limits(self.path, cache=cache)
+        found = _cached(cache, self.path, self.sha256, "limits")
+        if found is not None:
+            return found
+        return _store(cache, parse_limits(self.inline, path=self.path, sha256=self.sha256, prefix="limits"), "limits")
 
 
 def inline_limits(file: Path, value: Any, sha256: str) -> LimitsRef | None:
@@ -275,14 +282,75 @@ def inline_limits(file: Path, value: Any, sha256: str) -> LimitsRef | None:
     return LimitsRef(resolved)
 
 
-def load_limits(path: str | Path, *, door: str | None = None) -> LimitsTable:
-    """Read and check the limits file ``path`` (``door``: the option or variable that named it, for errors)."""
+def load_limits(path: str | Path, *, door: str | None = None, cache: Path | None = None) -> LimitsTable:
+    """Read and check the limits file ``path`` (``door``: the option or variable that named it, for errors).
+
+    ``cache``: a directory where the checked table of each file content (by
+    SHA-256) is kept as JSON, so a file read before loads without YAML (see
+    docs/performance.md: PyYAML takes ~30 ms for 1,000 names).
+    """
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         what = "a directory" if path.is_dir() else "no such file"
         raise StationConfigError(door or path, "limits", f"an existing limits file (looked for {path})", found=what)
+    if cache is not None:
+        try:
+            found = _cached(cache, path, hashlib.sha256(path.read_bytes()).hexdigest(), "")
+        except OSError:
+            found = None
+        if found is not None:
+            return found
     data, sha256 = read_yaml_digest(path)
-    return parse_limits(data, path=path, sha256=sha256)
+    return _store(cache, parse_limits(data, path=path, sha256=sha256), "")
+
+
+_CACHE_FORMAT = 1
+
+
+def _cache_file(cache: Path, sha256: str, prefix: str) -> Path:
+    return cache / f"{sha256}{'-' + prefix if prefix else ''}.json"
+
+
+def _cached(cache: Path | None, path: Path, sha256: str, prefix: str) -> LimitsTable | None:
+    """The table kept for this content, if this user wrote it (a file others can write is not trusted)."""
+    if cache is None:
+        return None
+    try:
+        fd = os.open(_cache_file(cache, sha256, prefix), os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            return None
+        with os.fdopen(os.dup(fd), "rb") as file:
+            data = json.loads(file.read())
+        if data.get("format") != _CACHE_FORMAT or data.get("sha256") != sha256 or data.get("prefix") != prefix:
+            return None
+        specs = {name: LimitSpec(**fields, as_dict=fields) for name, fields in data["specs"].items()}
+        return LimitsTable(path=path, sha256=sha256, specs=specs, unlisted=data["unlisted"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):  # damaged: read the YAML again
+        return None
+    finally:
+        os.close(fd)
+
+
+def _store(cache: Path | None, table: LimitsTable, prefix: str) -> LimitsTable:
+    if cache is not None:
+        data = {
+            "format": _CACHE_FORMAT,
+            "sha256": table.sha256,
+            "prefix": prefix,
+            "unlisted": table.unlisted,
+            "specs": {name: spec.as_dict for name, spec in table.specs.items()},
+        }
+        try:
+            cache.parent.mkdir(mode=0o700, exist_ok=True)  # not the data dir itself: the session makes that
+            cache.mkdir(mode=0o700, exist_ok=True)
+            write_bytes(_cache_file(cache, table.sha256, prefix), json.dumps(data).encode(), mode=0o600)
+        except OSError:  # a cache that cannot be written only costs the next start-up time
+            pass
+    return table
 
 
 def reload_limits(path: str | Path) -> LimitsTable:

@@ -260,7 +260,7 @@ class Settings:
         found = find_station_file(
             self.station.value, self.data_dir.value, self.start, self.rootdir, source=self.station.source
         )
-        station = load_station_file(found)
+        station = load_station_file(found, limits_cache=self.limits_cache)
         if self.mock.value:
             if station.simulation is None:
                 raise StationConfigError(
@@ -273,14 +273,20 @@ class Settings:
         limits = self._limits(station.limits)
         return station if limits is station.limits else replace(station, limits=limits)
 
+    @property
+    def limits_cache(self) -> Path:
+        """Where checked limits tables are kept by content, this user's only (docs/limits.md)."""
+        return self.data_dir.value / "cache" / "limits"
+
     def _limits(self, own: LimitsTable | None) -> LimitsTable | None:
         """The table in force, given the station file's own (``own``)."""
         value, source = self.limits
         if value is None:
             return own
         if isinstance(value, LimitsRef):  # litmus.yaml's: the station file's own come first
-            return own if own is not None else value.load()
-        return load_limits(value if value.is_absolute() else self.start / value, door=source)
+            return own if own is not None else value.load(self.limits_cache)
+        path = value if value.is_absolute() else self.start / value
+        return load_limits(path, door=source, cache=self.limits_cache)
 
 
 def check_data_dir(data_dir: Resolved[Path]) -> None:

@@ -502,3 +502,41 @@ def test_plugin_workers_judge_by_the_same_table(station_project: pytest.Pytester
     assert len(measured) == 4 and {e["caller"]["worker"] for e in measured} <= {"gw0", "gw1"}
     assert all(e["limits"]["source"] == "file" for e in measured)
     assert json.dumps(events[0]["limits_sha256"]) != "null"
+
+
+# ---------------------------------------------------------------------- the cache of checked tables
+
+
+def test_the_cache_skips_yaml_for_content_seen_before_and_trusts_only_this_users_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pytest_litmus.limits as limits_module
+
+    path = write(tmp_path / "board.yaml", BOARD)
+    cache = tmp_path / "data" / "cache" / "limits"
+    (tmp_path / "data").mkdir()
+    first = load_limits(path, cache=cache)
+    (kept,) = cache.iterdir()
+    assert kept.name == f"{first.sha256}.json" and kept.stat().st_mode & 0o777 == 0o600
+
+    def no_yaml(path: Any) -> Any:
+        raise AssertionError("parsed the YAML again")
+
+    monkeypatch.setattr(limits_module, "read_yaml_digest", no_yaml)
+    again = load_limits(path, cache=cache)
+    assert again.specs == first.specs and again.sha256 == first.sha256 and again.path == first.path
+    assert again.specs["rail_5v"].as_dict == first.specs["rail_5v"].as_dict
+    for spoil in (
+        lambda: kept.chmod(0o666),
+        lambda: kept.write_text("{not json"),
+        lambda: path.write_text(BOARD + "\n"),
+    ):
+        monkeypatch.undo()
+        load_limits(path, cache=cache)  # (re)writes a good entry for the current content
+        spoil()
+        monkeypatch.setattr(limits_module, "read_yaml_digest", no_yaml)
+        with pytest.raises(AssertionError, match="parsed the YAML again"):
+            load_limits(path, cache=cache)
+    monkeypatch.undo()
+    assert load_limits(path, cache=tmp_path / "no-data-dir" / "cache" / "limits").sha256  # nothing kept, no error
+    assert not (tmp_path / "no-data-dir").exists()
