@@ -540,3 +540,10 @@ def test_the_cache_skips_yaml_for_content_seen_before_and_trusts_only_this_users
     monkeypatch.undo()
     assert load_limits(path, cache=tmp_path / "no-data-dir" / "cache" / "limits").sha256  # nothing kept, no error
     assert not (tmp_path / "no-data-dir").exists()
+
+
+def test_the_docs_show_the_example_limits_file_as_it_is() -> None:
+    from docblocks import REPO, parse
+
+    (shown,) = [b for b in parse(REPO / "docs" / "limits.md") if b.kind == "limits"]
+    assert shown.text == (REPO / "examples" / "limits" / "power-board.yaml").read_text()
