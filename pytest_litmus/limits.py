@@ -108,6 +108,7 @@ class LimitSpec:
     or equals ``equals`` (a string, bool or int, of the same type: ``True`` is
     not ``1``). A passing value at or beyond ``marginal_low``/``marginal_high``
     is marginal (OpenHTF's ``in_range(..., marginal_minimum, marginal_maximum)``).
+    Read-only by contract (not frozen: a frozen ``__init__`` doubled a cached load's time).
     """
 
     low: float | None = None
