@@ -16,8 +16,9 @@ from typing import Any, Literal, cast
 
 from pytest_litmus.dut import check_pattern
 from pytest_litmus.errors import StationConfigError, StationNotFound, UnknownRole
+from pytest_litmus.limits import LimitsRef, LimitsTable, inline_limits
 from pytest_litmus.visaname import check_resource_name, resource_key
-from pytest_litmus.yamlfile import read_yaml
+from pytest_litmus.yamlfile import read_yaml, read_yaml_digest
 
 LockMode = Literal["exclusive", "shared", "none"]
 LOCK_MODES: tuple[LockMode, ...] = ("exclusive", "shared", "none")
@@ -72,6 +73,9 @@ class StationConfig:
     visa_library: str | None = None
     #: ``dut_pattern``: a regular expression every serial tested on this station must match whole.
     dut_pattern: re.Pattern[str] | None = None
+    #: The limits measurements are judged against (the station file's ``limits:``, or what the
+    #: settings put in its place: ``--limits``, ``litmus.yaml``); None: inline limits only.
+    limits: LimitsTable | None = None
 
     @property
     def roles(self) -> list[str]:
@@ -94,6 +98,8 @@ class ProjectConfig:
     data_dir: Path | None = None
     #: ``dut_pattern``: the project's serial pattern (a station's own one wins).
     dut_pattern: re.Pattern[str] | None = None
+    #: Its ``limits:`` (a mapping, or a limits file), loaded when a station is.
+    limits: LimitsRef | None = None
 
 
 # --------------------------------------------------------------------------- finding
@@ -251,7 +257,8 @@ class _Reader:
 
 def load_project_config(path: Path) -> ProjectConfig:
     """Load and validate a ``litmus.yaml``."""
-    reader = _Reader(path, read_yaml(path))
+    data, sha256 = read_yaml_digest(path)
+    reader = _Reader(path, data)
     default_station = reader.string("default_station")
     if default_station is not None:
         try:
@@ -260,9 +267,12 @@ def load_project_config(path: Path) -> ProjectConfig:
             raise reader.error("default_station", "a plain station name", default_station) from None
     data_dir_text = reader.string("data_dir")
     dut_pattern = _dut_pattern(reader)
+    limits = inline_limits(path, reader.get("limits", "limits", lambda v: True), sha256)
     reader.finish()
     data_dir = (path.parent / Path(data_dir_text).expanduser()).resolve() if data_dir_text else None
-    return ProjectConfig(path=path, default_station=default_station, data_dir=data_dir, dut_pattern=dut_pattern)
+    return ProjectConfig(
+        path=path, default_station=default_station, data_dir=data_dir, dut_pattern=dut_pattern, limits=limits
+    )
 
 
 def _dut_pattern(reader: _Reader) -> re.Pattern[str] | None:
@@ -336,11 +346,15 @@ def _resolve_visa_library(reader: _Reader) -> str | None:
     return spec
 
 
-def load_station_file(path: Path) -> StationConfig:
-    """Load and validate one station file; its id is the file name's stem."""
+def load_station_file(path: Path, *, limits_cache: Path | None = None) -> StationConfig:
+    """Load and validate one station file; its id is the file name's stem.
+
+    ``limits_cache``: where checked limits tables are kept (see :func:`pytest_litmus.limits.load_limits`).
+    """
     path = path.resolve()
     station_id = check_station_id(path.stem, "station file name")
-    reader = _Reader(path, read_yaml(path))
+    data, sha256 = read_yaml_digest(path)
+    reader = _Reader(path, data)
     declared = reader.string("station")
     if declared is not None and declared != station_id:
         raise reader.error("station", f"{station_id!r} (the file name) or no station key", declared)
@@ -348,6 +362,7 @@ def load_station_file(path: Path) -> StationConfig:
     simulation = reader.path_value("simulation")
     visa_library = _resolve_visa_library(reader)
     dut_pattern = _dut_pattern(reader)
+    limits = inline_limits(path, reader.get("limits", "limits", lambda v: True), sha256)
     raw_instruments = reader.get(
         "instruments",
         "a non-empty mapping of role names to instruments",
@@ -365,6 +380,7 @@ def load_station_file(path: Path) -> StationConfig:
         simulation=simulation,
         visa_library=visa_library,
         dut_pattern=dut_pattern,
+        limits=limits.load(limits_cache) if limits is not None else None,
     )
     simulated = _simulation_of(visa_library)
     if simulated is not None:

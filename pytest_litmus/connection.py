@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_litmus import settings
@@ -55,6 +56,7 @@ def connect(
     server: str | None = None,
     dut: str | None = None,
     dut_part: str | None = None,
+    limits: str | os.PathLike[str] | None = None,
 ) -> Station:
     """A station session for ``station``; nothing is opened until ``start()`` (or ``with``).
 
@@ -66,6 +68,8 @@ def connect(
     -> ``$LITMUS_DUT`` -> the ``litmus_dut`` hook of an installed ``litmus``
     plugin -> none, ``dut_part`` -> ``$LITMUS_DUT_PART``. A serial is checked
     against ``dut_pattern`` before ``start()`` touches anything.
+    ``$LITMUS_LOCK_TIMEOUT`` -> 0; ``limits`` (a limits file) -> ``$LITMUS_LIMITS``
+    -> the station file's ``limits:`` -> ``litmus.yaml``'s (docs/limits.md).
 
     ``server="host:port"`` joins the session of that instrument server instead:
     its instruments are the holder's, reached through the server, and events go
@@ -93,6 +97,12 @@ def connect(
             if info is not None:
                 from pytest_litmus.sharing.joined import JoinedStation
 
+                if limits is not None and Path(limits).expanduser().resolve() != Path(info.limits_file):
+                    held = info.limits_file or "no limits file"
+                    raise LitmusError(
+                        f"instrument server {info.address} judges by its holder's limits ({held}); "
+                        f"limits={os.fspath(limits)!r} cannot join it"
+                    )
                 return JoinedStation(info, hooks=hooks)
         elif server is not None:  # an inherited $LITMUS_SERVER of another station is simply not joined
             raise LitmusError(f"instrument server {server} serves station {info.station!r}, not {station!r}")
@@ -103,6 +113,7 @@ def connect(
             "data_dir": (data_dir, "data_dir="),
             "dut": (dut, "dut="),
             "dut_part": (dut_part, "dut_part="),
+            "limits": (limits, "limits="),
         }
     )
     config = resolved.load_station()

@@ -23,7 +23,9 @@ __all__ = [
     "EventsNotWritten",
     "InstrumentError",
     "InvalidName",
+    "LimitConflict",
     "LimitError",
+    "LimitNotListed",
     "LimitTypeError",
     "LitmusError",
     "LockLost",
@@ -170,6 +172,36 @@ class ReportUnavailable(LitmusError, ImportError):
         super().__init__(
             f"an HTML report or plot needs pytest-litmus[report] ({missing} is not installed): "
             f"pip install 'pytest-litmus[report]'"
+        )
+
+
+class LimitNotListed(LimitError, LookupError):
+    """A measurement that the session's limits file ``file`` does not list (and it says ``unlisted: error``)."""
+
+    def __init__(self, name: str, file: str | Path) -> None:
+        self.name = name
+        self.file = str(file)
+        self.problem = "not listed in the limits file"
+        self.got = None
+        Exception.__init__(
+            self,
+            f"measurement {name!r} is not listed in the limits file {self.file}: add it there "
+            "(or set 'unlisted: open' in that file to judge unlisted names by their inline limits)",
+        )
+
+
+class LimitConflict(LimitError):
+    """Inline limits (or units) given to ``measure`` that contradict the limits file ``file``."""
+
+    def __init__(self, name: str, file: str | Path, problem: str) -> None:
+        self.name = name
+        self.file = str(file)
+        self.problem = problem
+        self.got = None
+        Exception.__init__(
+            self,
+            f"measurement {name!r}: {problem} (limits file {self.file}); "
+            "drop the inline value to use the file's, or change the file",
         )
 
 

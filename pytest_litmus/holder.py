@@ -180,6 +180,8 @@ class StationConnection(StationBase):
             dut=None if dut is None else dut.serial,
             dut_part=None if dut is None else dut.part,
             unit_attempt=unit_attempt,
+            limits_file=str(self.config.limits.path) if self.config.limits else None,
+            limits_sha256=self.config.limits.sha256 if self.config.limits else None,
         )
         if dut is not None:
             self.emit(EventType.UNIT_STARTED, **dut.fields(), unit_attempt=unit_attempt, slot=MAIN_SLOT)

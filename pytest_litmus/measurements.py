@@ -8,6 +8,7 @@ from numbers import Real
 from typing import Any, Literal
 
 from pytest_litmus.errors import LimitError, LimitTypeError
+from pytest_litmus.limits import LimitSpec, describe_limits, format_number
 
 Outcome = Literal["passed", "failed"]
 
@@ -16,9 +17,12 @@ Outcome = Literal["passed", "failed"]
 class Measurement:
     """One recorded value. ``outcome`` is ``failed`` when it lies outside ``low``..``high``.
 
-    Limits are inclusive; a missing limit is open. A measurement with no limits
-    passes once recorded (as in OpenHTF). A NaN or infinite value fails any limit;
-    NaN or infinite limits are refused.
+    Inline limits are inclusive; a missing limit is open. A measurement with no
+    limits passes once recorded (as in OpenHTF). A NaN or infinite value fails
+    any limit; NaN or infinite limits are refused. ``limits`` is what it was
+    judged against (the canonical dict of docs/limits.md, ``source`` ``file`` or
+    ``inline``; None without limits), ``low``/``high`` the effective numeric
+    bounds. ``marginal``: passed, but at or beyond the file's marginal band.
     """
 
     name: str
@@ -28,17 +32,21 @@ class Measurement:
     high: float | None = None
     outcome: Outcome = "passed"
     nodeid: str | None = None
+    limits: dict[str, Any] | None = None
+    marginal: bool = False
 
     @property
     def passed(self) -> bool:
         return self.outcome == "passed"
 
     def describe(self) -> str:
-        """``rail_3v3 = 3.6 V, limits [3.2, 3.4]: failed``"""
+        """``rail_3v3 = 3.6 V, limits [3.2, 3.4]: failed`` (``: passed, marginal`` in the marginal band)."""
         units = f" {self.units}" if self.units else ""
-        low = "-inf" if self.low is None else f"{self.low:g}"
-        high = "+inf" if self.high is None else f"{self.high:g}"
-        return f"{self.name} = {self.value!r}{units}, limits [{low}, {high}]: {self.outcome}"
+        value = format_number(self.value) if type(self.value) is float else repr(self.value)
+        outcome = f"{self.outcome}, marginal" if self.marginal else self.outcome
+        limits = describe_limits(self.limits)
+        shown = "" if limits == "no limits" else f", limits {limits}"
+        return f"{self.name} = {value}{units}{shown}: {outcome}"
 
     def fields(self) -> dict[str, Any]:
         """The event fields, in declaration order (what ``dataclasses.asdict`` gives, without its deep copy)."""
@@ -50,6 +58,8 @@ class Measurement:
             "high": self.high,
             "outcome": self.outcome,
             "nodeid": self.nodeid,
+            "limits": self.limits,
+            "marginal": self.marginal,
         }
 
 
@@ -81,25 +91,60 @@ def _finite(value: Any) -> bool:
 
 
 def judge(
-    name: str, value: Any, *, units: str | None = None, low: Any = None, high: Any = None, nodeid: str | None = None
+    name: str,
+    value: Any,
+    *,
+    units: str | None = None,
+    low: Any = None,
+    high: Any = None,
+    nodeid: str | None = None,
+    spec: LimitSpec | None = None,
 ) -> Measurement:
     """A :class:`Measurement` with its outcome decided.
 
-    Limits must be finite real numbers (or None, an open side) with ``low <= high``;
+    ``spec`` (a limits file's, see :mod:`pytest_litmus.limits`) takes the place
+    of ``low``/``high``, which the caller has checked against it. Inline limits
+    must be finite real numbers (or None, an open side) with ``low <= high``;
     a value judged against limits must be a real number. Anything else raises
     :class:`~pytest_litmus.errors.LimitError` (``LimitTypeError`` for a wrong type)
     naming the measurement. A NaN or infinite value fails any limit.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"measurement name must be a non-empty string, got {name!r}")
+    if spec is not None:
+        passed, marginal = spec.check(name, value)
+        return Measurement(
+            name,
+            value,
+            units if units is not None else spec.units,
+            spec.low,
+            spec.high,
+            "passed" if passed else "failed",
+            nodeid,
+            dict(spec.as_dict),
+            marginal,
+        )
     lo = _check_limit(name, "low", low)
     hi = _check_limit(name, "high", high)
+    if lo is None and hi is None:
+        return Measurement(name, value, units, None, None, "passed", nodeid)
     if lo is not None and hi is not None and lo > hi:
         raise LimitError(name, f"low limit {lo:g} is above high limit {hi:g}", (low, high))
+    if type(value) not in _NUMBERS and (isinstance(value, bool) or not isinstance(value, Real)):
+        raise LimitTypeError(name, "has limits, so its value must be a number", value)
     outcome: Outcome = "passed"
-    if lo is not None or hi is not None:
-        if type(value) not in _NUMBERS and (isinstance(value, bool) or not isinstance(value, Real)):
-            raise LimitTypeError(name, "has limits, so its value must be a number", value)
-        if not _finite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
-            outcome = "failed"
-    return Measurement(name, value, units, lo, hi, outcome, nodeid)
+    if not _finite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
+        outcome = "failed"
+    return Measurement(name, value, units, lo, hi, outcome, nodeid, _inline(lo, hi))
+
+
+def _inline(lo: float | None, hi: float | None) -> dict[str, Any]:
+    """The ``limits`` dict of inline (inclusive) bounds."""
+    limits: dict[str, Any] = {}
+    if lo is not None:
+        limits["low"] = lo
+    if hi is not None:
+        limits["high"] = hi
+    limits["low_inclusive"] = limits["high_inclusive"] = True
+    limits["source"] = "inline"
+    return limits

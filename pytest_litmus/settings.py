@@ -23,7 +23,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -39,6 +39,7 @@ from pytest_litmus.config import (
 )
 from pytest_litmus.dut import Dut, SerialsMismatch, check_part, parse_serials, resolve_units
 from pytest_litmus.errors import StationConfigError
+from pytest_litmus.limits import LimitsRef, LimitsTable, load_limits
 
 __all__ = [
     "SETTINGS",
@@ -113,6 +114,14 @@ def parse_path(value: object) -> Path:
     if not isinstance(text, str) or not text.strip():
         raise ValueError("a directory path")
     return Path(text.strip()).expanduser().resolve()
+
+
+def parse_file(value: object) -> Path:
+    """A file path, ``~`` expanded (a relative one is taken from where the run starts, or the ini file's folder)."""
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("a file path")
+    return Path(text.strip()).expanduser()
 
 
 # --------------------------------------------------------------------------- the table
@@ -204,6 +213,15 @@ SETTINGS: tuple[Setting, ...] = (
         check_part,
         metavar="PART",
     ),
+    Setting(
+        "limits",
+        "--limits",
+        "LITMUS_LIMITS",
+        "limits file that measure() judges by (default: limits in the station file, then in litmus.yaml)",
+        parse_file,
+        metavar="PATH",
+        project_key="limits",
+    ),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
@@ -235,6 +253,8 @@ class Settings:
     lock_timeout: Resolved[float | None]
     dut: Resolved[tuple[str, ...]]
     dut_part: Resolved[str | None]
+    #: A limits file path (option, environment, ini) or ``litmus.yaml``'s ``limits:``; see :meth:`load_station`.
+    limits: Resolved[Path | LimitsRef | None]
     project: ProjectConfig | None
     start: Path
     #: pytest's rootdir, where the search for ``litmus.yaml`` and ``stations/`` stops (None: outside pytest).
@@ -277,6 +297,10 @@ class Settings:
         No station selected is a :class:`StationConfigError`; so is a data dir
         this user cannot write sessions into, and with ``mock``, a station
         without a usable simulation file. Every error names where its value came from.
+
+        Its limits, first found of: ``--limits`` / ``LITMUS_LIMITS`` /
+        ``litmus_limits`` (a file), the station file's ``limits:``, then
+        ``litmus.yaml``'s: the more specific source wins (docs/limits.md).
         """
         if self.station.value is None:
             raise StationConfigError(self.project.path if self.project else None, "station", _NO_STATION, has_got=False)
@@ -284,7 +308,7 @@ class Settings:
         found = find_station_file(
             self.station.value, self.data_dir.value, self.start, self.rootdir, source=self.station.source
         )
-        station = load_station_file(found)
+        station = load_station_file(found, limits_cache=self.limits_cache)
         if self.mock.value:
             if station.simulation is None:
                 raise StationConfigError(
@@ -294,7 +318,23 @@ class Settings:
                     has_got=False,
                 )
             check_simulation(station, station.simulation)
-        return station
+        limits = self._limits(station.limits)
+        return station if limits is station.limits else replace(station, limits=limits)
+
+    @property
+    def limits_cache(self) -> Path:
+        """Where checked limits tables are kept by content, this user's only (docs/limits.md)."""
+        return self.data_dir.value / "cache" / "limits"
+
+    def _limits(self, own: LimitsTable | None) -> LimitsTable | None:
+        """The table in force, given the station file's own (``own``)."""
+        value, source = self.limits
+        if value is None:
+            return own
+        if isinstance(value, LimitsRef):  # litmus.yaml's: the station file's own come first
+            return own if own is not None else value.load(self.limits_cache)
+        path = value if value.is_absolute() else self.start / value
+        return load_limits(path, door=source, cache=self.limits_cache)
 
 
 def dut_pattern(station: StationConfig, project: ProjectConfig | None) -> tuple[re.Pattern[str] | None, str | None]:
@@ -367,6 +407,7 @@ def resolve(
         lock_timeout=one("lock_timeout"),
         dut=one("dut"),
         dut_part=one("dut_part"),
+        limits=one("limits"),
         project=project,
         start=start,
         rootdir=rootdir,
@@ -417,7 +458,10 @@ def _from_ini(setting: Setting, ini: IniFile | None) -> Resolved[Any] | None:
     if not text or not text.strip():
         return None
     door = f"{ini.path or 'ini file'} [{setting.ini}]"
-    return Resolved(setting.parse_from(text, door), f"ini {setting.ini}")
+    value = setting.parse_from(text, door)
+    if isinstance(value, Path) and not value.is_absolute() and ini.path is not None:  # as pytest's own paths
+        value = ini.path.parent / value
+    return Resolved(value, f"ini {setting.ini}")
 
 
 def _from_project(setting: Setting, project: ProjectConfig | None) -> Resolved[Any] | None:

@@ -215,8 +215,16 @@ class StationBase:
     def measure(
         self, name: str, value: Any, *, units: str | None = None, low: Any = None, high: Any = None
     ) -> Measurement:
-        """Judge and record a ``Measurement``; returns it (it never raises for a failed value)."""
-        measurement = judge(name, value, units=units, low=low, high=high, nodeid=self.nodeid)
+        """Judge and record a ``Measurement``; returns it (it never raises for a failed value).
+
+        With a limits file (``config.limits``) a listed name is judged by the
+        file; an unlisted one raises ``LimitNotListed`` (unless the file says
+        ``unlisted: open``), and inline limits or units that differ from the
+        file's raise ``LimitConflict`` (docs/limits.md).
+        """
+        table = self.config.limits
+        spec = None if table is None else table.spec_for(name, units, low, high)
+        measurement = judge(name, value, units=units, low=low, high=high, nodeid=self.nodeid, spec=spec)
         dut = self.dut
         self.emit(
             EventType.MEASUREMENT,

@@ -16,7 +16,7 @@ from typing import Any
 
 from pytest_litmus.errors import StationConfigError
 
-__all__ = ["read_yaml"]
+__all__ = ["read_yaml", "read_yaml_digest"]
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -91,6 +91,13 @@ def _decode(path: Path, raw: bytes) -> str:
 
 def read_yaml(path: str | Path) -> Any:
     """The document in the YAML file ``path``; any problem is a :class:`StationConfigError`."""
+    return read_yaml_digest(path)[0]
+
+
+def read_yaml_digest(path: str | Path) -> tuple[Any, str]:
+    """The document in ``path`` and the SHA-256 (hex) of the very bytes it was parsed from."""
+    import hashlib
+
     import yaml
 
     path = Path(path)
@@ -100,7 +107,7 @@ def read_yaml(path: str | Path) -> Any:
         raise StationConfigError(path, "(file)", "a readable file", found=exc.strerror or str(exc)) from None
     text = _decode(path, raw)
     try:
-        return yaml.load(text, Loader=_loader())  # a SafeLoader subclass
+        return yaml.load(text, Loader=_loader()), hashlib.sha256(raw).hexdigest()  # a SafeLoader subclass
     except _DuplicateKey as dup:
         raise StationConfigError(
             path,

@@ -136,10 +136,11 @@ def has_prompts(text: str) -> bool:
 
 
 def yaml_kind(text: str) -> str:
-    """``station`` / ``simulation`` / ``project`` (litmus.yaml) for YAML recognisably one of them, else ``data``.
+    """``station`` / ``simulation`` / ``project`` (litmus.yaml) / ``limits`` for YAML recognisably one of them, else ``data``.
 
     A station file has a top-level ``instruments`` key; a simulation file ``devices`` (pyvisa-sim's
-    layout); ``litmus.yaml`` only the keys ``default_station`` and ``data_dir``.
+    layout); ``litmus.yaml`` only the keys ``default_station``, ``data_dir`` and ``limits``; a
+    limits file ``measurements`` and at most ``unlisted`` beside it.
     """
     import yaml
 
@@ -153,8 +154,10 @@ def yaml_kind(text: str) -> str:
         return "station"
     if "devices" in data:
         return "simulation"
-    if data and set(data) <= {"default_station", "data_dir"}:
+    if data and set(data) <= {"default_station", "data_dir", "limits"}:
         return "project"
+    if "measurements" in data and set(data) <= {"measurements", "unlisted"}:
+        return "limits"
     return "data"
 
 
@@ -165,7 +168,7 @@ def classify(block: Block) -> str:
     module, or a file block named ``conftest.py`` / ``test_*.py``: run by pytest on the scratch
     project); ``script-file`` (a file block another block runs: only checked to be run); ``python``;
     ``shell`` (sh, bash); ``console`` (``$ `` prompts); ``output`` (a sample, compared); ``station``,
-    ``simulation``, ``project`` (YAML loaded by the real loader); ``json`` / ``toml`` (parsed);
+    ``simulation``, ``project``, ``limits`` (YAML loaded by the real loader); ``json`` / ``toml`` (parsed);
     ``data`` (nothing to run: text, ini, other YAML, bare blocks).
     """
     if block.marker in ("skip", "hardware", "output", "signature"):

@@ -223,6 +223,7 @@ def test_settings_resolve_explicit_then_env_then_litmus_yaml_then_default(
         "lock_timeout": "default",
         "dut": "default",
         "dut_part": "default",
+        "limits": "default",
     }
     monkeypatch.setenv("LITMUS_STATION", "cell-8")
     monkeypatch.setenv("LITMUS_MOCK", "yes")

@@ -59,7 +59,7 @@ HANG_GUARD = 120.0  # seconds; a block that takes this long is stuck, not slow
 BIN = Path(sys.executable).parent
 LANGUAGES = {*PYTHON, *SHELL, "yaml", "yml", "json", "toml", "text", "ini", ""}
 CHECKED = ("python", "pytest", "shell", "console", "output", "signature", "script-file")
-LOADED = ("station", "simulation", "project", "json", "toml")
+LOADED = ("station", "simulation", "project", "limits", "json", "toml")
 
 BLOCKS = all_blocks()
 CASES = [b for b in BLOCKS if b.kind in (*CHECKED, *LOADED, "skip", "hardware")]
@@ -133,6 +133,7 @@ def test_doc_block(block: Block, project: Path) -> None:
         "station": load_station,
         "simulation": load_simulation,
         "project": load_project,
+        "limits": load_limits_block,
         "json": lambda b, p: json.loads(b.text),
         "toml": lambda b, p: tomllib.loads(b.text),
     }[kind](block, project)
@@ -330,6 +331,14 @@ def load_project(block: Block, project: Path) -> None:
     load_project_config(path)
 
 
+def load_limits_block(block: Block, project: Path) -> None:
+    from pytest_litmus.limits import load_limits
+
+    path = project / "limits.yaml"
+    path.write_text(block.text, encoding="utf-8")
+    load_limits(path)
+
+
 def test_every_block_has_a_known_language() -> None:
     unknown = [f"{b.id} ({b.lang})" for b in BLOCKS if b.lang not in LANGUAGES]
     assert not unknown, "add the language to LANGUAGES, saying whether it runs: " + ", ".join(unknown)
@@ -421,6 +430,9 @@ def test_yaml_is_loaded_only_when_recognisably_a_litmus_file() -> None:
     assert yaml_kind("station: x\ninstruments: {}\n") == "station"
     assert yaml_kind('spec: "1.1"\ndevices: {}\n') == "simulation"
     assert yaml_kind("default_station: cell-7\ndata_dir: .litmus\n") == "project"
+    assert yaml_kind("limits: limits/board.yaml\n") == "project"
+    assert yaml_kind("unlisted: open\nmeasurements: {v: {low: 1}}\n") == "limits"
+    assert yaml_kind("measurements: {}\nnotes: x\n") == "data"
     assert yaml_kind("jobs: {}\n") == yaml_kind("- a\n") == yaml_kind("{}\n") == "data"
     assert yaml_kind("instruments: [unclosed\n") == "station"  # a broken station file is still checked (and fails)
 

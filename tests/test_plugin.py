@@ -174,8 +174,8 @@ def test_out_of_limit_measurements_fail_the_test_after_its_body(station_project:
         [
             "*_ test_rails _*",
             "2 measurement(s) out of limits: low_rail, ripple",
-            esc("  low_rail = 1.0 V, limits [3.2, 3.4]: failed"),
-            esc("  ripple = 0.5 V, limits [-inf, 0.01]: failed"),
+            esc("  low_rail = 1 V, limits [3.2, 3.4]: failed"),
+            esc("  ripple = 0.5 V, limits <= 0.01: failed"),
             "*- litmus measurements -*",
             esc("rail_3v3 = 3.3012 V, limits [3.2, 3.4]: passed"),
         ]

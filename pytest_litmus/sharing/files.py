@@ -67,6 +67,9 @@ class ServerInfo:
     data_dir: str = ""
     station_file: str = ""
     mock: bool = False
+    #: The holder's limits file and its SHA-256 ("": none), so joined processes judge by the same table.
+    limits_file: str = ""
+    limits_sha256: str = ""
     path: Path | None = field(default=None, compare=False)
 
     @property

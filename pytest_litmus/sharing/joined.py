@@ -10,12 +10,14 @@ subscribers see the events it sent. pytest-xdist workers and
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 from pytest_litmus.config import StationConfig, load_station_file
-from pytest_litmus.errors import LitmusError
+from pytest_litmus.errors import LitmusError, StationConfigError
 from pytest_litmus.hooks import LitmusPluginManager
+from pytest_litmus.limits import reload_limits
 from pytest_litmus.sharing.client import RemoteInstrument, RemoteSrqWaiter, RemoteStation, remote_role
 from pytest_litmus.sharing.files import ServerInfo
 from pytest_litmus.station import SESSION_OUTCOMES, LockWait, SessionOutcome, StationBase
@@ -27,14 +29,19 @@ class JoinedStation(StationBase):
     """The session of the instrument server ``server``, seen from this process.
 
     ``start()`` connects, ``stop()`` disconnects; the session and its locks stay
-    the holder's. ``config`` defaults to the server's station file.
+    the holder's. ``config`` defaults to the server's station file. Measurements
+    are judged by the holder's limits table: ``config``'s if it is the same file
+    with the same SHA-256, else the holder's file read again here (a file changed
+    since the holder read it is a :class:`StationConfigError`).
     """
 
     def __init__(
         self, server: ServerInfo, *, hooks: LitmusPluginManager | None = None, config: StationConfig | None = None
     ) -> None:
         self.info = server
-        self.config = config if config is not None else load_station_file(Path(server.station_file))
+        self.config = _holders_limits(
+            config if config is not None else load_station_file(Path(server.station_file)), server
+        )
         self.data_dir = Path(server.data_dir)
         self.mock = server.mock
         self.hooks = hooks if hooks is not None else LitmusPluginManager()
@@ -132,3 +139,21 @@ class JoinedStation(StationBase):
         raise LitmusError(
             f"this station joined the instrument server {self.info.address}; only the holder serves its instruments"
         )
+
+
+def _holders_limits(config: StationConfig, info: ServerInfo) -> StationConfig:
+    """``config`` with the limits table of the holder that ``info`` describes."""
+    own = config.limits
+    if not info.limits_sha256:
+        return config if own is None else replace(config, limits=None)
+    if own is not None and own.sha256 == info.limits_sha256 and str(own.path) == info.limits_file:
+        return config
+    table = reload_limits(info.limits_file)
+    if table.sha256 != info.limits_sha256:
+        raise StationConfigError(
+            info.limits_file,
+            "(file)",
+            f"the limits session {info.session} started with (SHA-256 {info.limits_sha256[:16]}...)",
+            found=f"SHA-256 {table.sha256[:16]}...: the file changed since; start a new session",
+        )
+    return replace(config, limits=table)

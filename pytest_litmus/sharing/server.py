@@ -137,6 +137,8 @@ class InstrumentServer:
             data_dir=str(connection.data_dir),
             station_file=str(connection.config.path),
             mock=connection.mock,
+            limits_file=str(connection.config.limits.path) if connection.config.limits else "",
+            limits_sha256=connection.config.limits.sha256 if connection.config.limits else "",
         )
         self.path = self.info.write(Path(connection.data_dir) / SERVERS_DIR)
         self._thread = threading.Thread(target=self._accept_loop, name=f"litmus-server-{bound_port}", daemon=True)
