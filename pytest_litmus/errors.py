@@ -246,7 +246,7 @@ class ResourceInUse(LitmusError, RuntimeError):
         self.resource = resource
         self.holder = dict(holder) if holder else {}
         self.waited = waited
-        who = _describe_holder(self.holder)
+        who = describe_holder(self.holder)
         super().__init__(f"{resource} is in use by {who}")
 
 
@@ -257,7 +257,7 @@ class LockLost(LitmusError, RuntimeError):
         self.resource = resource
         self.role = role
         self.by = dict(by) if by else {}
-        suffix = f"; now held by {_describe_holder(self.by)}" if self.by else ""
+        suffix = f"; now held by {describe_holder(self.by)}" if self.by else ""
         label = f"{role} ({resource})" if role else resource
         super().__init__(f"lock on {label} was released from under this session{suffix}")
 
@@ -291,7 +291,7 @@ class SrqTimeout(LitmusError, TimeoutError):
         super().__init__(f"no service request from {label} within {timeout} s{how}; last status byte {stb}")
 
 
-def _describe_holder(holder: Mapping[str, Any]) -> str:
+def describe_holder(holder: Mapping[str, Any]) -> str:
     """One line naming a lock holder: pid, user@host, session, station/role, test, since."""
     if not holder:
         return "an unknown holder"
@@ -481,7 +481,7 @@ class ReleaseRefused(LitmusError, PermissionError):
         self.holder = dict(holder) if holder else {}
         self.holder_user = holder_user
         self.user = user
-        who = _describe_holder(self.holder)
+        who = describe_holder(self.holder)
         super().__init__(
             f"{resource} is held by {who}, a live process of user {holder_user}; only {holder_user} or root "
             f"may break it (you are {user}): ask {holder_user} to end it, or run the release as root"

@@ -17,7 +17,7 @@ import sys
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -106,6 +106,8 @@ class StationConnection(StationBase):
         self.sync_parties: int | None = None
         self.hooks = hooks if hooks is not None else LitmusPluginManager()
         self.lock_timeout = lock_timeout
+        #: Called with (role, resource, holder) when a lock is held by another and this session waits for it.
+        self.on_lock_wait: Callable[[str, str, Mapping[str, Any], float | None], object] | None = None
         self.instruments: dict[str, InstrumentProxy] = {}
         self.leases: dict[str, Lease] = {}
         self._owner: LockOwner | None = None
@@ -492,6 +494,8 @@ class StationConnection(StationBase):
             self._owner = LockOwner(self.data_dir, session=self.session_id, station=self.config.id)
 
         def contended(holder: Mapping[str, Any]) -> None:
+            if self.on_lock_wait is not None and timeout != 0:
+                self.on_lock_wait(role, resource, holder, timeout)
             self.emit(
                 EventType.LOCK_CONTENDED,
                 role=role,

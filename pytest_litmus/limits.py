@@ -144,6 +144,7 @@ class LimitSpec:
 
     def check(self, name: str, value: Any) -> tuple[bool, bool]:
         """``(passed, marginal)`` for ``value``; a value of the wrong type is a :class:`LimitTypeError`."""
+        __tracebackhide__ = True
         if self.equals is not None:
             return self._equal(name, value), False
         if not self.numeric:
@@ -200,6 +201,7 @@ class LimitsTable:
         inline ``low``/``high``/``units`` that differ from the file's are a
         :class:`LimitConflict`. Inline values equal to the file's are allowed.
         """
+        __tracebackhide__ = True
         spec = self.specs.get(name)
         if spec is None:
             if self.unlisted == "error" and isinstance(name, str) and name:

@@ -34,6 +34,8 @@ class Measurement:
     nodeid: str | None = None
     limits: dict[str, Any] | None = None
     marginal: bool = False
+    #: ``path/to/test_x.py:42``: where ``measure`` was called (None: not known).
+    where: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -60,13 +62,43 @@ class Measurement:
             "nodeid": self.nodeid,
             "limits": self.limits,
             "marginal": self.marginal,
+            "where": self.where,
         }
+
+    def shortfall(self) -> str:
+        """How a failed value misses its limits: ``0.21 V above high``, ``expected == 'OK'``, ``not finite``."""
+        value: Any = self.value
+        units = f" {self.units}" if self.units else ""
+        limits = self.limits or {}
+        if limits.get("equals") is not None:
+            return f"expected == {limits['equals']!r}"
+        if isinstance(self.value, Real) and not isinstance(self.value, bool):
+            if not _finite(value):
+                return "not a finite number"
+            if self.high is not None and value >= self.high:
+                by = value - self.high
+                return f"{format_number(by)}{units} above high" if by else "at the exclusive high"
+            if self.low is not None and value <= self.low:
+                by = self.low - value
+                return f"{format_number(by)}{units} below low" if by else "at the exclusive low"
+        return "out of limits"
+
+    def failure_line(self) -> str:
+        """One line for a failed measurement: name, value, limits, by how much, where it was measured.
+
+        ``rail_3v3 = 3.61 V, limits [3.2, 3.4]: 0.21 V above high (test_board.py:14)``
+        """
+        units = f" {self.units}" if self.units else ""
+        value = format_number(self.value) if type(self.value) is float else repr(self.value)
+        where = f" ({self.where})" if self.where else ""
+        return f"{self.name} = {value}{units}, limits {describe_limits(self.limits)}: {self.shortfall()}{where}"
 
 
 _NUMBERS = (float, int)  # the common types, checked by identity before the slower ``Real`` ABC
 
 
 def _check_limit(name: str, which: str, limit: Any) -> float | None:
+    __tracebackhide__ = True
     if limit is None:
         return None
     if type(limit) not in _NUMBERS and (isinstance(limit, bool) or not isinstance(limit, Real)):
@@ -99,6 +131,7 @@ def judge(
     high: Any = None,
     nodeid: str | None = None,
     spec: LimitSpec | None = None,
+    where: str | None = None,
 ) -> Measurement:
     """A :class:`Measurement` with its outcome decided.
 
@@ -109,6 +142,7 @@ def judge(
     :class:`~pytest_litmus.errors.LimitError` (``LimitTypeError`` for a wrong type)
     naming the measurement. A NaN or infinite value fails any limit.
     """
+    __tracebackhide__ = True
     if not isinstance(name, str) or not name:
         raise ValueError(f"measurement name must be a non-empty string, got {name!r}")
     if spec is not None:
@@ -123,11 +157,12 @@ def judge(
             nodeid,
             dict(spec.as_dict),
             marginal,
+            where,
         )
     lo = _check_limit(name, "low", low)
     hi = _check_limit(name, "high", high)
     if lo is None and hi is None:
-        return Measurement(name, value, units, None, None, "passed", nodeid)
+        return Measurement(name, value, units, None, None, "passed", nodeid, None, False, where)
     if lo is not None and hi is not None and lo > hi:
         raise LimitError(name, f"low limit {lo:g} is above high limit {hi:g}", (low, high))
     if type(value) not in _NUMBERS and (isinstance(value, bool) or not isinstance(value, Real)):
@@ -135,7 +170,7 @@ def judge(
     outcome: Outcome = "passed"
     if not _finite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
         outcome = "failed"
-    return Measurement(name, value, units, lo, hi, outcome, nodeid, _inline(lo, hi))
+    return Measurement(name, value, units, lo, hi, outcome, nodeid, _inline(lo, hi), False, where)
 
 
 def _inline(lo: float | None, hi: float | None) -> dict[str, Any]:

@@ -12,11 +12,12 @@ reaches them in ``workerinput``. Each worker joins that session
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import types
 from collections import Counter
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pytest
 
 from pytest_litmus import options
-from pytest_litmus.errors import EventsNotWritten, LitmusError, StationConfigError
+from pytest_litmus.errors import EventsNotWritten, LitmusError
 from pytest_litmus.eventtypes import EventType
 
 if TYPE_CHECKING:
@@ -188,8 +189,8 @@ def _station_fixtures(active: Active) -> types.ModuleType:
         def fixture(station: Station) -> Any:
             try:
                 return station.instrument(role)
-            except StationConfigError as exc:  # a mistake in a file, not in the test: one line, no traceback
-                pytest.fail(f"litmus: {exc}", pytrace=False)
+            except LitmusError as exc:  # a station's problem, not the test's: one line, no traceback
+                pytest.fail(_station_error(role, exc, active.lock_timeout), pytrace=False)
 
         fixture._litmus_role = role  # type: ignore[attr-defined]  # how check_role_names knows its own
 
@@ -202,6 +203,16 @@ def _station_fixtures(active: Active) -> types.ModuleType:
     for role in config.roles:
         setattr(module, f"litmus_role_{role}", make(role))
     return module
+
+
+def _station_error(role: str, exc: LitmusError, lock_timeout: float | None) -> str:
+    """The one line a test whose role cannot be had fails with (the same for every test using it)."""
+    from pytest_litmus.errors import ResourceInUse
+
+    text = f"litmus: role {role!r}: {type(exc).__name__}: {exc}"
+    if isinstance(exc, ResourceInUse) and lock_timeout == 0:
+        text += " (the run does not wait for a held instrument: pass --litmus-lock-timeout SECONDS to wait)"
+    return text
 
 
 def _idle_fixtures() -> types.ModuleType:
@@ -254,6 +265,15 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"litmus: mock {'on' if active.mock else 'off'} [{src['mock']}], lock timeout {timeout} [{src['lock_timeout']}]",
         f"litmus: data dir {active.data_dir} [{src['data_dir']}], session {session}",
     ]
+    units = [dut for dut in ({active.dut} | set(active.units.values())) if dut is not None]
+    if units:
+        shown = ", ".join(
+            f"{d.serial}" + (f" (part {d.part})" if d.part else "") + f", unit attempt {d.attempt}"
+            for d in sorted(units, key=lambda d: d.serial)
+        )
+        lines.append(f"litmus: unit {shown} [{src['dut'] if active.serials else 'the litmus_dut hook'}]")
+    if active.station.limits is not None:
+        lines.append(f"litmus: limits {active.station.limits.path} (sha256 {active.station.limits.sha256[:12]})")
     if active.xdist == "controller" and active.server_address:
         lines.append(f"litmus: this process holds the instruments; xdist workers reach them at {active.server_address}")
     return lines
@@ -273,6 +293,7 @@ class Measure:
         self, name: str, value: Any, *, units: str | None = None, low: Any = None, high: Any = None
     ) -> Measurement:
         """Record ``value`` as ``name``; outside ``low``..``high`` the test fails after its body."""
+        __tracebackhide__ = True  # a LimitError points at the test's line, not into litmus
         m = self._connection.measure(name, value, units=units, low=low, high=high)
         item = self._active.item
         if item is None:  # between tests (a session fixture's teardown): recorded, judged by no test
@@ -380,14 +401,28 @@ def _unrecorded(connection: Station, nodeid: str, *, waiting_too: bool = False) 
 
 
 def _user_properties(measured: list[Measurement]) -> Iterator[tuple[str, object]]:
-    """``measurement.NAME`` and its ``.units``, ``.low``, ``.high``, ``.outcome``, for each measurement."""
+    """``measurement.NAME`` and its ``.units``, ``.low``, ``.high``, ``.limits``, ``.outcome``, for each measurement."""
+    from pytest_litmus.limits import describe_limits, format_number
+
     for m in measured:
         prefix = f"measurement.{m.name}"
         yield prefix, m.value
         yield f"{prefix}.units", m.units or ""
-        yield f"{prefix}.low", "" if m.low is None else m.low
-        yield f"{prefix}.high", "" if m.high is None else m.high
+        yield f"{prefix}.low", "" if m.low is None else format_number(m.low)  # as the terminal prints it
+        yield f"{prefix}.high", "" if m.high is None else format_number(m.high)
+        if m.limits:
+            yield f"{prefix}.limits", describe_limits(m.limits)
         yield f"{prefix}.outcome", m.outcome
+
+
+def failure_message(failed: list[Measurement]) -> str:
+    """A test's out-of-limits failure: one line per failed measurement; the first line (what pytest's
+    short summary and ``litmus show`` print) is the first measurement's, and says how many more follow."""
+    lines = [m.failure_line() for m in failed]
+    if len(lines) > 1:
+        others = ", ".join(m.name for m in failed[1:])
+        lines[0] += f"; {len(lines) - 1} more out of limits: {others}"
+    return "\n".join(lines)
 
 
 def _drop_properties(properties: list[tuple[str, object]], ours: Any) -> None:
@@ -458,6 +493,10 @@ class SessionPlugin:
         connection.start()  # EventsNotWritten (nothing could be recorded) is a LitmusError: run no test
         a.connection = connection
         a.dut = connection.dut
+        connection.on_lock_wait = lambda role, resource, holder, timeout: _lock_wait_line(
+            session.config, role, resource, holder, timeout
+        )
+        _junit_suite_properties(session.config, connection, units)
         for slot, dut in units.items():  # one unit per xdist worker: each its own UnitStarted and number
             a.units[slot] = (
                 connection.dut if dut is None or connection.dut is not None else _begun(connection, dut, slot)
@@ -486,6 +525,15 @@ class SessionPlugin:
                 print(f"litmus: {exc}", file=sys.stderr)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        failed = [
+            (report.nodeid, line)
+            for report in terminalreporter.stats.get("failed", [])
+            for line in getattr(report, "litmus_failed", None) or ()
+        ]
+        if failed and self.active.xdist != "worker":
+            terminalreporter.write_sep("=", "litmus: measurements out of limits", red=True)
+            for nodeid, line in failed:
+                terminalreporter.write_line(f"{nodeid}: {line}")
         if self.lost is not None:
             terminalreporter.write_line(f"litmus: {self.lost}", red=True, bold=True)
 
@@ -555,6 +603,39 @@ def _units(config: pytest.Config, active: Active) -> dict[str, Dut | None]:
 
     units: dict[str, Dut | None] = options.resolve(config).units(active.station, slots, ask)
     return units
+
+
+def _lock_wait_line(
+    config: pytest.Config, role: str, resource: str, holder: Mapping[str, Any], timeout: float | None
+) -> None:
+    """One terminal line while a held instrument is awaited (output capture is set aside for it)."""
+    from pytest_litmus.errors import describe_holder
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    limit = "as long as it takes" if timeout is None else f"up to {timeout:g} s"
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        reporter.ensure_newline()
+        reporter.write_line(
+            f"litmus: waiting for {role} ({resource}), held by {describe_holder(holder)}; "
+            f"{limit} (--litmus-lock-timeout)",
+            yellow=True,
+        )
+
+
+def _junit_suite_properties(config: pytest.Config, connection: Station, units: Mapping[str, Dut | None]) -> None:
+    """``litmus.station``, ``litmus.session`` and each ``litmus.dut`` on the JUnit file's test suite."""
+    from _pytest.junitxml import xml_key  # pytest's own LogXML: what ``record_testsuite_property`` uses
+
+    xml = config.stash.get(xml_key, None)
+    if xml is None:
+        return
+    xml.add_global_property("litmus.station", connection.config.id)
+    xml.add_global_property("litmus.session", connection.session_id)
+    for serial in dict.fromkeys(dut.serial for dut in units.values() if dut is not None):
+        xml.add_global_property("litmus.dut", serial)
 
 
 def _xdist_slots(config: pytest.Config) -> list[str]:
@@ -674,6 +755,9 @@ class PerTestPlugin:
             measured = self.active.item.stash.get(MEASUREMENTS, None)
             if measured:  # shown with a failure (or -rP / -rA): not worth formatting for every passed test
                 report.sections.append(("litmus measurements", "\n".join(m.describe() for m in measured)))
+                failed = [m.failure_line() for m in measured if not m.passed]
+                if failed and report.failed:  # for the terminal summary (xdist sends it to the controller)
+                    report.litmus_failed = failed  # type: ignore[attr-defined]
         elif report.when == "teardown":
             self._finish(report.nodeid)
 
@@ -708,9 +792,7 @@ class PerTestPlugin:
             item.user_properties.extend(properties)
         failed = [m for m in item.stash.get(MEASUREMENTS, []) if not m.passed]
         if failed:
-            lines = "\n".join(f"  {m.describe()}" for m in failed)
-            names = ", ".join(m.name for m in failed)  # on the first line: what `litmus show` prints
-            pytest.fail(f"{len(failed)} measurement(s) out of limits: {names}\n{lines}", pytrace=False)
+            pytest.fail(failure_message(failed), pytrace=False)
         connection = self.active.connection
         problem = _unrecorded(connection, item.nodeid, waiting_too=True) if connection is not None else None
         if problem:

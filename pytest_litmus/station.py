@@ -10,6 +10,8 @@ this protocol.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -127,6 +129,31 @@ class Station(Protocol):
     def test_finished(self, nodeid: str, outcome: str, duration: float, message: str | None = None) -> None: ...
 
 
+_SHOWN_FILES: dict[str, str] = {}
+
+
+def caller_line() -> str | None:
+    """``path/to/file.py:42`` of the first frame outside this package (the test's ``measure`` call).
+
+    The path is relative to the working directory when it lies below it (cached per file).
+    """
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("pytest_litmus"):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return None
+    filename = frame.f_code.co_filename
+    shown = _SHOWN_FILES.get(filename)
+    if shown is None:
+        try:
+            relative = os.path.relpath(filename)
+            shown = filename if relative.startswith("..") else relative
+        except ValueError:  # another drive (Windows)
+            shown = filename
+        _SHOWN_FILES[filename] = shown
+    return f"{shown}:{frame.f_lineno}"
+
+
 class StationBase:
     """What both kinds of station do alike, over their own ``emit`` and ``nodeid``.
 
@@ -222,9 +249,12 @@ class StationBase:
         ``unlisted: open``), and inline limits or units that differ from the
         file's raise ``LimitConflict`` (docs/limits.md).
         """
+        __tracebackhide__ = True  # pytest shows the test's line for a LimitError, not litmus's
         table = self.config.limits
         spec = None if table is None else table.spec_for(name, units, low, high)
-        measurement = judge(name, value, units=units, low=low, high=high, nodeid=self.nodeid, spec=spec)
+        measurement = judge(
+            name, value, units=units, low=low, high=high, nodeid=self.nodeid, spec=spec, where=caller_line()
+        )
         dut = self.dut
         self.emit(
             EventType.MEASUREMENT,

@@ -440,8 +440,7 @@ def test_plugin_limits_option(station_project: pytest.Pytester) -> None:
     result.assert_outcomes(failed=3)
     result.stdout.fnmatch_lines(
         [
-            "*1 measurement(s) out of limits: leak",
-            "  leak = 10 uA, limits < 10: failed",
+            "leak = 10 uA, limits < 10: at the exclusive high (test_plugin_limits_option.py:*)",
             "*LimitNotListed: measurement 'rail_12v' is not listed in the limits file *board.yaml*",
             "*LimitConflict: measurement 'rail_3v3': inline low 3 given, the file says ?3.2, 3.4? (limits file *",
         ]

@@ -173,11 +173,13 @@ def test_out_of_limit_measurements_fail_the_test_after_its_body(station_project:
     result.stdout.fnmatch_lines(
         [
             "*_ test_rails _*",
-            "2 measurement(s) out of limits: low_rail, ripple",
-            esc("  low_rail = 1 V, limits [3.2, 3.4]: failed"),
-            esc("  ripple = 0.5 V, limits <= 0.01: failed"),
+            esc("low_rail = 1 V, limits [3.2, 3.4]: 2.2 V below low (*.py:3); 1 more out of limits: ripple"),
+            esc("ripple = 0.5 V, limits <= 0.01: 0.49 V above high (*.py:5)"),
             "*- litmus measurements -*",
             esc("rail_3v3 = 3.3012 V, limits [3.2, 3.4]: passed"),
+            "*= litmus: measurements out of limits =*",
+            esc("*::test_rails: low_rail = 1 V, limits [3.2, 3.4]: 2.2 V below low (*.py:3)"),
+            esc("*::test_rails: ripple = 0.5 V, limits <= 0.01: 0.49 V above high (*.py:5)"),
         ]
     )
     result.stdout.fnmatch_lines(["*LimitTypeError: measurement 'x': has limits, so its value must be a number*"])
@@ -432,7 +434,10 @@ def test_measure_works_from_a_session_fixture(station_project: pytest.Pytester) 
     result = station_project.runpytest("--station", "cell-7", "--mock")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
-        ["*_ test_first _*", "1 measurement(s) out of limits: cal_offset", "*cal_offset = 0.5 V*"]
+        [
+            "*_ test_first _*",
+            "cal_offset = 0.5 V, limits <= 0.01: 0.49 V above high (test_measure_works_from_a_session_fixture.py:5)",
+        ]
     )
     measurements = {e["name"]: e["nodeid"] for e in session_events(station_project) if e["type"] == "Measurement"}
     assert measurements == {
