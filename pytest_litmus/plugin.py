@@ -190,7 +190,8 @@ def _station_fixtures(active: Active) -> types.ModuleType:
             try:
                 return station.instrument(role)
             except LitmusError as exc:  # a station's problem, not the test's: one line, no traceback
-                pytest.fail(_station_error(role, exc, active.lock_timeout), pytrace=False)
+                problem = _station_error(role, exc, active.lock_timeout)
+            pytest.fail(problem, pytrace=False)  # outside the except: no "During handling of ..." chain
 
         fixture._litmus_role = role  # type: ignore[attr-defined]  # how check_role_names knows its own
 

@@ -118,3 +118,39 @@ def test_timeout_argument_overrides_the_session_default(sim_station: str, projec
                 b.instrument("dmm", timeout=0.05)
             assert info.value.waited >= 0.05
             assert [e["holder"]["session"] for e in b.events("LockContended")] == [a.session_id]
+
+
+def test_a_held_role_fails_its_tests_with_one_line_and_a_wait_is_announced(station_project: pytest.Pytester) -> None:
+    text = (station_project.path / "stations" / "cell-7.yaml").read_text()
+    (station_project.path / "stations" / "cell-7.yaml").write_text(
+        text.replace("simulation: sims/cell-7.yaml", "visa_library: sims/cell-7.yaml@sim")
+    )
+    station_project.makepyfile("def test_one(dmm):\n    pass\n\ndef test_two(dmm):\n    pass\n")
+    code = (
+        "import sys; from pytest_litmus import connect\n"
+        "s = connect('cell-7').start(); s.instrument('dmm'); print('held', flush=True); sys.stdin.readline()"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=station_project.path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        at_once = station_project.runpytest("--station", "cell-7")
+        at_once.assert_outcomes(errors=2)
+        line = (
+            "litmus: role 'dmm': ResourceInUse: TCPIP0::192.168.1.50::inst0::INSTR is in use by pid *"
+            "(the run does not wait for a held instrument: pass --litmus-lock-timeout SECONDS to wait)"
+        )
+        at_once.stdout.fnmatch_lines(["*ERROR at setup of test_one*", line, "*ERROR at setup of test_two*", line])
+        assert "During handling" not in at_once.stdout.str() and "holder.py" not in at_once.stdout.str()
+        waiting = station_project.runpytest("--station", "cell-7", "--litmus-lock-timeout", "0.1")
+        waiting.assert_outcomes(errors=2)
+        waiting.stdout.fnmatch_lines(
+            [
+                "litmus: waiting for dmm (TCPIP0::192.168.1.50::inst0::INSTR), held by pid *; up to 0.1 s (--litmus-lock-timeout)"
+            ]
+        )
+        assert "pass --litmus-lock-timeout" not in waiting.stdout.str()
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)

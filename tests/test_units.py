@@ -403,3 +403,42 @@ def test_resolve_units_asks_only_without_serials() -> None:
     assert asked == ["gw0", "gw1"]
     assert resolve_units(("X",), None, None, ["main"], ask) == {"main": Dut("X")}
     assert asked == ["gw0", "gw1"]
+
+
+def test_junit_carries_station_session_and_dut_and_prints_limits_as_the_terminal(
+    station_project: pytest.Pytester,
+) -> None:
+    station_project.makepyfile(
+        """
+def test_rail(measure):
+    measure("rail_3v3", 3.3, units="V", low=3.3 * 0.99, high=3.3 * 1.01)
+"""
+    )
+    result = station_project.runpytest("--station", "cell-7", "--mock", "--dut", "SN-8", "--junitxml", "out.xml")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["litmus: unit SN-8, unit attempt 1 ?--dut?"])
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(station_project.path / "out.xml").getroot()
+    suite = {p.get("name"): p.get("value") for p in root.iter("testsuite") for p in p.findall("properties/property")}
+    session = _of(session_events(station_project), "SessionStarted")[0]["session"]
+    assert suite == {"litmus.station": "cell-7", "litmus.session": session, "litmus.dut": "SN-8"}
+    case = {p.get("name"): p.get("value") for p in root.iter("testcase") for p in p.findall("properties/property")}
+    assert case["measurement.rail_3v3.low"] == "3.267" and case["measurement.rail_3v3.high"] == "3.333"
+    assert case["measurement.rail_3v3.limits"] == "[3.267, 3.333]"
+
+
+def test_the_examples_run_with_a_dut(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from tests.conftest import REPO
+
+    for name in ("stations", "examples"):
+        shutil.copytree(REPO / name, pytester.path / name)
+    monkeypatch.setenv("LITMUS_HOME", str(pytester.path / "home"))
+    result = pytester.runpytest_subprocess("examples", "--station", "cell-7", "--mock", "--dut", "SN-0042")
+    assert result.ret == 0
+    events = session_events(pytester)
+    measured = _of(events, "Measurement")
+    assert measured and {e["dut"] for e in measured} == {"SN-0042"}
+    assert {e["dut"] for e in _of(events, "TestOutcome")} == {"SN-0042"}
