@@ -334,7 +334,10 @@ class StationConnection(StationBase):
                 self.counts[f"{prefix}{outcome}"] += 1
                 key = (fields.get("nodeid"), fields.get("dut"))
                 if prefix:  # a measurement: counted with its attempt until the test's outcome
-                    self._attempt_counts.setdefault(key, Counter())[f"{prefix}{outcome}"] += 1
+                    running = self._attempt_counts.get(key)
+                    if running is None:
+                        running = self._attempt_counts[key] = Counter()
+                    running[f"{prefix}{outcome}"] += 1
                 else:
                     taken = self._attempt_counts.pop(key, None)
                     if outcome == "rerun" and taken:  # a superseded attempt: its measurements leave the counts
