@@ -34,6 +34,7 @@ from pytest_litmus.errors import UnitNotFound
 from pytest_litmus.eventfile import parse_line
 from pytest_litmus.events import EVENTS_FILE, SESSIONS_DIR, SessionLog, read_session
 from pytest_litmus.eventtypes import EventType
+from pytest_litmus.limits import describe_limits
 
 __all__ = [
     "Attachment",
@@ -44,20 +45,17 @@ __all__ = [
     "UnitRecord",
     "build_record",
     "read_record",
+    "session_dirs",
     "sessions_of_unit",
 ]
 
-#: The ``type`` of an attachment event (the lead adds it to :class:`EventType`).
-ATTACHMENT = "Attachment"
-#: The ``type`` of the event naming a unit of a session.
-UNIT_STARTED = "UnitStarted"
 #: Test outcomes that fail a unit.
 FAILING = frozenset({"failed", "error"})
 #: Test outcomes that show the unit was tested (as opposed to only skipped).
 TESTED = frozenset({"passed", "xfailed", "xpassed"})
 
 #: The events that name a unit of a session.
-_NAMES_UNIT = frozenset({EventType.SESSION_STARTED, UNIT_STARTED})
+_NAMES_UNIT = frozenset({EventType.SESSION_STARTED, EventType.UNIT_STARTED})
 
 Event = Mapping[str, Any]
 
@@ -89,6 +87,18 @@ class MeasurementRecord:
     seq: int | None
     #: Taken in an attempt that a later one replaced: not counted.
     superseded: bool = False
+
+    @property
+    def limits_text(self) -> str:
+        """The limits as every litmus output prints them (``[3.2, 3.4]``, ``3.3 ± 1%``); ``""`` without any.
+
+        See :func:`~pytest_litmus.limits.describe_limits`. An event written
+        without a limits dict shows its ``low``/``high`` (inclusive).
+        """
+        if self.limits is None and self.low is None and self.high is None:
+            return ""
+        text = describe_limits(self.limits or {"low": self.low, "high": self.high})
+        return "" if text == describe_limits(None) else text
 
 
 @dataclass(frozen=True)
@@ -312,8 +322,8 @@ class _Builder:
 
     def add(self, event: Event) -> None:
         kind = event.get("type")
-        if kind == EventType.MEASUREMENT or kind == ATTACHMENT:
-            self._item(event, kind == ATTACHMENT)
+        if kind == EventType.MEASUREMENT or kind == EventType.ATTACHMENT:
+            self._item(event, kind == EventType.ATTACHMENT)
         elif kind == EventType.TEST_STARTED:
             nodeid = _text(event.get("nodeid"))
             if nodeid is not None:
@@ -328,7 +338,7 @@ class _Builder:
                 attempt = self.attempt_of(event, key)
                 self.last_outcome[key] = attempt
                 self.slot(key, attempt)[1] = event
-        elif kind == UNIT_STARTED:
+        elif kind == EventType.UNIT_STARTED:
             self.unit_info.setdefault(self.dut(event), event)
 
     def _item(self, event: Event, attachment: bool) -> None:
@@ -342,8 +352,21 @@ class _Builder:
         self.slot(key, attempt)[2 + attachment].append((event, attempt))
 
 
+_LIMIT_NUMBERS = ("low", "high", "nominal", "tolerance", "tolerance_percent", "marginal_low", "marginal_high")
+
+
+def _limits(value: Any) -> dict[str, Any] | None:
+    """A limits dict with its fields of the wrong type dropped (a bound that is not a finite number is none)."""
+    if not isinstance(value, dict):
+        return None
+    limits = {k: v for k, v in value.items() if k not in _LIMIT_NUMBERS or _number(v) is not None}
+    for key in ("low_inclusive", "high_inclusive"):
+        if key in limits and type(limits[key]) is not bool:
+            del limits[key]
+    return limits
+
+
 def _measurement(event: Event, dut: str | None, attempt: int, superseded: bool) -> MeasurementRecord:
-    limits = event.get("limits")
     return MeasurementRecord(
         name=_text(event.get("name")) or "",
         value=event.get("value"),
@@ -354,7 +377,7 @@ def _measurement(event: Event, dut: str | None, attempt: int, superseded: bool) 
         nodeid=_text(event.get("nodeid")),
         dut=dut,
         attempt=attempt,
-        limits=limits if isinstance(limits, dict) else None,
+        limits=_limits(event.get("limits")),
         marginal=event.get("marginal") is True,
         where=_text(event.get("where")),
         ts=_number(event.get("ts")),
@@ -471,6 +494,16 @@ def build_record(log: SessionLog) -> SessionRecord:
 
 
 # --------------------------------------------------------------------------- finding a unit's sessions
+
+
+def session_dirs(data_dir: Path) -> list[Path]:
+    """Session directories that hold an event file (or something by its name, which reading then reports)."""
+    root = Path(data_dir) / SESSIONS_DIR
+    if not root.is_dir():
+        if root.exists():
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(root))
+        return []
+    return [d for d in root.iterdir() if os.path.lexists(d / EVENTS_FILE)]
 
 
 def sessions_of_unit(data_dir: Path, serial: str) -> list[Path]:

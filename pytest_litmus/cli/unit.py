@@ -21,7 +21,6 @@ from pytest_litmus.cli._output import format_table
 from pytest_litmus.cli._read import read_log
 from pytest_litmus.cli.sessions import when
 from pytest_litmus.errors import UnitNotFound
-from pytest_litmus.export._limits import describe_limits
 from pytest_litmus.records import MeasurementRecord, UnitRecord, build_record, sessions_of_unit
 from pytest_litmus.settings import resolve_data_dir
 
@@ -40,8 +39,7 @@ def register(subparsers: Any) -> None:
 def failed_text(m: MeasurementRecord) -> str:
     """``vout=3.6 V [3.2, 3.4]``"""
     units = f" {m.units}" if m.units else ""
-    limits = describe_limits(m.limits, m.low, m.high)
-    return f"{m.name}={m.value!r}{units}" + (f" {limits}" if limits else "")
+    return f"{m.name}={m.value!r}{units}" + (f" {m.limits_text}" if m.limits_text else "")
 
 
 def _failures(unit: UnitRecord) -> list[str]:
