@@ -35,6 +35,7 @@ from pytest_litmus.eventfile import parse_line
 from pytest_litmus.events import EVENTS_FILE, SESSIONS_DIR, SessionLog, read_session
 from pytest_litmus.eventtypes import EventType
 from pytest_litmus.limits import describe_limits
+from pytest_litmus.units import attempts_of, indexed_sessions
 
 __all__ = [
     "Attachment",
@@ -509,28 +510,48 @@ def session_dirs(data_dir: Path) -> list[Path]:
 def sessions_of_unit(data_dir: Path, serial: str) -> list[Path]:
     """The event files in ``data_dir`` of sessions that tested ``serial``, oldest first.
 
-    A session tested a unit when its ``SessionStarted`` or one of its
-    ``UnitStarted`` events names it. Scans each file (parsing only its first line
-    and its ``UnitStarted`` lines); an index of units may replace this. Unreadable files are skipped.
+    The unit index (:mod:`pytest_litmus.units`) lists the sessions that tested
+    it since the index exists; those whose event file exists are taken without
+    reading them. Only sessions that no unit's index lists (written before the
+    index, or copied from another data dir) are scanned: such a session tested
+    the unit when its ``SessionStarted`` or one of its ``UnitStarted`` events
+    names it. Unreadable files are skipped.
     """
-    root = Path(data_dir) / SESSIONS_DIR
-    if not root.is_dir():
-        if root.exists():
-            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(root))
-        return []
+    data_dir = Path(data_dir)
+    dirs = session_dirs(data_dir)
+    listed: dict[str, float] = {}
+    for attempt in attempts_of(data_dir, serial):
+        listed.setdefault(attempt.session, attempt.ts)
+    known = indexed_sessions(data_dir) if len(listed) < len(dirs) else set()
     found: list[tuple[float, str, Path]] = []
-    for directory in root.iterdir():
+    for directory in dirs:
         path = directory / EVENTS_FILE
-        try:
-            data = path.read_bytes()
-        except OSError:
-            continue
-        lines = data.split(b"\n")
-        first = parse_line(lines[0]) or {}
-        start = _number(first.get("ts")) if first.get("type") == EventType.SESSION_STARTED else None
-        naming = [first] if first.get("type") == EventType.SESSION_STARTED else []
-        if b'"UnitStarted"' in data:  # only those lines are parsed (JSON escapes or not, the serial compares exactly)
-            naming += [parse_line(raw) or {} for raw in lines if b'"UnitStarted"' in raw]
-        if any(event.get("dut") == serial and event.get("type") in _NAMES_UNIT for event in naming):
-            found.append((start if start is not None else os.stat(path).st_mtime, directory.name, path))
+        if directory.name in listed:
+            if path.is_file():
+                found.append((listed[directory.name], directory.name, path))
+        elif directory.name not in known:
+            start = _names_unit(path, serial)
+            if start is not None:
+                found.append((start, directory.name, path))
     return [path for _, _, path in sorted(found)]
+
+
+def _names_unit(path: Path, serial: str) -> float | None:
+    """When the session of ``path`` started, if it names ``serial`` in ``SessionStarted`` or ``UnitStarted``; else None.
+
+    Parses only the first line and the ``UnitStarted`` lines (JSON escapes or
+    not, the serial compares exactly). Unreadable: None.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    lines = data.split(b"\n")
+    first = parse_line(lines[0]) or {}
+    start = _number(first.get("ts")) if first.get("type") == EventType.SESSION_STARTED else None
+    naming = [first] if first.get("type") == EventType.SESSION_STARTED else []
+    if b'"UnitStarted"' in data:
+        naming += [parse_line(raw) or {} for raw in lines if b'"UnitStarted"' in raw]
+    if not any(event.get("dut") == serial and event.get("type") in _NAMES_UNIT for event in naming):
+        return None
+    return start if start is not None else os.stat(path).st_mtime

@@ -2,8 +2,9 @@
 
 For each session that tested the unit: when, station, host, session, the unit
 attempt, the verdict and what failed (measurements with value and limits,
-else the failed tests). SERIAL is only compared with the serials in event
-files, never used as a path.
+else the failed tests). The sessions come from the unit index; only those
+that no unit's index lists are scanned (:func:`~pytest_litmus.records.sessions_of_unit`).
+SERIAL names its index file only percent-encoded (or hashed), never as a path of its own.
 
 Exit codes: 0 listed; 1 no session tested the unit; 2 usage (an empty SERIAL),
 or a damaged or unreadable event file among them: the rest is listed, then one
