@@ -34,6 +34,8 @@ from pytest_litmus.errors import UnitNotFound
 from pytest_litmus.eventfile import parse_line
 from pytest_litmus.events import EVENTS_FILE, SESSIONS_DIR, SessionLog, read_session
 from pytest_litmus.eventtypes import EventType
+from pytest_litmus.limits import describe_limits
+from pytest_litmus.units import attempts_of, indexed_sessions
 
 __all__ = [
     "Attachment",
@@ -44,20 +46,17 @@ __all__ = [
     "UnitRecord",
     "build_record",
     "read_record",
+    "session_dirs",
     "sessions_of_unit",
 ]
 
-#: The ``type`` of an attachment event (the lead adds it to :class:`EventType`).
-ATTACHMENT = "Attachment"
-#: The ``type`` of the event naming a unit of a session.
-UNIT_STARTED = "UnitStarted"
 #: Test outcomes that fail a unit.
 FAILING = frozenset({"failed", "error"})
 #: Test outcomes that show the unit was tested (as opposed to only skipped).
 TESTED = frozenset({"passed", "xfailed", "xpassed"})
 
 #: The events that name a unit of a session.
-_NAMES_UNIT = frozenset({EventType.SESSION_STARTED, UNIT_STARTED})
+_NAMES_UNIT = frozenset({EventType.SESSION_STARTED, EventType.UNIT_STARTED})
 
 Event = Mapping[str, Any]
 
@@ -89,6 +88,18 @@ class MeasurementRecord:
     seq: int | None
     #: Taken in an attempt that a later one replaced: not counted.
     superseded: bool = False
+
+    @property
+    def limits_text(self) -> str:
+        """The limits as every litmus output prints them (``[3.2, 3.4]``, ``3.3 ± 1%``); ``""`` without any.
+
+        See :func:`~pytest_litmus.limits.describe_limits`. An event written
+        without a limits dict shows its ``low``/``high`` (inclusive).
+        """
+        if self.limits is None and self.low is None and self.high is None:
+            return ""
+        text = describe_limits(self.limits or {"low": self.low, "high": self.high})
+        return "" if text == describe_limits(None) else text
 
 
 @dataclass(frozen=True)
@@ -312,8 +323,8 @@ class _Builder:
 
     def add(self, event: Event) -> None:
         kind = event.get("type")
-        if kind == EventType.MEASUREMENT or kind == ATTACHMENT:
-            self._item(event, kind == ATTACHMENT)
+        if kind == EventType.MEASUREMENT or kind == EventType.ATTACHMENT:
+            self._item(event, kind == EventType.ATTACHMENT)
         elif kind == EventType.TEST_STARTED:
             nodeid = _text(event.get("nodeid"))
             if nodeid is not None:
@@ -328,7 +339,7 @@ class _Builder:
                 attempt = self.attempt_of(event, key)
                 self.last_outcome[key] = attempt
                 self.slot(key, attempt)[1] = event
-        elif kind == UNIT_STARTED:
+        elif kind == EventType.UNIT_STARTED:
             self.unit_info.setdefault(self.dut(event), event)
 
     def _item(self, event: Event, attachment: bool) -> None:
@@ -342,8 +353,21 @@ class _Builder:
         self.slot(key, attempt)[2 + attachment].append((event, attempt))
 
 
+_LIMIT_NUMBERS = ("low", "high", "nominal", "tolerance", "tolerance_percent", "marginal_low", "marginal_high")
+
+
+def _limits(value: Any) -> dict[str, Any] | None:
+    """A limits dict with its fields of the wrong type dropped (a bound that is not a finite number is none)."""
+    if not isinstance(value, dict):
+        return None
+    limits = {k: v for k, v in value.items() if k not in _LIMIT_NUMBERS or _number(v) is not None}
+    for key in ("low_inclusive", "high_inclusive"):
+        if key in limits and type(limits[key]) is not bool:
+            del limits[key]
+    return limits
+
+
 def _measurement(event: Event, dut: str | None, attempt: int, superseded: bool) -> MeasurementRecord:
-    limits = event.get("limits")
     return MeasurementRecord(
         name=_text(event.get("name")) or "",
         value=event.get("value"),
@@ -354,7 +378,7 @@ def _measurement(event: Event, dut: str | None, attempt: int, superseded: bool) 
         nodeid=_text(event.get("nodeid")),
         dut=dut,
         attempt=attempt,
-        limits=limits if isinstance(limits, dict) else None,
+        limits=_limits(event.get("limits")),
         marginal=event.get("marginal") is True,
         where=_text(event.get("where")),
         ts=_number(event.get("ts")),
@@ -473,31 +497,61 @@ def build_record(log: SessionLog) -> SessionRecord:
 # --------------------------------------------------------------------------- finding a unit's sessions
 
 
-def sessions_of_unit(data_dir: Path, serial: str) -> list[Path]:
-    """The event files in ``data_dir`` of sessions that tested ``serial``, oldest first.
-
-    A session tested a unit when its ``SessionStarted`` or one of its
-    ``UnitStarted`` events names it. Scans each file (parsing only its first line
-    and its ``UnitStarted`` lines); an index of units may replace this. Unreadable files are skipped.
-    """
+def session_dirs(data_dir: Path) -> list[Path]:
+    """Session directories that hold an event file (or something by its name, which reading then reports)."""
     root = Path(data_dir) / SESSIONS_DIR
     if not root.is_dir():
         if root.exists():
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(root))
         return []
+    return [d for d in root.iterdir() if os.path.lexists(d / EVENTS_FILE)]
+
+
+def sessions_of_unit(data_dir: Path, serial: str) -> list[Path]:
+    """The event files in ``data_dir`` of sessions that tested ``serial``, oldest first.
+
+    The unit index (:mod:`pytest_litmus.units`) lists the sessions that tested
+    it since the index exists; those whose event file exists are taken without
+    reading them. Only sessions that no unit's index lists (written before the
+    index, or copied from another data dir) are scanned: such a session tested
+    the unit when its ``SessionStarted`` or one of its ``UnitStarted`` events
+    names it. Unreadable files are skipped.
+    """
+    data_dir = Path(data_dir)
+    dirs = session_dirs(data_dir)
+    listed: dict[str, float] = {}
+    for attempt in attempts_of(data_dir, serial):
+        listed.setdefault(attempt.session, attempt.ts)
+    known = indexed_sessions(data_dir) if len(listed) < len(dirs) else set()
     found: list[tuple[float, str, Path]] = []
-    for directory in root.iterdir():
+    for directory in dirs:
         path = directory / EVENTS_FILE
-        try:
-            data = path.read_bytes()
-        except OSError:
-            continue
-        lines = data.split(b"\n")
-        first = parse_line(lines[0]) or {}
-        start = _number(first.get("ts")) if first.get("type") == EventType.SESSION_STARTED else None
-        naming = [first] if first.get("type") == EventType.SESSION_STARTED else []
-        if b'"UnitStarted"' in data:  # only those lines are parsed (JSON escapes or not, the serial compares exactly)
-            naming += [parse_line(raw) or {} for raw in lines if b'"UnitStarted"' in raw]
-        if any(event.get("dut") == serial and event.get("type") in _NAMES_UNIT for event in naming):
-            found.append((start if start is not None else os.stat(path).st_mtime, directory.name, path))
+        if directory.name in listed:
+            if path.is_file():
+                found.append((listed[directory.name], directory.name, path))
+        elif directory.name not in known:
+            start = _names_unit(path, serial)
+            if start is not None:
+                found.append((start, directory.name, path))
     return [path for _, _, path in sorted(found)]
+
+
+def _names_unit(path: Path, serial: str) -> float | None:
+    """When the session of ``path`` started, if it names ``serial`` in ``SessionStarted`` or ``UnitStarted``; else None.
+
+    Parses only the first line and the ``UnitStarted`` lines (JSON escapes or
+    not, the serial compares exactly). Unreadable: None.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    lines = data.split(b"\n")
+    first = parse_line(lines[0]) or {}
+    start = _number(first.get("ts")) if first.get("type") == EventType.SESSION_STARTED else None
+    naming = [first] if first.get("type") == EventType.SESSION_STARTED else []
+    if b'"UnitStarted"' in data:
+        naming += [parse_line(raw) or {} for raw in lines if b'"UnitStarted"' in raw]
+    if not any(event.get("dut") == serial and event.get("type") in _NAMES_UNIT for event in naming):
+        return None
+    return start if start is not None else os.stat(path).st_mtime

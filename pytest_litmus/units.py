@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from pytest_litmus.atomicfile import GROUP_FILE_BITS, make_dirs, share_fd
 
-__all__ = ["UnitAttempt", "attempts_of", "next_attempt", "unit_index"]
+__all__ = ["UnitAttempt", "attempts_of", "indexed_sessions", "next_attempt", "unit_index"]
 
 _MAX_KEY = 200
 #: Seconds to wait for another session taking a number for the same unit before giving up.
@@ -50,13 +50,17 @@ def unit_index(data_dir: Path, serial: str) -> Path:
     return data_dir / "units" / f"sn-{key}.jsonl"
 
 
-def _parse(line: bytes, serial: str) -> UnitAttempt | None:
+def _parse(line: bytes, serial: str | None) -> UnitAttempt | None:
+    """The line's attempt (of ``serial``; None: of any unit), or None when it is torn or foreign."""
     try:
         data = json.loads(line)
     except (ValueError, RecursionError):
         return None
-    if not isinstance(data, dict) or data.get("serial") != serial:
+    if not isinstance(data, dict) or not isinstance(data.get("serial"), str):
         return None
+    if serial is not None and data["serial"] != serial:
+        return None
+    serial = data["serial"]
     attempt, session, ts = data.get("attempt"), data.get("session"), data.get("ts")
     if type(attempt) is not int or attempt < 1 or not isinstance(session, str) or not isinstance(ts, (int, float)):
         return None
@@ -79,6 +83,27 @@ def attempts_of(data_dir: Path, serial: str) -> list[UnitAttempt]:
         return []
     found = (_parse(line, serial) for line in data.splitlines())
     return [a for a in found if a is not None]
+
+
+def indexed_sessions(data_dir: Path) -> set[str]:
+    """Every session that any unit's index lists (sessions written since the index exists); none: an empty set.
+
+    A session takes a unit's number before any of its events names the unit:
+    a session listed here but not in ``attempts_of(serial)`` did not test ``serial``.
+    """
+    try:
+        files = [p for p in (data_dir / "units").iterdir() if p.name.endswith(".jsonl")]
+    except OSError:
+        return set()
+    sessions: set[str] = set()
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        found = (_parse(line, None) for line in data.splitlines())
+        sessions.update(a.session for a in found if a is not None)
+    return sessions
 
 
 def next_attempt(data_dir: Path, serial: str, session: str, *, station: str | None, slot: str | None) -> int:

@@ -17,7 +17,7 @@ from recordhelpers import Events, m
 from pytest_litmus import connect
 from pytest_litmus.export import csv as csv_export
 from pytest_litmus.export import junit, openhtf
-from pytest_litmus.export._limits import describe_limits, format_number
+from pytest_litmus.limits import format_number
 from pytest_litmus.records import SessionRecord, read_record
 
 NODE = "tests/test_board.py::TestRails::test_rail[3v3]"
@@ -48,15 +48,33 @@ def _weird_session(tmp_path: Path) -> SessionRecord:
 # --------------------------------------------------------------------------- limits text
 
 
-def test_numbers_and_limits_print_as_the_terminal_prints_them() -> None:
+def _limits_text(tmp_path: Path, **fields: Any) -> str:
+    ev = Events(tmp_path).started("SN1")
+    ev.test(NODE, "passed", m(**fields), dut="SN1")
+    (unit,) = read_record(ev.ended().write()).units
+    return unit.tests[0].measurements[0].limits_text
+
+
+@pytest.mark.parametrize(
+    ("fields", "text"),
+    [
+        ({"low": 3.2, "high": 3.3 * 1.01}, "[3.2, 3.333]"),  # an event without a limits dict: its low/high
+        ({"limits": {"low": 3.2, "high": 3.4, "low_inclusive": False}}, "(3.2, 3.4]"),
+        ({"limits": {"nominal": 3.3, "tolerance_percent": 1}}, "3.3 ± 1%"),
+        ({"limits": {"equals": "OK"}}, "== 'OK'"),
+        ({"low": None, "high": 5}, "<= 5"),
+        ({"limits": {"low": 1, "high": 2, "marginal_high": 1.9}}, "[1, 2], marginal >= 1.9"),
+        ({"low": None, "high": None}, ""),  # no limits: an empty cell
+        ({"low": None, "high": None, "limits": {}}, ""),
+        # an adversary's limits: a bound that is not a finite number is none, a flag that is not a bool is dropped
+        ({"low": None, "high": None, "limits": {"low": "x", "high": None}}, ""),
+        ({"limits": {"low": 1, "high": [2], "low_inclusive": "no"}}, ">= 1"),
+        ({"low": None, "high": None, "limits": {"low": float("nan"), "high": True}}, ""),
+    ],
+)
+def test_limits_print_as_the_terminal_prints_them(tmp_path: Path, fields: dict[str, Any], text: str) -> None:
     assert format_number(3.3 * 1.01) == "3.333" and format_number(1e-12) == "1e-12" and format_number(5) == "5"
-    assert describe_limits(None, 3.2, 3.3 * 1.01) == "[3.2, 3.333]"
-    assert describe_limits({"low": 3.2, "high": 3.4, "low_inclusive": False}) == "(3.2, 3.4]"
-    assert describe_limits({"nominal": 3.3, "tolerance_percent": 1}) == "3.3 ± 1%"
-    assert describe_limits({"nominal": 3.3, "tolerance": 0.1}) == "3.3 ± 0.1"
-    assert describe_limits({"equals": "OK"}) == "== 'OK'" and describe_limits({"equals": True}) == "== True"
-    assert describe_limits(None, None, 5) == "<= 5" and describe_limits({"low": 1, "high_inclusive": False}) == ">= 1"
-    assert describe_limits(None) == "" and describe_limits({"low": "x", "high": None}) == ""
+    assert _limits_text(tmp_path, **fields) == text
 
 
 # --------------------------------------------------------------------------- CSV

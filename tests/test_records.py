@@ -236,3 +236,34 @@ def test_sessions_of_unit_with_odd_serials_and_data_dirs(tmp_path: Path) -> None
     (tmp_path / "sessions" / "garbage").mkdir()
     (tmp_path / "sessions" / "garbage" / "events.jsonl").write_bytes(b'\xff{"dut": "SN1"\n' + json.dumps(odd).encode())
     assert [p.parent.name for p in sessions_of_unit(tmp_path, odd)] == ["odd"]
+
+
+def test_sessions_of_unit_takes_the_index_and_scans_only_sessions_no_index_lists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_litmus import records
+    from pytest_litmus.units import next_attempt
+
+    Events(tmp_path, "old", t0=1000).started("SN1").ended().write()  # before the index: found by scanning
+    Events(tmp_path, "copied", t0=1100).started(None).add("UnitStarted", dut="SN1", slot="gw0").ended().write()
+    for session, serial in (("indexed", "SN1"), ("other", "SN2"), ("gone", "SN1")):
+        next_attempt(tmp_path, serial, session, station="cell-7", slot="main")
+    Events(tmp_path, "indexed", t0=900).started("SN1").ended().write()
+    # listed for SN2 only: not read, though it names SN1 (the holder numbers a unit before any event names it)
+    Events(tmp_path, "other", t0=1200).started("SN2").add("UnitStarted", dut="SN1", slot="gw1").ended().write()
+    (tmp_path / "sessions" / "gone").mkdir()  # listed, but its event file is not there
+    scanned: list[str] = []
+    scan = records._names_unit
+    monkeypatch.setattr(
+        records, "_names_unit", lambda path, serial: scanned.append(path.parent.name) or scan(path, serial)
+    )
+    # oldest first: the index's time for an indexed session, SessionStarted's for a scanned one
+    assert [p.parent.name for p in sessions_of_unit(tmp_path, "SN1")] == ["old", "copied", "indexed"]
+    assert sorted(scanned) == ["copied", "old"]
+    scanned.clear()
+    assert [p.parent.name for p in sessions_of_unit(tmp_path, "SN2")] == ["other"]
+    assert sorted(scanned) == ["copied", "old"]
+    (tmp_path / "units" / "sn-SN1.jsonl").write_bytes(b'{"serial": "SN1", "attempt": 1, "sess')  # damaged: scanned
+    scanned.clear()
+    assert [p.parent.name for p in sessions_of_unit(tmp_path, "SN1")] == ["indexed", "old", "copied"]
+    assert sorted(scanned) == ["copied", "indexed", "old"]

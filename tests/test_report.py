@@ -68,7 +68,7 @@ def test_the_page_shows_the_unit_verdict_tests_and_measurements(page: str) -> No
     for name in ("vout", "iq", "count", "status"):
         assert f"<td>{name}</td>" in page
     assert "<td class=num>3.31 V</td>" in page and "<td class=num>[3.2, 3.4]</td>" in page
-    assert "<td class=num>&lt;= 1</td>" in page and "marginal</span>" in page
+    assert "<td class=num>&lt;= 1, marginal &gt;= 0.9</td>" in page and "marginal</span>" in page
     assert "1 measurement out of limits: ripple &lt;script&gt;" in page
 
 

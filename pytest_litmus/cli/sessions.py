@@ -12,9 +12,7 @@ names the file and its first bad line.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
-import os
 import re
 import sys
 from collections import Counter
@@ -29,7 +27,7 @@ from pytest_litmus.errors import CorruptFile, InvalidName, SessionNotFound
 from pytest_litmus.eventfile import scan_lines
 from pytest_litmus.events import EVENTS_FILE, SESSIONS_DIR, SessionLog
 from pytest_litmus.processes import holder_alive, identity
-from pytest_litmus.records import sessions_of_unit
+from pytest_litmus.records import session_dirs, sessions_of_unit
 from pytest_litmus.settings import resolve_data_dir
 
 EXIT_OK = 0
@@ -75,16 +73,6 @@ def register(subparsers: Any) -> None:
 
 
 # --------------------------------------------------------------------------- finding sessions
-
-
-def session_dirs(data_dir: Path) -> list[Path]:
-    """Session directories that hold an event file (or something by its name, which reading then reports)."""
-    root = data_dir / SESSIONS_DIR
-    if not root.is_dir():
-        if root.exists():
-            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(root))
-        return []
-    return [d for d in root.iterdir() if os.path.lexists(d / EVENTS_FILE)]
 
 
 def find_session(data_dir: Path, ref: str | None) -> Path:

@@ -2,8 +2,9 @@
 
 For each session that tested the unit: when, station, host, session, the unit
 attempt, the verdict and what failed (measurements with value and limits,
-else the failed tests). SERIAL is only compared with the serials in event
-files, never used as a path.
+else the failed tests). The sessions come from the unit index; only those
+that no unit's index lists are scanned (:func:`~pytest_litmus.records.sessions_of_unit`).
+SERIAL names its index file only percent-encoded (or hashed), never as a path of its own.
 
 Exit codes: 0 listed; 1 no session tested the unit; 2 usage (an empty SERIAL),
 or a damaged or unreadable event file among them: the rest is listed, then one
@@ -21,7 +22,6 @@ from pytest_litmus.cli._output import format_table
 from pytest_litmus.cli._read import read_log
 from pytest_litmus.cli.sessions import when
 from pytest_litmus.errors import UnitNotFound
-from pytest_litmus.export._limits import describe_limits
 from pytest_litmus.records import MeasurementRecord, UnitRecord, build_record, sessions_of_unit
 from pytest_litmus.settings import resolve_data_dir
 
@@ -40,8 +40,7 @@ def register(subparsers: Any) -> None:
 def failed_text(m: MeasurementRecord) -> str:
     """``vout=3.6 V [3.2, 3.4]``"""
     units = f" {m.units}" if m.units else ""
-    limits = describe_limits(m.limits, m.low, m.high)
-    return f"{m.name}={m.value!r}{units}" + (f" {limits}" if limits else "")
+    return f"{m.name}={m.value!r}{units}" + (f" {m.limits_text}" if m.limits_text else "")
 
 
 def _failures(unit: UnitRecord) -> list[str]:

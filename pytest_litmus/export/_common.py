@@ -7,7 +7,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from pytest_litmus.export._limits import format_number
+from pytest_litmus.limits import format_number
 
 __all__ = ["iso_time", "split_nodeid", "value_text"]
 

@@ -11,7 +11,7 @@ import csv
 import io
 
 from pytest_litmus.export._common import iso_time, value_text
-from pytest_litmus.export._limits import describe_limits, format_number
+from pytest_litmus.limits import format_number
 from pytest_litmus.records import MeasurementRecord, SessionRecord
 
 __all__ = ["COLUMNS", "render"]
@@ -46,7 +46,7 @@ def _row(session: str, m: MeasurementRecord) -> tuple[str, ...]:
         m.units or "",
         "" if m.low is None else format_number(m.low),
         "" if m.high is None else format_number(m.high),
-        describe_limits(m.limits, m.low, m.high),
+        m.limits_text,
         m.outcome,
         "true" if m.marginal else "false",
         iso_time(m.ts),

@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
 from pytest_litmus.export._common import iso_time, split_nodeid, value_text
-from pytest_litmus.export._limits import describe_limits, format_number
+from pytest_litmus.limits import format_number
 from pytest_litmus.records import SessionRecord, TestRecord, UnitRecord
 
 __all__ = ["render"]
@@ -45,7 +45,7 @@ def _measurements(test: TestRecord) -> Iterator[tuple[str, str]]:
         yield f"{prefix}.units", m.units or ""
         yield f"{prefix}.low", "" if m.low is None else format_number(m.low)
         yield f"{prefix}.high", "" if m.high is None else format_number(m.high)
-        yield f"{prefix}.limits", describe_limits(m.limits, m.low, m.high)
+        yield f"{prefix}.limits", m.limits_text
         yield f"{prefix}.outcome", m.outcome
         if m.marginal:
             yield f"{prefix}.marginal", "true"

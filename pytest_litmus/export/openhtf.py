@@ -23,7 +23,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from pytest_litmus.export._limits import format_number
+from pytest_litmus.limits import format_number
 from pytest_litmus.records import Attachment, Attempt, MeasurementRecord, SessionRecord, UnitRecord
 
 __all__ = ["UNITS", "UNIT_ALIASES", "phase", "render", "to_openhtf"]

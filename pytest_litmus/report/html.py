@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_litmus.attachments import read_series, resolve
+from pytest_litmus.limits import format_number
 from pytest_litmus.records import Attachment, Attempt, MeasurementRecord, SessionRecord, TestRecord, UnitRecord
-from pytest_litmus.report._fmt import describe_limits, format_number
 
 __all__ = ["CSP", "CSS", "INLINE_IMAGE_BYTES", "render"]
 
@@ -128,7 +128,7 @@ def _measurements(measurements: Iterable[MeasurementRecord], title: str | None =
         state = "failed" if m.outcome == "failed" else "marginal" if m.marginal else m.outcome
         rows.append(
             f"<tr><td>{_e(m.name)}</td><td class=num>{_e(_value_text(m))}</td>"
-            f"<td class=num>{_e(describe_limits(m.limits, m.low, m.high))}</td>"
+            f"<td class=num>{_e(m.limits_text or '-')}</td>"
             f"<td>{_outcome(state) if state != 'marginal' else '<span class=o-other>marginal</span>'}</td>"
             f"<td class=note>{_e(m.where or '')}</td></tr>"
         )

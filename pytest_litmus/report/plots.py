@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_litmus.errors import ReportUnavailable
-from pytest_litmus.report._fmt import format_number
+from pytest_litmus.limits import format_number
 
 __all__ = ["Bar", "bars_svg", "histogram_svg", "require", "run_chart_svg", "series_svg"]
 

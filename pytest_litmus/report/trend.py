@@ -18,9 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_litmus.events import EVENTS_FILE, SESSIONS_DIR
-from pytest_litmus.records import read_record
-from pytest_litmus.report._fmt import format_number
+from pytest_litmus.events import EVENTS_FILE
+from pytest_litmus.limits import format_number
+from pytest_litmus.records import read_record, session_dirs
 from pytest_litmus.report.stats import Capability, capability
 
 __all__ = ["Point", "StationTrend", "collect", "render", "text"]
@@ -72,10 +72,7 @@ class StationTrend:
 
 
 def _event_files(data_dir: Path) -> Iterable[Path]:
-    root = data_dir / SESSIONS_DIR
-    if not root.is_dir():
-        return []
-    return sorted(p / EVENTS_FILE for p in root.iterdir() if (p / EVENTS_FILE).is_file())
+    return sorted(d / EVENTS_FILE for d in session_dirs(data_dir))
 
 
 def collect(
