@@ -10,7 +10,8 @@ from recordhelpers import T0, Events, m
 from serverhelpers import start_session
 
 from pytest_litmus.events import read_session
-from pytest_litmus.records import build_record, read_record, sessions_of_unit
+from pytest_litmus.records import build_record, read_record
+from pytest_litmus.sessionfind import sessions_of_unit
 
 NODE = "tests/test_board.py::test_rail"
 
@@ -241,7 +242,7 @@ def test_sessions_of_unit_with_odd_serials_and_data_dirs(tmp_path: Path) -> None
 def test_sessions_of_unit_takes_the_index_and_scans_only_sessions_no_index_lists(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pytest_litmus import records
+    from pytest_litmus import sessionfind as records
     from pytest_litmus.units import next_attempt
 
     Events(tmp_path, "old", t0=1000).started("SN1").ended().write()  # before the index: found by scanning

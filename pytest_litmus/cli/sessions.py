@@ -27,7 +27,7 @@ from pytest_litmus.errors import CorruptFile, InvalidName, SessionNotFound
 from pytest_litmus.eventfile import scan_lines
 from pytest_litmus.events import EVENTS_FILE, SESSIONS_DIR, SessionLog
 from pytest_litmus.processes import holder_alive, identity
-from pytest_litmus.records import session_dirs, sessions_of_unit
+from pytest_litmus.sessionfind import session_dirs, sessions_of_unit
 from pytest_litmus.settings import resolve_data_dir
 
 EXIT_OK = 0

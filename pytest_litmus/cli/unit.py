@@ -3,7 +3,7 @@
 For each session that tested the unit: when, station, host, session, the unit
 attempt, the verdict and what failed (measurements with value and limits,
 else the failed tests). The sessions come from the unit index; only those
-that no unit's index lists are scanned (:func:`~pytest_litmus.records.sessions_of_unit`).
+that no unit's index lists are scanned (:func:`~pytest_litmus.sessionfind.sessions_of_unit`).
 SERIAL names its index file only percent-encoded (or hashed), never as a path of its own.
 
 Exit codes: 0 listed; 1 no session tested the unit; 2 usage (an empty SERIAL),
@@ -22,7 +22,8 @@ from pytest_litmus.cli._output import format_table
 from pytest_litmus.cli._read import read_log
 from pytest_litmus.cli.sessions import when
 from pytest_litmus.errors import UnitNotFound
-from pytest_litmus.records import MeasurementRecord, UnitRecord, build_record, sessions_of_unit
+from pytest_litmus.records import MeasurementRecord, UnitRecord, build_record
+from pytest_litmus.sessionfind import sessions_of_unit
 from pytest_litmus.settings import resolve_data_dir
 
 EXIT_OK = 0

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from pytest_litmus.events import EVENTS_FILE
 from pytest_litmus.limits import format_number
-from pytest_litmus.records import read_record, session_dirs
+from pytest_litmus.records import read_record
 from pytest_litmus.report.stats import Capability, capability
+from pytest_litmus.sessionfind import session_dirs
 
 __all__ = ["Point", "StationTrend", "collect", "render", "text"]
 
