@@ -435,7 +435,7 @@ def _drop_properties(properties: list[tuple[str, object]], ours: Any) -> None:
 
 def _fail_teardown(reports: dict[str, pytest.TestReport], problem: str) -> None:
     """Make a test whose records are missing an error (at teardown), saying why; a failed one stays as it is."""
-    teardown = reports["teardown"]
+    teardown = reports.get("teardown") or list(reports.values())[-1]  # a superseded attempt may lack one
     if any(r.failed for r in reports.values()):
         teardown.sections.append(("litmus", problem))
         return
@@ -732,6 +732,8 @@ class PerTestPlugin:
         """
         attempt = self.attempts.get(nodeid, 0) + 1
         self.attempts[nodeid] = attempt
+        if self.reports.get(nodeid):  # pytest-rerunfailures < 16 logs no teardown after a rerun: finish it here
+            self._finish(nodeid)
         self.reports[nodeid] = {}
         item = self.current
         if item is not None and item.nodeid == nodeid:
@@ -763,6 +765,8 @@ class PerTestPlugin:
             self._finish(report.nodeid)
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        if self.reports.get(nodeid):  # an attempt without a teardown report (pytest-rerunfailures < 16 after a rerun)
+            self._finish(nodeid)
         self.active.item = None
         self.reports.pop(nodeid, None)
 
@@ -778,6 +782,7 @@ class PerTestPlugin:
             _fail_teardown(reports, problem)
         outcome, message = _test_outcome(reports)
         connection.test_finished(nodeid, outcome, sum(r.duration for r in reports.values()), message)
+        self.reports[nodeid] = {}  # this attempt is recorded
         if not problem:
             problem = _unrecorded(connection, nodeid)
             if problem:
