@@ -150,12 +150,10 @@ def resolve_units(
 ) -> dict[str, Dut | None]:
     """The unit of every slot: from ``serials`` (``--dut``), else ``ask(slot)`` (the ``litmus_dut`` hook).
 
-    Every serial is checked against ``pattern`` before any instrument is
-    touched; a bad one is a ValueError saying which and why. Slots may share a
-    unit (several workers testing one board).
+    ``serials`` are checked already (``Settings.check_serials`` names their
+    source); the hook's answers are checked against ``pattern`` here. Slots may
+    share a unit (several workers testing one board).
     """
     if serials:
-        for serial in serials:
-            check_serial(serial, pattern)
         return {slot: slot_dut(serials, part, slot, slots) for slot in slots}
     return {slot: as_dut(ask(slot), part, pattern, f"the litmus_dut hook (slot {slot})") for slot in slots}

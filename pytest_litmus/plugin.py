@@ -18,7 +18,7 @@ import sys
 import types
 from collections import Counter
 from collections.abc import Generator, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from pytest_litmus.dut import Dut
     from pytest_litmus.hooks import LitmusPluginManager
     from pytest_litmus.measurements import Measurement
+    from pytest_litmus.settings import Settings
     from pytest_litmus.station import SessionOutcome, Station
 
 
@@ -56,9 +57,8 @@ class Active:
     workers: int = 1
     #: The test running now (set by :class:`PerTestPlugin`), to which ``measure`` attributes measurements.
     item: pytest.Item | None = None
-    #: ``--dut`` / ``LITMUS_DUT`` / ``litmus_dut`` serials (one per xdist worker, or one for all) and part.
-    serials: tuple[str, ...] = ()
-    dut_part: str | None = None
+    #: Every setting as resolved at configure time (the ``dut`` serials among them).
+    settings: Settings | None = None
     #: The unit this process tests (a worker's comes from the controller); the ``dut`` fixture.
     dut: Dut | None = None
     #: The controller's: the unit of each xdist worker, by worker id.
@@ -69,6 +69,8 @@ ACTIVE = pytest.StashKey[Active]()
 MEASUREMENTS = pytest.StashKey[list["Measurement"]]()
 #: The JUnit properties this plugin added to a test (taken back when the attempt is superseded).
 PROPERTIES = pytest.StashKey[list[tuple[str, object]]]()
+#: The running attempt's failed measurements, one line each (``Measurement.failure_line``).
+FAILED_LINES = pytest.StashKey[list[str]]()
 
 #: The ``workerinput`` key that carries the controller's connection file to xdist workers.
 WORKERINPUT_KEY = "litmus_server_file"
@@ -147,17 +149,14 @@ def _resolve(config: pytest.Config) -> Active | None:
         return None
     from pytest_litmus.hooks import LitmusPluginManager
 
-    station = resolved.load_station()
-    resolved.check_serials(station)  # before any instrument is touched
     return Active(
-        station=station,
+        station=resolved.load_station(),
         data_dir=resolved.data_dir.value,
         mock=resolved.mock.value,
         lock_timeout=resolved.lock_timeout.value,
         sources=resolved.sources,
         hooks=LitmusPluginManager(),
-        serials=resolved.dut.value,
-        dut_part=resolved.dut_part.value,
+        settings=resolved,
     )
 
 
@@ -272,7 +271,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
             f"{d.serial}" + (f" (part {d.part})" if d.part else "") + f", unit attempt {d.attempt}"
             for d in sorted(units, key=lambda d: d.serial)
         )
-        lines.append(f"litmus: unit {shown} [{src['dut'] if active.serials else 'the litmus_dut hook'}]")
+        given = active.settings is not None and active.settings.dut.value
+        lines.append(f"litmus: unit {shown} [{src['dut'] if given else 'the litmus_dut hook'}]")
     if active.station.limits is not None:
         lines.append(f"litmus: limits {active.station.limits.path} (sha256 {active.station.limits.sha256[:12]})")
     if active.xdist == "controller" and active.server_address:
@@ -416,10 +416,10 @@ def _user_properties(measured: list[Measurement]) -> Iterator[tuple[str, object]
         yield f"{prefix}.outcome", m.outcome
 
 
-def failure_message(failed: list[Measurement]) -> str:
-    """A test's out-of-limits failure: one line per failed measurement; the first line (what pytest's
+def failure_message(lines: list[str], failed: list[Measurement]) -> str:
+    """A test's out-of-limits failure from each failed measurement's line; the first line (what pytest's
     short summary and ``litmus show`` print) is the first measurement's, and says how many more follow."""
-    lines = [m.failure_line() for m in failed]
+    lines = list(lines)
     if len(lines) > 1:
         others = ", ".join(m.name for m in failed[1:])
         lines[0] += f"; {len(lines) - 1} more out of limits: {others}"
@@ -498,10 +498,13 @@ class SessionPlugin:
             session.config, role, resource, holder, timeout
         )
         _junit_suite_properties(session.config, connection, units)
-        for slot, dut in units.items():  # one unit per xdist worker: each its own UnitStarted and number
-            a.units[slot] = (
-                connection.dut if dut is None or connection.dut is not None else _begun(connection, dut, slot)
-            )
+        if connection.dut is not None:  # one unit for the whole session
+            a.units = dict.fromkeys(units, connection.dut)
+        else:  # one unit per xdist worker: each its own UnitStarted and number
+            a.units = {
+                slot: None if dut is None else replace(dut, attempt=connection.begin_unit(dut, slot))
+                for slot, dut in units.items()
+            }
         if a.xdist == "controller":  # before xdist starts the workers (its sessionstart is trylast)
             a.server_address = connection.start_instrument_server()
             a.server_file = connection.instrument_server.path if connection.instrument_server else None
@@ -602,8 +605,8 @@ def _units(config: pytest.Config, active: Active) -> dict[str, Dut | None]:
                 capture.resume_global_capture()
                 capture.suspend_global_capture()
 
-    units: dict[str, Dut | None] = options.resolve(config).units(active.station, slots, ask)
-    return units
+    assert active.settings is not None
+    return active.settings.units(active.station, slots, ask)  # checks the serials against dut_pattern
 
 
 def _lock_wait_line(
@@ -645,15 +648,6 @@ def _xdist_slots(config: pytest.Config) -> list[str]:
 
     parse_specs = getattr(manage, "parse_tx_spec_config", None) or manage.parse_spec_config  # renamed in 3.6
     return [f"gw{i}" for i in range(len(parse_specs(config)))]
-
-
-def _begun(connection: Station, dut: Dut, slot: str) -> Dut:
-    from dataclasses import replace
-
-    from pytest_litmus.holder import StationConnection
-
-    assert isinstance(connection, StationConnection)
-    return replace(dut, attempt=connection.begin_unit(dut, slot))
 
 
 def _join(server_file: Path, active: Active) -> Station:
@@ -732,15 +726,13 @@ class PerTestPlugin:
         """
         attempt = self.attempts.get(nodeid, 0) + 1
         self.attempts[nodeid] = attempt
-        if self.reports.get(nodeid):  # pytest-rerunfailures < 16 logs no teardown after a rerun: finish it here
-            self._finish(nodeid)
         self.reports[nodeid] = {}
         item = self.current
         if item is not None and item.nodeid == nodeid:
             self.active.item = item
-        if attempt > 1 and item is not None and item.nodeid == nodeid:
-            item.stash[MEASUREMENTS] = []
-            _drop_properties(item.user_properties, item.stash.get(PROPERTIES, ()))
+            if attempt > 1:
+                item.stash[MEASUREMENTS] = []
+                _drop_properties(item.user_properties, item.stash.get(PROPERTIES, ()))
         if self.active.connection is not None:
             self.active.connection.test_started(nodeid, attempt)
 
@@ -758,7 +750,7 @@ class PerTestPlugin:
             measured = self.active.item.stash.get(MEASUREMENTS, None)
             if measured:  # shown with a failure (or -rP / -rA): not worth formatting for every passed test
                 report.sections.append(("litmus measurements", "\n".join(m.describe() for m in measured)))
-                failed = [m.failure_line() for m in measured if not m.passed]
+                failed = self.active.item.stash.get(FAILED_LINES, None)
                 if failed and report.failed:  # for the terminal summary (xdist sends it to the controller)
                     report.litmus_failed = failed  # type: ignore[attr-defined]
         elif report.when == "teardown":
@@ -793,12 +785,14 @@ class PerTestPlugin:
         try:
             result = yield
         finally:  # JUnit's <property> elements: the measurements so far, set before the call's report is made
-            properties = list(_user_properties(item.stash.get(MEASUREMENTS, [])))
+            measured = item.stash.get(MEASUREMENTS, [])
+            properties = list(_user_properties(measured))
             item.stash[PROPERTIES] = properties
             item.user_properties.extend(properties)
-        failed = [m for m in item.stash.get(MEASUREMENTS, []) if not m.passed]
+            failed = [m for m in measured if not m.passed]
+            item.stash[FAILED_LINES] = [m.failure_line() for m in failed]  # also for the call's report
         if failed:
-            pytest.fail(failure_message(failed), pytrace=False)
+            pytest.fail(failure_message(item.stash[FAILED_LINES], failed), pytrace=False)
         connection = self.active.connection
         problem = _unrecorded(connection, item.nodeid, waiting_too=True) if connection is not None else None
         if problem:

@@ -75,14 +75,19 @@ def _parse(line: bytes, serial: str | None) -> UnitAttempt | None:
     )
 
 
+def _attempts(data: bytes, serial: str | None) -> list[UnitAttempt]:
+    """The good lines of an index file (of ``serial``; None: of any serial)."""
+    found = (_parse(line, serial) for line in data.splitlines())
+    return [a for a in found if a is not None]
+
+
 def attempts_of(data_dir: Path, serial: str) -> list[UnitAttempt]:
     """Every recorded attempt of ``serial``, oldest first (none: an empty list)."""
     try:
         data = unit_index(data_dir, serial).read_bytes()
     except FileNotFoundError:
         return []
-    found = (_parse(line, serial) for line in data.splitlines())
-    return [a for a in found if a is not None]
+    return _attempts(data, serial)
 
 
 def indexed_sessions(data_dir: Path) -> set[str]:
@@ -101,8 +106,7 @@ def indexed_sessions(data_dir: Path) -> set[str]:
             data = path.read_bytes()
         except OSError:
             continue
-        found = (_parse(line, None) for line in data.splitlines())
-        sessions.update(a.session for a in found if a is not None)
+        sessions.update(a.session for a in _attempts(data, None))
     return sessions
 
 
@@ -123,7 +127,7 @@ def next_attempt(data_dir: Path, serial: str, session: str, *, station: str | No
             if shared:
                 share_fd(fd, GROUP_FILE_BITS)
             with os.fdopen(fd, "rb+", closefd=False) as file:
-                existing = [a for a in (_parse(line, serial) for line in file.read().splitlines()) if a is not None]
+                existing = _attempts(file.read(), serial)
             attempt = max((a.attempt for a in existing), default=0) + 1
             line: dict[str, Any] = {
                 "serial": serial,
