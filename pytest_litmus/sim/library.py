@@ -6,12 +6,19 @@ the VISA operations it leaves out (``lock``, ``unlock``, ``read_stb``,
 ``discard_events``, ``wait_on_event``, ``install_handler``,
 ``uninstall_handler``), with the return conventions of pyvisa's
 ``VisaLibraryBase``: errors go through ``handle_return_value``, which raises
-``VisaIOError``. Waits are on each device's condition variable, never polls.
+``VisaIOError``. Waits are on each device's condition variable, never polls,
+except a VISA lock held by another process (:mod:`pytest_litmus.sim.hostlocks`).
+
+One library per simulation file is *current* in a process (:func:`current_sim_library`):
+every resource manager built on it sees one instrument per resource.
+Service requests and serial poll exist only on the interface classes that have
+them in NI-VISA (:data:`SRQ_INTERFACES`, :data:`STB_INTERFACES`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,10 +29,11 @@ from pyvisa import constants
 from pyvisa_sim.highlevel import SimVisaLibrary
 
 from pytest_litmus.sim.device import SimDevice
+from pytest_litmus.sim.hostlocks import WAIT, HostLock, host_lock
 from pytest_litmus.sim.locks import timeout_seconds
 from pytest_litmus.sim.simfile import DeviceExtension, load_extensions
 
-__all__ = ["LitmusSimLibrary", "fresh_sim_library"]
+__all__ = ["SRQ_INTERFACES", "STB_INTERFACES", "LitmusSimLibrary", "current_sim_library", "fresh_sim_library"]
 
 log = logging.getLogger(__name__)
 StatusCode = constants.StatusCode
@@ -36,12 +44,29 @@ SRQ = EventType.service_request
 #: VI_ATTR_MAX_QUEUE_LENGTH default: older events are dropped past it.
 EVENT_QUEUE_LENGTH = 50
 
+Interface = constants.InterfaceType
+#: NI-VISA's VI_EVENT_SERVICE_REQ: these interface classes only (elsewhere VI_ERROR_INV_EVENT).
+SRQ_INTERFACES = frozenset(
+    {
+        (Interface.gpib, "INSTR"),
+        (Interface.gpib_vxi, "INSTR"),
+        (Interface.tcpip, "INSTR"),
+        (Interface.usb, "INSTR"),
+        (Interface.vxi, "INSTR"),
+    }
+)
+#: viReadSTB: these always; :data:`STRS_INTERFACES` with VI_ATTR_IO_PROT = VI_PROT_4882_STRS; others never.
+STB_INTERFACES = SRQ_INTERFACES
+STRS_INTERFACES = frozenset({(Interface.asrl, "INSTR"), (Interface.tcpip, "SOCKET")})
+
 
 @dataclass
 class _SessionEvents:
     """Service-request state of one session (guarded by its device's condition)."""
 
     device: SimDevice
+    resource: str
+    interface: tuple[Any, str]
     queue_enabled: bool = False
     handler_enabled: bool = False
     queue: deque[EventType] = field(default_factory=lambda: deque(maxlen=EVENT_QUEUE_LENGTH))
@@ -68,6 +93,9 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
         path = str(self.library_path)
         extensions = {} if path == "unset" else load_extensions(path)
         self._events: dict[int, _SessionEvents] = {}
+        self._realpath = _realpath(path)
+        self._hosts: dict[str, HostLock | None] = {}
+        self._hosts_mutex = threading.Lock()
         for name in self.devices.list_resources():
             SimDevice.adopt(self.devices[name], extensions.get(name, DeviceExtension()), self._service_request)
 
@@ -94,15 +122,17 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
         if not isinstance(device, SimDevice):  # not one of this file's devices (cannot happen: adopted in _init)
             self.close(handle)
             return 0, self._check(None, StatusCode.error_resource_not_found)
+        parsed = self.sessions[handle]
+        resource = str(parsed.attrs[constants.ResourceAttribute.resource_name])
         with device.cond:
-            self._events[handle] = _SessionEvents(device)
+            self._events[handle] = _SessionEvents(device, resource, parsed.session_type)
         lock_type = None
         if access_mode & constants.AccessModes.exclusive_lock:
             lock_type = constants.Lock.exclusive
         elif access_mode & constants.AccessModes.shared_lock:
             lock_type = constants.Lock.shared
         if lock_type is not None:
-            _key, lock_status = device.locks.acquire(handle, lock_type, int(open_timeout), None)
+            _key, lock_status = self._acquire(handle, lock_type, int(open_timeout), None)
             if lock_status < 0:
                 self.close(handle)
                 return 0, self._check(None, lock_status)
@@ -112,10 +142,20 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
         state = self._events.pop(session, None)
         if state is not None:
             state.device.locks.release_all(session)
+            self._sync_host(state, WAIT.start(None))
             with state.device.cond:
                 state.device.cond.notify_all()
         status: StatusCode = super().close(session)
         return status
+
+    def get_attribute(self, session: Any, attribute: Any) -> tuple[Any, StatusCode]:
+        """pyvisa-sim's attributes, plus VI_ATTR_RSRC_LOCK_STATE as this process and others hold it."""
+        if attribute == constants.ResourceAttribute.resource_lock_state:
+            state = self._events.get(session)
+            if state is not None:
+                return self._lock_state(state), StatusCode.success
+        result: tuple[Any, StatusCode] = super().get_attribute(session, attribute)
+        return result
 
     # -- I/O -----------------------------------------------------------------
 
@@ -150,11 +190,16 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
         device = self._device_of(session)
         if device is None:
             return 0, self._check(session, StatusCode.error_invalid_object)
+        interface = self._events[session].interface
+        if interface in STB_INTERFACES:
+            supported, poll = device.serial_poll, True
+        else:  # ASRL INSTR and TCPIP SOCKET answer like *STB? under the 488.2 strings protocol; the rest never
+            supported, poll = device.serial_poll and self._speaks_488_strings(session, interface), False
         with device.cond:
-            code = self._io_status(session, device, supported=device.serial_poll)
+            code = self._io_status(session, device, supported=supported)
             if code < 0:
                 return 0, self._check(session, code)
-            stb = device.serial_poll_byte()
+            stb = device.serial_poll_byte() if poll else device.status.stb_query()
         return stb, self._check(session, StatusCode.success)
 
     def clear(self, session: Any) -> StatusCode:
@@ -168,17 +213,52 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
     def lock(
         self, session: Any, lock_type: constants.Lock, timeout: int, requested_key: str | None = None
     ) -> tuple[str, StatusCode]:
-        device = self._device_of(session)
-        if device is None:
+        if session not in self._events:
             return "", self._check(session, StatusCode.error_invalid_object)
-        key, status = device.locks.acquire(session, lock_type, timeout, requested_key)
+        key, status = self._acquire(session, lock_type, timeout, requested_key)
         return key, self._check(session, status)
 
     def unlock(self, session: Any) -> StatusCode:
-        device = self._device_of(session)
-        if device is None:
+        state = self._events.get(session)
+        if state is None:
             return self._check(session, StatusCode.error_invalid_object)
-        return self._check(session, device.locks.release(session))
+        status = state.device.locks.release(session)
+        if status == StatusCode.success:
+            self._sync_host(state, WAIT.start(None))
+        return self._check(session, status)
+
+    def _acquire(
+        self, session: Any, lock_type: constants.Lock, timeout: int, requested_key: str | None
+    ) -> tuple[str, StatusCode]:
+        """viLock in this process (:class:`ResourceLocks`), then on the host, within one timeout."""
+        state = self._events[session]
+        poll = WAIT.start(timeout_seconds(timeout))
+        key, status = state.device.locks.acquire(session, lock_type, timeout, requested_key)
+        if status < 0 or self._sync_host(state, poll):
+            return key, status
+        state.device.locks.release(session)  # another process holds it: give back what we took here
+        self._sync_host(state, WAIT.start(None))
+        return "", StatusCode.error_resource_locked if timeout_seconds(timeout) == 0 else StatusCode.error_timeout
+
+    def _sync_host(self, state: _SessionEvents, poll: Any) -> bool:
+        """Make this library's OS lock on the resource what its sessions hold; False if ``poll`` ran out."""
+        host = self._host_lock(state.resource)
+        return host is None or host.reconcile(state.device.locks.host_mode, poll)
+
+    def _host_lock(self, resource: str) -> HostLock | None:
+        with self._hosts_mutex:
+            if resource not in self._hosts:
+                self._hosts[resource] = host_lock(self._realpath, resource)
+            return self._hosts[resource]
+
+    def _lock_state(self, state: _SessionEvents) -> constants.AccessModes:
+        mode = state.device.locks.host_mode()
+        if mode is None:
+            host = self._host_lock(state.resource)
+            mode = None if host is None else host.others()
+        if mode is None:
+            return constants.AccessModes.no_lock
+        return constants.AccessModes.exclusive_lock if mode[0] == "exclusive" else constants.AccessModes.shared_lock
 
     # -- service request events -------------------------------------------------
 
@@ -186,7 +266,7 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
         self, session: Any, event_type: EventType, mechanism: Mechanism, context: None = None
     ) -> StatusCode:
         state = self._event_state(session, event_type)
-        if not state.device.service_requests:
+        if not state.device.service_requests:  # the file's switch: a backend without SRQ events
             return self._check(session, StatusCode.error_nonsupported_operation)
         with state.device.cond:
             if mechanism == Mechanism.queue:
@@ -293,14 +373,20 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
         return status
 
     def _event_state(self, session: Any, event_type: EventType, *also: EventType) -> _SessionEvents:
-        """The session's event state; ``VisaIOError`` for a bad session or an event type other than SRQ."""
+        """The session's event state; ``VisaIOError`` for a bad session or an event type it cannot have."""
         state = self._events.get(session)
         if state is None:
             self._check(session, StatusCode.error_invalid_object)
-        if event_type != SRQ and event_type not in also:
-            self._check(session, StatusCode.error_invalid_event)
         assert state is not None
+        if event_type not in also and (event_type != SRQ or state.interface not in SRQ_INTERFACES):
+            self._check(session, StatusCode.error_invalid_event)
         return state
+
+    def _speaks_488_strings(self, session: Any, interface: tuple[Any, str]) -> bool:
+        if interface not in STRS_INTERFACES:
+            return False
+        protocol, _ = self.sessions[session].get_attribute(constants.ResourceAttribute.io_prot)
+        return bool(protocol == constants.IOProtocol.protocol4882_strs)
 
     def _device_of(self, session: Any) -> SimDevice | None:
         state = self._events.get(session)
@@ -325,27 +411,49 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
 
 
 _REGISTRY_LOCK = threading.Lock()
+#: The current library of each simulation file (by realpath; "unset" is pyvisa-sim's default.yaml).
+_CURRENT: dict[str, LitmusSimLibrary] = {}
+
+
+def _realpath(simulation: str | Path) -> str:
+    return "unset" if str(simulation) == "unset" else os.path.realpath(simulation)
 
 
 def fresh_sim_library(simulation: str | Path) -> LitmusSimLibrary:
-    """A simulator library on ``simulation`` with its own, fresh device state.
+    """A simulator library on ``simulation`` with fresh device state, made the file's current one.
 
     The library is :class:`pytest_litmus.sim.LitmusSimLibrary` (pyvisa-sim plus
     VISA locks, the IEEE 488.2 status model and service requests), so mock and
-    ``@sim`` stations both get locks and SRQ.
+    ``@sim`` stations both get locks and SRQ. Each pytest session and ``connect()``
+    holder (through :func:`pytest_litmus.visa.open_resource_manager`) and each
+    emulator start builds one; a later :func:`current_sim_library` (a plain
+    ``pytest_litmus.sim.resource_manager(path)``) in the same process joins it.
 
-    pyvisa caches libraries per (class, path) for the life of the process, so a
-    second session on the same file would see the first one's state (and a
-    ``ResourceManager`` bound to it). Constructing outside that cache gives each
-    session its own.
+    pyvisa caches libraries per (class, path) for the life of the process and
+    hands out one resource manager per library; this builds outside that cache.
     """
+    with _REGISTRY_LOCK:
+        return _build_current(simulation)
+
+
+def current_sim_library(simulation: str | Path) -> LitmusSimLibrary:
+    """The current library of ``simulation`` in this process (built, and made current, if none)."""
+    with _REGISTRY_LOCK:
+        library = _CURRENT.get(_realpath(simulation))
+        return library if library is not None else _build_current(simulation)
+
+
+def _build_current(simulation: str | Path) -> LitmusSimLibrary:
+    """A new library, made current (call with ``_REGISTRY_LOCK`` held)."""
     from pyvisa.highlevel import VisaLibraryBase
     from pyvisa.util import LibraryPath
 
     cls = LitmusSimLibrary
     key = (cls, LibraryPath(str(simulation), "user specified"))
-    with _REGISTRY_LOCK:
-        VisaLibraryBase._registry.pop(key, None)
+    VisaLibraryBase._registry.pop(key, None)
+    try:
         library = cls(str(simulation))
+    finally:
         VisaLibraryBase._registry.pop(key, None)
+    _CURRENT[_realpath(simulation)] = library
     return library

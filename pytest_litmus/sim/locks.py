@@ -3,22 +3,28 @@
 Exclusive locks belong to one session; shared locks to every session that
 presents the same access key. Locks nest per session: each ``lock`` needs its
 ``unlock``. A session that holds no lock on a locked resource gets
-``VI_ERROR_RSRC_LOCKED`` on I/O, as with a real VISA library.
+``VI_ERROR_RSRC_LOCKED`` on I/O, as with a real VISA library. This is the lock
+table of one process; :mod:`pytest_litmus.sim.hostlocks` makes it hold against
+other processes (the library asks :meth:`ResourceLocks.host_mode` what to hold).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections import Counter
 
 from pyvisa import constants
 
+from pytest_litmus.sim.hostlocks import EXCLUSIVE, Mode
+
 __all__ = ["ResourceLocks", "timeout_seconds"]
 
 StatusCode = constants.StatusCode
 _keys = itertools.count(1)
+_PID = os.getpid()  # generated keys are unique on the host: another process may be handed one
 
 
 def timeout_seconds(timeout_ms: int | float | None) -> float | None:
@@ -44,6 +50,13 @@ class ResourceLocks:
             return self._exclusive == session
         return self._shared_key is None or self._shared[session] > 0
 
+    def host_mode(self) -> Mode:
+        """What this process must hold on the host: exclusive, shared with its key, or nothing."""
+        with self._cond:
+            if self._exclusive is not None:
+                return EXCLUSIVE
+            return None if self._shared_key is None else ("shared", self._shared_key)
+
     def acquire(
         self, session: int, lock_type: constants.Lock, timeout_ms: int | float | None, requested_key: str | None
     ) -> tuple[str, StatusCode]:
@@ -54,7 +67,7 @@ class ResourceLocks:
         key = requested_key
         with self._cond:
             if not exclusive and key is None:
-                key = self._shared_key if self._shared_key and self._shared[session] else f"litmus-sim-{next(_keys)}"
+                key = self._shared_key if self._shared_key and self._shared[session] else f"litmus-sim-{_PID}-{next(_keys)}"
 
             def grantable() -> bool:
                 if self._exclusive not in (None, session):
