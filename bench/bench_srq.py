@@ -84,7 +84,7 @@ def describe(values: list[float]) -> str:
 
 
 def bench_latency(sim: Path, emulator: Emulator, repeat: int) -> None:
-    rm = resource_manager(sim)
+    rm = resource_manager(sim, fresh=True)
     sessions = {
         "event": (
             rm.open_resource("GPIB0::1::INSTR", read_termination="\n", write_termination="\n"),
@@ -143,7 +143,7 @@ def bench_transactions(sim: Path, emulator: Emulator) -> None:
     import pyvisa
 
     print("Bus transactions while waiting for a 1 s operation")
-    rm = resource_manager(sim)
+    rm = resource_manager(sim, fresh=True)
     inst = rm.open_resource("GPIB0::2::INSTR", read_termination="\n", write_termination="\n")
     py = pyvisa.ResourceManager("@py")
     sock = py.open_resource(emulator.visa_resource, read_termination="\n", write_termination="\n", timeout=5000)

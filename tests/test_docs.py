@@ -315,7 +315,7 @@ def load_simulation(block: Block, project: Path) -> None:
     path = project / "docs-sim.yaml"
     path.write_text(block.text, encoding="utf-8")
     load_extensions(path)
-    rm = resource_manager(path)
+    rm = resource_manager(path, fresh=True)
     try:
         for name in rm.list_resources():
             rm.open_resource(name).close()

@@ -14,6 +14,10 @@ GPIB = "GPIB0::22::INSTR"
 LAN = "TCPIP0::192.168.1.50::inst0::INSTR"
 NO_EVENTS = "GPIB0::23::INSTR"
 NO_SERIAL_POLL = "GPIB0::24::INSTR"
+SOCKET = "TCPIP0::192.168.1.50::5025::SOCKET"
+ASRL = "ASRL1::INSTR"
+USB = "USB0::0x1234::0x5678::SN1::INSTR"
+USB_RAW = "USB0::0x1234::0x5678::SN1::RAW"
 
 
 @pytest.fixture
@@ -21,7 +25,7 @@ def rm() -> Iterator[Any]:
     """A resource manager on a fresh simulator of ``sims/dmm.yaml``."""
     from pytest_litmus.sim import resource_manager
 
-    manager = resource_manager(DMM_SIM)
+    manager = resource_manager(DMM_SIM, fresh=True)
     yield manager
     manager.close()
 

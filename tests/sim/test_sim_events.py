@@ -1,83 +1,24 @@
-"""Service requests in the simulator: the seed's queue and handler snippets, and VISA event rules."""
+"""Service requests in the simulator: VISA event rules, and SRQ / read_stb per interface class as NI-VISA has them.
+
+The seed's queue and handler snippets are in ``test_seeds.py``.
+"""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
 from pyvisa import constants
 from pyvisa.errors import VisaIOError
 
-from pytest_litmus.sim import LitmusSimLibrary, resource_manager
+from pytest_litmus.sim import LitmusSimLibrary
 from pytest_litmus.sim.library import fresh_sim_library
 from pytest_litmus.visa import open_resource_manager
-from tests.sim.conftest import DMM_SIM, GPIB, NO_EVENTS, NO_SERIAL_POLL
+from tests.sim.conftest import ASRL, DMM_SIM, GPIB, LAN, NO_EVENTS, NO_SERIAL_POLL, SOCKET, USB, USB_RAW
 
 SRQ = constants.EventType.service_request
 QUEUE = constants.EventMechanism.queue
 HANDLER = constants.EventMechanism.handler
-
-
-def test_seed_wait_on_event_after_opc() -> None:
-    rm = resource_manager(DMM_SIM)
-    inst = rm.open_resource("TCPIP0::192.168.1.50::inst0::INSTR")
-    inst.timeout = 30000
-    inst.read_termination = inst.write_termination = "\n"
-    try:
-        inst.write("*RST")
-        inst.write("*CLS")
-        inst.write("*ESE 1")
-        inst.write("*SRE 32")
-        inst.enable_event(constants.EventType.service_request, constants.EventMechanism.queue)
-        inst.write("CONF:VOLT:DC 10, 0.0001")
-        inst.write("SAMP:COUN 100")
-        inst.write("INIT")
-        inst.write("*OPC")
-        response = inst.wait_on_event(constants.EventType.service_request, timeout=25000)
-        assert response.event.event_type == constants.EventType.service_request
-        stb = inst.read_stb()
-        assert stb & 0x40 and stb & 0x20
-        values = [float(v) for v in inst.query("FETC?").strip().split(",")]
-        assert len(values) == 3
-        inst.disable_event(constants.EventType.service_request, constants.EventMechanism.queue)
-    finally:
-        inst.close()
-        rm.close()
-
-
-def test_seed_installed_handler() -> None:
-    # The seed passes handle_srq(resource, event, user_handle) straight to
-    # install_handler; PyVISA wants it wrapped first (Resource.wrap_handler).
-    done = threading.Event()
-    seen: list[int] = []
-
-    def handle_srq(resource: Any, event: Any, user_handle: Any) -> Any:
-        seen.append(resource.read_stb())
-        done.set()
-        return constants.StatusCode.success
-
-    rm = resource_manager(DMM_SIM)
-    inst = rm.open_resource("TCPIP0::192.168.1.50::inst0::INSTR", read_termination="\n", write_termination="\n")
-    try:
-        inst.write("*RST")
-        inst.write("*CLS")
-        inst.write("*ESE 1")
-        inst.write("*SRE 32")
-        wrapped = inst.wrap_handler(handle_srq)
-        user_handle = inst.install_handler(constants.EventType.service_request, wrapped)
-        inst.enable_event(constants.EventType.service_request, constants.EventMechanism.handler)
-        inst.write("CONF:VOLT:DC")
-        inst.write("INIT")
-        inst.write("*OPC")
-        assert done.wait(timeout=20)
-        assert float(inst.query("FETC?").split(",")[0]) == pytest.approx(1.25)
-        inst.disable_event(constants.EventType.service_request, constants.EventMechanism.handler)
-        inst.uninstall_handler(constants.EventType.service_request, wrapped, user_handle)
-    finally:
-        inst.close()
-        rm.close()
-    assert seen and seen[0] & 0x40
 
 
 def test_wait_on_event_capture_timeout(dmm: Any) -> None:
@@ -131,22 +72,92 @@ def test_assert_trigger_is_counted(rm: Any, dmm: Any) -> None:
     assert rm.visalib.device(GPIB).triggers == 1
 
 
-def test_each_library_starts_fresh() -> None:
-    first, second = resource_manager(DMM_SIM), resource_manager(DMM_SIM)
-    assert first.visalib is not second.visalib
-    a = first.open_resource(GPIB, read_termination="\n", write_termination="\n")
-    b = second.open_resource(GPIB, read_termination="\n", write_termination="\n")
-    a.write("*ESE 5")
-    assert b.query("*ESE?") == "0"
-    first.close()
-    third = resource_manager(DMM_SIM)
-    assert third.open_resource(GPIB, read_termination="\n").query("*ESE?", delay=0) == "0"
-    second.close()
-    third.close()
-
-
 def test_the_station_seam_builds_this_library_for_mock_and_sim_specs() -> None:
     assert isinstance(fresh_sim_library(DMM_SIM), LitmusSimLibrary)
     for manager in (open_resource_manager(None, simulation=DMM_SIM), open_resource_manager(f"{DMM_SIM}@sim")):
         assert isinstance(manager.visalib, LitmusSimLibrary)
         manager.close()
+
+
+# -- per interface class ----------------------------------------------------------
+
+Status = constants.StatusCode
+WITH_EVENTS = [GPIB, LAN, USB]
+WITHOUT_EVENTS = [ASRL, SOCKET, USB_RAW]
+
+
+def error_code(call: Any, *args: Any) -> int:
+    with pytest.raises(VisaIOError) as info:
+        call(*args)
+    return int(info.value.error_code)
+
+
+def test_service_request_events_exactly_on_gpib_tcpip_instr_and_usb_instr(rm: Any) -> None:
+    for resource in WITH_EVENTS + WITHOUT_EVENTS:
+        inst = rm.open_resource(resource, read_termination="\n", write_termination="\n")
+        inst.write("*CLS")
+        if resource not in WITH_EVENTS:
+            assert error_code(inst.enable_event, SRQ, QUEUE) == Status.error_invalid_event, resource
+            continue
+        inst.enable_event(SRQ, QUEUE)
+        inst.write("*ESE 1;*SRE 32;*OPC")
+        assert inst.wait_on_event(SRQ, 1000).event.event_type == SRQ, resource
+        assert inst.read_stb() & 0x60 == 0x60, "serial poll: RQS"
+        assert inst.read_stb() & 0x40 == 0, "RQS cleared by the serial poll"
+        inst.write("*SRE 0")
+
+
+@pytest.mark.parametrize("resource", WITHOUT_EVENTS)
+def test_asrl_socket_and_usb_raw_have_no_service_request_event(rm: Any, resource: str) -> None:
+    inst = rm.open_resource(resource, read_termination="\n", write_termination="\n")
+    handler = inst.wrap_handler(lambda *args: None)
+    calls = [
+        (inst.enable_event, SRQ, QUEUE),
+        (inst.enable_event, SRQ, HANDLER),
+        (inst.install_handler, SRQ, handler),
+        (inst.wait_on_event, SRQ, 0),
+        (inst.discard_events, SRQ, QUEUE),
+        (inst.disable_event, SRQ, QUEUE),
+    ]
+    for call, *args in calls:
+        assert error_code(call, *args) == Status.error_invalid_event, call.__name__
+    assert inst.query("*IDN?").startswith("LITMUS"), "the session is still usable"
+
+
+@pytest.mark.parametrize("resource", WITHOUT_EVENTS)
+def test_read_stb_without_488_strings_is_not_supported(rm: Any, resource: str) -> None:
+    inst = rm.open_resource(resource, read_termination="\n", write_termination="\n")
+    assert error_code(inst.read_stb) == Status.error_nonsupported_operation
+
+
+@pytest.mark.parametrize("resource", [ASRL, SOCKET])
+def test_read_stb_under_488_strings_answers_like_stb_query(rm: Any, resource: str) -> None:
+    inst = rm.open_resource(resource, read_termination="\n", write_termination="\n")
+    inst.io_protocol = constants.IOProtocol.protocol4882_strs
+    inst.write("*ESE 1;*SRE 32;*OPC")
+    assert inst.read_stb() == 0x60, "MSS, as *STB? answers"
+    assert inst.read_stb() == 0x60, "*STB? clears nothing"
+    assert inst.query("*STB?") == str(0x60)
+
+
+def test_usb_raw_never_serial_polls(rm: Any) -> None:
+    inst = rm.open_resource(USB_RAW, read_termination="\n", write_termination="\n")
+    inst.io_protocol = constants.IOProtocol.protocol4882_strs
+    assert error_code(inst.read_stb) == Status.error_nonsupported_operation
+
+
+def test_the_file_flags_only_narrow_what_the_interface_has(tmp_path: Any) -> None:
+    from pytest_litmus.sim import resource_manager
+
+    text = DMM_SIM.read_text(encoding="utf-8").replace(
+        "  ASRL1::INSTR:\n    device: dmm\n",
+        "  ASRL1::INSTR:\n    device: dmm\n    litmus: {service_requests: true, serial_poll: true}\n",
+    )
+    assert "serial_poll: true}" in text
+    path = tmp_path / "sim.yaml"
+    path.write_text(text, encoding="utf-8")
+    rm = resource_manager(path, fresh=True)
+    inst = rm.open_resource(ASRL, read_termination="\n", write_termination="\n")
+    assert error_code(inst.enable_event, SRQ, QUEUE) == Status.error_invalid_event
+    assert error_code(inst.read_stb) == Status.error_nonsupported_operation
+    rm.close()

@@ -25,7 +25,7 @@ def write_sim(tmp_path: Path, device_body: str) -> Path:
 @pytest.mark.parametrize("library", ["sim", "litmus"])
 def test_pyvisa_sim_default_yaml_behaves_the_same(library: str) -> None:
     """pyvisa-sim's own default.yaml: a status_register for *ESR? (command_error 32) and dialogues."""
-    rm = pyvisa.ResourceManager("@sim") if library == "sim" else resource_manager()
+    rm = pyvisa.ResourceManager("@sim") if library == "sim" else resource_manager(fresh=True)
     psu = rm.open_resource("GPIB::9::INSTR", read_termination="\n", write_termination="\n")
     gen = rm.open_resource("GPIB::8::INSTR", read_termination="\n", write_termination="\n")
     try:
@@ -48,7 +48,7 @@ def test_the_status_model_wins_over_file_dialogues_for_common_commands(tmp_path:
         tmp_path,
         '    dialogues:\n      - {q: "*ESR?", r: "+0"}\n      - {q: "*CLS"}\n      - {q: "*IDN?", r: "X,Y,1,2"}\n',
     )
-    rm = resource_manager(path)
+    rm = resource_manager(path, fresh=True)
     inst = rm.open_resource("GPIB0::1::INSTR", read_termination="\n", write_termination="\n")
     inst.write("*OPC")
     assert inst.query("*ESR?") == "1", "the model answers *ESR?, not the file's fixed +0"
@@ -62,7 +62,7 @@ def test_a_file_error_queue_answers_syst_err(tmp_path: Path) -> None:
         "    error:\n      response: {command_error: ERR}\n"
         '      error_queue:\n        - {q: "SYST:ERR?", default: "0, No error", command_error: "-100, Command error"}\n',
     )
-    rm = resource_manager(path)
+    rm = resource_manager(path, fresh=True)
     inst = rm.open_resource("GPIB0::1::INSTR", read_termination="\n", write_termination="\n")
     assert inst.query("FOO") == "ERR"
     assert inst.query("SYST:ERR?") == "-100, Command error"
@@ -97,7 +97,7 @@ def test_extension_is_read_per_device_and_per_resource() -> None:
 def test_extension_mistakes_name_file_key_and_expectation(tmp_path: Path, litmus: str, key: str, expected: str) -> None:
     path = write_sim(tmp_path, f"    litmus: {litmus}\n")
     with pytest.raises(StationConfigError) as info:
-        resource_manager(path)
+        resource_manager(path, fresh=True)
     assert info.value.file == str(path)
     assert info.value.key == key
     assert info.value.expected.startswith(expected)

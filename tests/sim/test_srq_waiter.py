@@ -14,7 +14,7 @@ import pyvisa
 from pytest_litmus import srq
 from pytest_litmus.errors import SrqTimeout, StationConfigError
 from pytest_litmus.sim.emulate import Emulator
-from tests.sim.conftest import DMM_SIM, GPIB, NO_EVENTS, NO_SERIAL_POLL
+from tests.sim.conftest import ASRL, DMM_SIM, GPIB, NO_EVENTS, NO_SERIAL_POLL, SOCKET, USB_RAW
 
 BY_MECHANISM = {"event": GPIB, "read_stb": NO_EVENTS, "stb_query": NO_SERIAL_POLL}
 
@@ -65,6 +65,34 @@ def test_timeout_names_role_resource_and_last_status_byte(rm: Any, mechanism: st
     assert err.status_byte == 0
     assert isinstance(err, TimeoutError)
     assert emit.events[-1][1]["outcome"] == "timeout"
+
+
+@pytest.mark.parametrize(
+    ("resource", "strings", "mechanism"),
+    [
+        (ASRL, False, "stb_query"),
+        (SOCKET, False, "stb_query"),
+        (USB_RAW, False, "stb_query"),
+        (USB_RAW, True, "stb_query"),
+        (ASRL, True, "read_stb"),
+        (SOCKET, True, "read_stb"),
+    ],
+)
+def test_interfaces_without_srq_events_fall_back_to_polling(
+    rm: Any, resource: str, strings: bool, mechanism: str
+) -> None:
+    """No VI_EVENT_SERVICE_REQ on serial, SOCKET or USB RAW: the waiter polls (read_stb under 488.2 strings)."""
+    from pyvisa import constants
+
+    inst = open_inst(rm, resource)
+    if strings:
+        inst.io_protocol = constants.IOProtocol.protocol4882_strs
+    emit = Recorder()
+    waiter = srq.arm(inst, role="dmm", emit=emit)
+    assert waiter.mechanism == mechanism
+    inst.write("INIT;*OPC")
+    assert waiter.wait(timeout=10) & 0x60 == 0x60
+    assert emit.events[-1][1]["polls"] >= 1
 
 
 def test_mechanism_can_be_forced_and_is_checked(rm: Any) -> None:
