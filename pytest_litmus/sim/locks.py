@@ -67,7 +67,11 @@ class ResourceLocks:
         key = requested_key
         with self._cond:
             if not exclusive and key is None:
-                key = self._shared_key if self._shared_key and self._shared[session] else f"litmus-sim-{_PID}-{next(_keys)}"
+                key = (
+                    self._shared_key
+                    if self._shared_key and self._shared[session]
+                    else f"litmus-sim-{_PID}-{next(_keys)}"
+                )
 
             def grantable() -> bool:
                 if self._exclusive not in (None, session):

@@ -1,4 +1,4 @@
-"""VISA locks in the simulator: the seed's PyVISA snippets, two sessions, two threads."""
+"""VISA locks in the simulator: two sessions, two threads (the seed snippets are in ``test_seeds.py``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from pyvisa import constants
 from pyvisa.errors import VisaIOError
 
-from tests.sim.conftest import DMM_SIM, LAN
+from tests.sim.conftest import LAN
 
 Status = constants.StatusCode
 
@@ -25,25 +25,6 @@ def error_code(call: Any, *args: Any, **kwargs: Any) -> int:
 
 
 # -- the seed snippets, with only the resource manager changed ---------------------
-
-
-def test_seed_exclusive_lock() -> None:
-    from pytest_litmus.sim import resource_manager
-
-    rm = resource_manager(DMM_SIM)
-    dmm = rm.open_resource("TCPIP0::192.168.1.50::inst0::INSTR")
-    dmm.timeout = 10000
-    dmm.read_termination = dmm.write_termination = "\n"
-    try:
-        dmm.lock_excl(timeout=5000)
-        dmm.write("*RST")
-        dmm.write("CONF:VOLT:DC 10, 0.001")
-        voltage = float(dmm.query("READ?"))
-        assert voltage == pytest.approx(1.234567)
-        dmm.unlock()
-    finally:
-        dmm.close()
-        rm.close()
 
 
 def test_seed_lock_context_releases_even_on_error(rm: Any) -> None:
