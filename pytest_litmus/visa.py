@@ -1,7 +1,8 @@
 """Resource managers for a station: the one seam between the product and the VISA stack.
 
 ``--mock`` and ``@sim`` specs get a simulator library of their own, with fresh
-state, instead of pyvisa's per-process cached one; everything else goes to
+state, instead of pyvisa's per-process cached one; it becomes the file's current
+simulator, which ``pytest_litmus.sim.resource_manager(path)`` joins. Everything else goes to
 ``pyvisa.ResourceManager`` as given. pyvisa is imported here, lazily, and
 nowhere in the configuration or plugin start-up path.
 """
@@ -31,7 +32,8 @@ def open_resource_manager(visa_library: str | None, *, simulation: Path | None =
     """The resource manager a station's instruments open on.
 
     ``simulation`` (mock mode) wins over ``visa_library``; a ``visa_library``
-    naming a simulation file (``/abs/sim.yaml@sim``) also gets a fresh simulator.
+    naming a simulation file (``/abs/sim.yaml@sim``) also gets a fresh simulator,
+    made the file's current one (see docs/simulation.md, "starts fresh").
     """
     import pyvisa
 
