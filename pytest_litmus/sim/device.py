@@ -15,8 +15,9 @@ file does not answer it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Hashable
+from typing import Any, Final
 
 from pyvisa_sim.component import NoResponse
 from pyvisa_sim.devices import Device
@@ -31,7 +32,17 @@ _ERROR_QUERIES = (b"SYST:ERR?", b"SYSTEM:ERROR?", b"SYST:ERR:NEXT?", b"SYSTEM:ER
 
 
 class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type information
-    """One simulated instrument; every method takes :attr:`cond` (re-entrant)."""
+    """One simulated instrument; every method takes :attr:`cond` (re-entrant).
+
+    Output goes to the queue of the current *channel* (:meth:`select`): every
+    VISA session of a library shares :data:`BUS` (one instrument, one output
+    queue, as on GPIB), while each connection of a network front door has a
+    channel of its own (a LAN instrument answers a connection on that
+    connection). A deferred ``*OPC?`` answer goes to the channel that asked.
+    """
+
+    #: the channel every library session uses unless given its own
+    BUS: Final = "bus"
 
     cond: threading.Condition
     #: the re-entrant lock under :attr:`cond`: entering it directly skips ``Condition.__enter__`` (a Python frame)
@@ -64,17 +75,45 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
         self._operations: set[threading.Timer] = set()
         self._invalid_setting = False
         self._on_service_request = on_service_request
+        self._channel: Hashable = self.BUS
+        self._queues: dict[Hashable, deque[bytearray]] = {self.BUS: self._output_buffers}
         self.status = StatusModel(
             output_pending=self.has_output,
-            answer_opc_query=lambda: self.queue_output(b"1"),
+            current_channel=lambda: self._channel,
+            answer_opc_query=lambda channel: self.queue_output(b"1", channel),
             request_service=lambda: self._on_service_request(self),
             keeps_error_queue=not self._file_answers(_ERROR_QUERIES),
         )
 
+    # -- output channels -----------------------------------------------------
+
+    def select(self, channel: Hashable) -> None:
+        """Make ``channel`` current: writes answer into, and reads take from, its queue (call under :attr:`mutex`)."""
+        if channel != self._channel:
+            queue = self._queues.get(channel)
+            if queue is None:
+                queue = self._queues[channel] = deque()
+            self._output_buffers = queue
+            self._channel = channel
+
+    def drop_channel(self, channel: Hashable) -> None:
+        """Forget a closed connection's channel: its unread output and deferred ``*OPC?`` answers."""
+        if channel == self.BUS:
+            return
+        with self.cond:
+            if self._channel == channel:
+                self.select(self.BUS)
+            self._queues.pop(channel, None)
+            self.status.forget_channel(channel)
+
     # -- output queue --------------------------------------------------------
 
     def has_output(self) -> bool:
+        """The current channel has a message to read (MAV)."""
         return bool(self._output_buffers)
+
+    def has_output_on(self, channel: Hashable) -> bool:
+        return bool(self._queues.get(channel))
 
     @property
     def query_eom(self) -> bytes:
@@ -84,18 +123,23 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
     def response_eom(self) -> bytes:
         return bytes(self._response_eom)
 
-    def queue_output(self, message: bytes) -> None:
+    def queue_output(self, message: bytes, channel: Hashable | None = None) -> None:
+        """Queue ``message`` (plus the response terminator) on ``channel`` (default: the current one)."""
         with self.cond:
-            self._output_buffers.append(bytearray(message) + self._response_eom)
+            queue = self._output_buffers if channel is None else self._queues.get(channel)
+            if queue is None:  # the channel closed while its answer was pending
+                return
+            queue.append(bytearray(message) + self._response_eom)
             self.status.update()
             self.cond.notify_all()
 
-    def take_message(self) -> bytes:
-        """Pop one whole message from the output queue (``b""`` if empty)."""
+    def take_message(self, channel: Hashable = BUS) -> bytes:
+        """Pop one whole message from ``channel``'s output queue (``b""`` if empty)."""
         with self.cond:
-            if not self._output_buffers:
+            queue = self._queues.get(channel)
+            if not queue:
                 return b""
-            message = bytes(self._output_buffers.popleft())
+            message = bytes(queue.popleft())
             self.status.update()
             return message
 
@@ -115,7 +159,8 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
         """viClear (DCL/SDC): input and output cleared, operations and OPC watch idle."""
         with self.cond:
             self._input_buffer = bytearray()
-            self._output_buffers.clear()
+            for queue in self._queues.values():
+                queue.clear()
             self._abort_operations()
             self.status.update()
             self.cond.notify_all()

@@ -35,11 +35,12 @@ class _Connection(socketserver.StreamRequestHandler):
         emulator = self.server.emulator
         library, device = emulator.library, emulator.device
         session, _ = library.open(emulator.rm_session, emulator.resource)
+        library.set_channel(session, session)  # this connection's answers come back on it
         try:
             for line in self._lines():
                 if line.strip():
                     library.write(session, line + device.query_eom)
-                    self._send_answers(device, emulator)
+                    self._send_answers(device, emulator, session)
         except (ConnectionError, OSError):
             pass
         finally:
@@ -60,11 +61,11 @@ class _Connection(socketserver.StreamRequestHandler):
             for line in lines:
                 yield line.rstrip(b"\r")
 
-    def _send_answers(self, device: SimDevice, emulator: Emulator) -> None:
+    def _send_answers(self, device: SimDevice, emulator: Emulator, channel: int) -> None:
         with device.cond:
-            device.cond.wait_for(lambda: not device.status.answer_deferred or emulator.closed)
+            device.cond.wait_for(lambda: not device.status.deferred_for(channel) or emulator.closed)
             messages = []
-            while message := device.take_message():
+            while message := device.take_message(channel):
                 messages.append(message)
         eom = device.response_eom
         for message in messages:

@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 from collections import deque
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,10 @@ StatusCode = constants.StatusCode
 EventType = constants.EventType
 Mechanism = constants.EventMechanism
 SRQ = EventType.service_request
+
+_SUPPRESS_END = constants.ResourceAttribute.suppress_end_enabled
+_TERMCHAR = constants.ResourceAttribute.termchar
+_TERMCHAR_ENABLED = constants.ResourceAttribute.termchar_enabled
 
 #: VI_ATTR_MAX_QUEUE_LENGTH default: older events are dropped past it.
 EVENT_QUEUE_LENGTH = 50
@@ -67,6 +72,9 @@ class _SessionEvents:
     device: SimDevice
     resource: str
     interface: tuple[Any, str]
+    channel: Hashable = SimDevice.BUS
+    #: the resource is serial (ASRL): reads keep pyvisa-sim's byte loop, whose END rules differ there
+    serial: bool = False
     queue_enabled: bool = False
     handler_enabled: bool = False
     queue: deque[EventType] = field(default_factory=lambda: deque(maxlen=EVENT_QUEUE_LENGTH))
@@ -125,7 +133,9 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
         parsed = self.sessions[handle]
         resource = str(parsed.attrs[constants.ResourceAttribute.resource_name])
         with device.cond:
-            self._events[handle] = _SessionEvents(device, resource, parsed.session_type)
+            self._events[handle] = _SessionEvents(
+                device, resource, parsed.session_type, serial=resource_name.upper().startswith("ASRL")
+            )
         lock_type = None
         if access_mode & constants.AccessModes.exclusive_lock:
             lock_type = constants.Lock.exclusive
@@ -141,6 +151,7 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
     def close(self, session: Any) -> StatusCode:
         state = self._events.pop(session, None)
         if state is not None:
+            state.device.drop_channel(state.channel)
             state.device.locks.release_all(session)
             self._sync_host(state, WAIT.start(None))
             with state.device.cond:
@@ -159,31 +170,76 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
 
     # -- I/O -----------------------------------------------------------------
 
+    def set_channel(self, session: Any, channel: Hashable) -> None:
+        """Give ``session`` an output channel of its own (a network connection: its answers come back to it)."""
+        state = self._events[session]
+        with state.device.cond:
+            state.device.drop_channel(state.channel)
+            state.channel = channel
+
     def write(self, session: Any, data: bytes) -> tuple[int, StatusCode]:
-        device = self._device_of(session)
-        if device is None:
+        state = self._events.get(session)
+        if state is None:
             result: tuple[int, StatusCode] = super().write(session, data)
             return result
+        device = state.device
         with device.mutex:
             if not device.locks.allows(session):
                 return 0, self._check(session, StatusCode.error_resource_locked)
-            count, status = super().write(session, data)
-        return count, self._check(session, status)
+            device.select(state.channel)
+            device.write(data)
+        return len(data), self._check(session, StatusCode.success)
 
     def read(self, session: Any, count: int) -> tuple[bytes, StatusCode]:
-        device = self._device_of(session)
-        if device is None:
+        state = self._events.get(session)
+        if state is None:
             result: tuple[bytes, StatusCode] = super().read(session, count)
             return result
+        device = state.device
         with device.mutex:
             if not device.locks.allows(session):
                 return b"", self._check(session, StatusCode.error_resource_locked)
-            if not device.has_output() and not device.cond.wait_for(device.has_output, self._timeout_s(session)):
-                if not device.status.answer_deferred:
-                    device.query_unterminated()
-                return b"", self._check(session, StatusCode.error_timeout)
-            data, status = super().read(session, count)
+            channel = state.channel
+            device.select(channel)
+            if not device.has_output():
+                arrived = device.cond.wait_for(lambda: device.has_output_on(channel), self._timeout_s(session))
+                device.select(channel)  # another session may have spoken while we waited
+                if not arrived:
+                    if not device.status.answer_deferred:
+                        device.query_unterminated()
+                    return b"", self._check(session, StatusCode.error_timeout)
+            if state.serial:
+                data, status = super().read(session, count)
+            else:
+                data, status = self._take(session, device, count)
             device.status.update()
+        return data, status
+
+    def _take(self, session: Any, device: SimDevice, count: int) -> tuple[bytes, StatusCode]:
+        """viRead of what the current output message holds, in one step rather than pyvisa-sim's byte loop.
+
+        The same rules (VPP-4.3, 6.1): the read ends at the message's END, else at the
+        termination character when it is enabled, else at ``count`` bytes; END wins a tie,
+        then the termination character.
+        """
+        attrs = self.sessions[session].attrs
+        if attrs.get(_SUPPRESS_END):
+            data, status = super().read(session, count)
+            return bytes(data), status
+        message = device._output_buffers[0]
+        end = len(message)
+        status = StatusCode.success
+        if attrs.get(_TERMCHAR_ENABLED):
+            at = message.find(attrs.get(_TERMCHAR, 0x0A))
+            if 0 <= at < end - 1:
+                end, status = at + 1, StatusCode.success_termination_character_read
+        if count < end:
+            end, status = count, StatusCode.success_max_count_read
+        if end == len(message):
+            device._output_buffers.popleft()
+            return bytes(message), status
+        data = bytes(message[:end])
+        del message[:end]
         return data, status
 
     def read_stb(self, session: Any) -> tuple[int, StatusCode]:
@@ -199,6 +255,7 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
             code = self._io_status(session, device, supported=supported)
             if code < 0:
                 return 0, self._check(session, code)
+            device.select(self._events[session].channel)
             stb = device.serial_poll_byte() if poll else device.status.stb_query()
         return stb, self._check(session, StatusCode.success)
 

@@ -14,7 +14,7 @@ reports MSS in bit 6 and clears nothing (IEEE 488.2, 11.2.2).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Final
 
 __all__ = [
@@ -75,7 +75,8 @@ class StatusModel:
     """ESR, ESE, SRE, the OPC watch, the error queue and the status byte of one device.
 
     ``output_pending()`` tells whether the output queue holds a message (MAV);
-    ``answer_opc_query()`` queues the deferred ``1`` of an ``*OPC?``;
+    ``current_channel()`` names the channel the command being parsed came on;
+    ``answer_opc_query(channel)`` queues the deferred ``1`` of an ``*OPC?`` there;
     ``request_service()`` is called on each new reason for service (a bit of
     ``STB & SRE`` rising), which is when a real device asserts SRQ.
     """
@@ -84,7 +85,8 @@ class StatusModel:
         self,
         *,
         output_pending: Callable[[], bool],
-        answer_opc_query: Callable[[], None],
+        current_channel: Callable[[], Hashable],
+        answer_opc_query: Callable[[Hashable], None],
         request_service: Callable[[], None],
         keeps_error_queue: bool = True,
     ) -> None:
@@ -97,7 +99,8 @@ class StatusModel:
         self._rqs = False
         self._summary = 0
         self._opc_armed = False
-        self._opc_queries = 0
+        self._opc_queries: list[Hashable] = []  # the channel of each deferred *OPC?, oldest first
+        self._current_channel = current_channel
         self._output_pending = output_pending
         self._answer_opc_query = answer_opc_query
         self._request_service = request_service
@@ -177,20 +180,28 @@ class StatusModel:
         """``*RST`` / device clear: operations abandoned, OPC watch back to idle."""
         self.pending = 0
         self._opc_armed = False
-        self._opc_queries = 0
+        self._opc_queries.clear()
+
+    def forget_channel(self, channel: Hashable) -> None:
+        """A channel closed: its deferred ``*OPC?`` answers go nowhere."""
+        self._opc_queries = [c for c in self._opc_queries if c != channel]
 
     def _complete(self) -> None:
         if self._opc_armed:
             self._opc_armed = False
             self.set_event(OPC)
-        while self._opc_queries:
-            self._opc_queries -= 1
-            self._answer_opc_query()
+        queries, self._opc_queries = self._opc_queries, []
+        for channel in queries:
+            self._answer_opc_query(channel)
 
     @property
     def answer_deferred(self) -> bool:
-        """An ``*OPC?`` is waiting for the pending operations to complete."""
-        return self._opc_queries > 0
+        """An ``*OPC?`` of the current channel is waiting for the pending operations to complete."""
+        return bool(self._opc_queries) and self._current_channel() in self._opc_queries
+
+    def deferred_for(self, channel: Hashable) -> bool:
+        """An ``*OPC?`` asked on ``channel`` is waiting for the pending operations to complete."""
+        return channel in self._opc_queries
 
     # -- common commands ---------------------------------------------------
 
@@ -210,7 +221,7 @@ class StatusModel:
         self.esr = 0
         self.errors.clear()
         self._opc_armed = False
-        self._opc_queries = 0
+        self._opc_queries.clear()
         return NO_RESPONSE
 
     def _set_mask(self, argument: str, attribute: str) -> Reply:
@@ -246,7 +257,7 @@ class StatusModel:
 
     def _opc_query(self, _argument: str) -> Reply:
         if self.pending:
-            self._opc_queries += 1
+            self._opc_queries.append(self._current_channel())
             return NO_RESPONSE
         return "1"
 

@@ -157,7 +157,10 @@ class TestModel:
     def model(self) -> tuple[StatusModel, list[int]]:
         requests: list[int] = []
         model = StatusModel(
-            output_pending=lambda: False, answer_opc_query=lambda: None, request_service=lambda: requests.append(1)
+            output_pending=lambda: False,
+            current_channel=lambda: "bus",
+            answer_opc_query=lambda _channel: None,
+            request_service=lambda: requests.append(1),
         )
         model.execute("*ESE", "1")
         model.execute("*SRE", "32")
