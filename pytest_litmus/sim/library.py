@@ -12,7 +12,7 @@ except a VISA lock held by another process (:mod:`pytest_litmus.sim.hostlocks`).
 One library per simulation file is *current* in a process (:func:`current_sim_library`):
 every resource manager built on it sees one instrument per resource.
 Service requests and serial poll exist only on the interface classes that have
-them in NI-VISA (:data:`SRQ_INTERFACES`, :data:`STB_INTERFACES`).
+them in NI-VISA (:mod:`pytest_litmus.sim.interfaces`).
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ from pyvisa_sim.highlevel import SimVisaLibrary
 
 from pytest_litmus.sim.device import SimDevice
 from pytest_litmus.sim.hostlocks import WAIT, HostLock, host_lock
+from pytest_litmus.sim.interfaces import SRQ_INTERFACES, read_stb_kind
 from pytest_litmus.sim.locks import timeout_seconds
 from pytest_litmus.sim.simfile import DeviceExtension, load_extensions
 
-__all__ = ["SRQ_INTERFACES", "STB_INTERFACES", "LitmusSimLibrary", "current_sim_library", "fresh_sim_library"]
+__all__ = ["LitmusSimLibrary", "current_sim_library", "fresh_sim_library"]
 
 log = logging.getLogger(__name__)
 StatusCode = constants.StatusCode
@@ -48,21 +49,6 @@ _TERMCHAR_ENABLED = constants.ResourceAttribute.termchar_enabled
 
 #: VI_ATTR_MAX_QUEUE_LENGTH default: older events are dropped past it.
 EVENT_QUEUE_LENGTH = 50
-
-Interface = constants.InterfaceType
-#: NI-VISA's VI_EVENT_SERVICE_REQ: these interface classes only (elsewhere VI_ERROR_INV_EVENT).
-SRQ_INTERFACES = frozenset(
-    {
-        (Interface.gpib, "INSTR"),
-        (Interface.gpib_vxi, "INSTR"),
-        (Interface.tcpip, "INSTR"),
-        (Interface.usb, "INSTR"),
-        (Interface.vxi, "INSTR"),
-    }
-)
-#: viReadSTB: these always; :data:`STRS_INTERFACES` with VI_ATTR_IO_PROT = VI_PROT_4882_STRS; others never.
-STB_INTERFACES = SRQ_INTERFACES
-STRS_INTERFACES = frozenset({(Interface.asrl, "INSTR"), (Interface.tcpip, "SOCKET")})
 
 
 @dataclass
@@ -246,17 +232,14 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
         device = self._device_of(session)
         if device is None:
             return 0, self._check(session, StatusCode.error_invalid_object)
-        interface = self._events[session].interface
-        if interface in STB_INTERFACES:
-            supported, poll = device.serial_poll, True
-        else:  # ASRL INSTR and TCPIP SOCKET answer like *STB? under the 488.2 strings protocol; the rest never
-            supported, poll = device.serial_poll and self._speaks_488_strings(session, interface), False
+        protocol = self.sessions[session].get_attribute
+        kind = read_stb_kind(self._events[session].interface, lambda: protocol(constants.ResourceAttribute.io_prot)[0])
         with device.cond:
-            code = self._io_status(session, device, supported=supported)
+            code = self._io_status(session, device, supported=device.serial_poll and kind is not None)
             if code < 0:
                 return 0, self._check(session, code)
             device.select(self._events[session].channel)
-            stb = device.serial_poll_byte() if poll else device.status.stb_query()
+            stb = device.serial_poll_byte() if kind == "serial_poll" else device.status.stb_query()
         return stb, self._check(session, StatusCode.success)
 
     def clear(self, session: Any) -> StatusCode:
@@ -438,12 +421,6 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
         if event_type not in also and (event_type != SRQ or state.interface not in SRQ_INTERFACES):
             self._check(session, StatusCode.error_invalid_event)
         return state
-
-    def _speaks_488_strings(self, session: Any, interface: tuple[Any, str]) -> bool:
-        if interface not in STRS_INTERFACES:
-            return False
-        protocol, _ = self.sessions[session].get_attribute(constants.ResourceAttribute.io_prot)
-        return bool(protocol == constants.IOProtocol.protocol4882_strs)
 
     def _device_of(self, session: Any) -> SimDevice | None:
         state = self._events.get(session)
