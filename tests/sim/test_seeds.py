@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -289,16 +290,17 @@ def script(tmp_path: Path, name: str, snippet: str, sim: Path) -> Path:
     return path
 
 
-def test_script_b_waits_for_script_a_in_another_process(tmp_path: Path) -> None:
+def test_script_b_waits_for_script_a_in_another_process(tmp_path: Path, monkeypatch: Any) -> None:
     """A holds the exclusive lock across its measurement; B, started meanwhile, waits, then reads."""
     from pyvisa import constants
 
     from pytest_litmus.sim import resource_manager
 
-    sim = tmp_path / "seeds.yaml"  # a file of its own: its lock files are this test's alone
+    sim = tmp_path / "seeds.yaml"  # a file of its own, and its lock files under tmp_path: this test's alone
     shutil.copy(SEEDS_SIM, sim)
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
     out = tmp_path / "out.txt"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp_path)}
     with out.open("ab") as sink:
         a = subprocess.Popen([sys.executable, str(script(tmp_path, "a.py", SCRIPT_A, sim))], stdout=sink, env=env)
         watcher = resource_manager(sim, fresh=True)  # another instrument in this process: sees A as another holder

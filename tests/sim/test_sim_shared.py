@@ -34,10 +34,15 @@ def error_code(call: Any, *args: Any, **kwargs: Any) -> int:
 
 
 @pytest.fixture
-def sim(tmp_path: Path) -> Path:
-    """A copy of ``dmm.yaml`` of this test's own: its current simulator and lock files are this test's alone."""
+def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of ``dmm.yaml`` of this test's own: its current simulator and lock files are this test's alone.
+
+    The lock directory is under ``tmp_path`` too, for this process and the agents it starts (``TMPDIR``).
+    """
     path = tmp_path / "dmm.yaml"
     shutil.copy(DMM_SIM, path)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
     return path
 
 
@@ -127,8 +132,7 @@ def test_a_mock_session_is_joined_and_the_next_session_starts_fresh(station_proj
 # -- the lock directory ------------------------------------------------------------------
 
 
-def test_a_symlinked_lock_directory_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sim: Path) -> None:
-    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+def test_a_symlinked_lock_directory_is_refused(tmp_path: Path, sim: Path) -> None:
     (tmp_path / "elsewhere").mkdir()
     os.symlink(tmp_path / "elsewhere", tmp_path / f"litmus-sim-{os.getuid()}")
     rm = resource_manager(sim, fresh=True)
@@ -141,8 +145,7 @@ def test_a_symlinked_lock_directory_is_refused(tmp_path: Path, monkeypatch: pyte
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the directory away")
-def test_another_users_lock_directory_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sim: Path) -> None:
-    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+def test_another_users_lock_directory_is_refused(tmp_path: Path, sim: Path) -> None:
     theirs = tmp_path / f"litmus-sim-{os.getuid()}"
     theirs.mkdir(mode=0o777)
     os.chown(theirs, 4242, 4242)
@@ -153,8 +156,7 @@ def test_another_users_lock_directory_is_refused(tmp_path: Path, monkeypatch: py
     rm.close()
 
 
-def test_the_lock_directory_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sim: Path) -> None:
-    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+def test_the_lock_directory_is_private(tmp_path: Path, sim: Path) -> None:
     rm = resource_manager(sim, fresh=True)
     open_dmm(rm).lock_excl(timeout=0)
     directory = tmp_path / f"litmus-sim-{os.getuid()}"
