@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from pytest_litmus.sim.device import SimDevice
     from pytest_litmus.sim.library import LitmusSimLibrary
 
-__all__ = ["MAX_MESSAGE", "Client", "Closed", "Watcher", "dropped"]
+__all__ = ["MAX_MESSAGE", "Abandoned", "Client", "Closed", "Watcher", "dropped"]
 
 log = logging.getLogger("pytest_litmus.sim.emulate")
 StatusCode = constants.StatusCode
@@ -39,6 +39,10 @@ _LOCKED = (StatusCode.error_resource_locked, StatusCode.error_timeout)
 
 class Closed(Exception):
     """The client left, the emulator closed, or a fault dropped the connection: end it quietly."""
+
+
+class Abandoned(Exception):
+    """A device clear abandoned the command the client's parser was held on."""
 
 
 def dropped(device: SimDevice) -> bool:
@@ -117,6 +121,9 @@ class Client:
         self.session, _ = library.open(rm_session, resource)
         library.set_channel(self.session, self.session)  # this client's answers come back to it
         self.gone = False
+        #: the parser is held (a deferred ``*OPC?``, a lock held elsewhere): the client waits on the instrument
+        self.held = False
+        self._abandon = False
         self._stopped = stopped
         self._closed = False
 
@@ -147,6 +154,24 @@ class Client:
         self.check()
         return done
 
+    def _hold(self, ready: Callable[[], bool]) -> None:
+        """The parser is held until ``ready()``; :class:`Abandoned` if a device clear comes first."""
+        with self.device.cond:
+            self.held, self._abandon = True, False
+            try:
+                self.wait(lambda: ready() or self._abandon)
+            finally:
+                self.held = False
+            if self._abandon and not ready():
+                raise Abandoned
+
+    def abandon(self) -> None:
+        """Device clear: a held command is dropped (its wait ends)."""
+        with self.device.cond:
+            if self.held:
+                self._abandon = True
+                self.device.cond.notify_all()
+
     # -- I/O -------------------------------------------------------------------
 
     def execute(self, message: bytes) -> list[bytes]:
@@ -173,13 +198,13 @@ class Client:
             except VisaIOError as exc:
                 if exc.error_code != StatusCode.error_resource_locked:
                     raise
-            self.wait(lambda: self.device.locks.allows(self.session))
+            self._hold(lambda: self.device.locks.allows(self.session))
 
     def _answers(self) -> list[bytes]:
         device, channel = self.device, self.session
         with device.cond:
             if device.status.deferred_for(channel):
-                self.wait(lambda: not device.status.deferred_for(channel))
+                self._hold(lambda: not device.status.deferred_for(channel))
             messages = []
             while message := device.take_message(channel):
                 messages.append(message)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from pyvisa import constants
 
-from pytest_litmus.sim.doors import Closed
+from pytest_litmus.sim.doors import Abandoned, Closed
 from pytest_litmus.sim.status import MAV
 
 if TYPE_CHECKING:
@@ -63,6 +63,8 @@ UNRECOGNIZED_TYPE, TOO_LARGE = 1, 4
 # AsyncLockResponse control codes.
 LOCK_FAILURE, LOCK_SUCCESS, LOCK_SUCCESS_SHARED, LOCK_ERROR = 0, 1, 2, 3
 _SUB_ADDRESS_MAX = 256
+FIRST_MESSAGE_ID = 0xFFFF_FF00  # a client's first message id (IVI-6.1), again after a device clear
+_CATCH_UP_S = 1.0
 
 
 @dataclass
@@ -75,6 +77,8 @@ class _Session:
     locks: list[constants.Lock] = field(default_factory=list)
     #: a response was sent the client has not said it delivered (RMT-delivered): MAV in the status query
     undelivered: bool = False
+    #: the id of the last message the synchronous channel has handled
+    done_id: int | None = None
     send_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -172,6 +176,20 @@ def serve(emulator: Emulator, sock: socket.socket) -> None:
             raise _Fatal(BAD_INITIALIZATION, f"message type {kind} before Initialize / AsyncInitialize")
     except _Fatal as fatal:
         send(sock, FATAL_ERROR, fatal.code, 0, str(fatal).encode())
+        _part(sock)
+
+
+def _part(sock: socket.socket) -> None:
+    """Close our side after a FatalError so that it is read, not reset: what the peer already sent is
+    dropped (unread input would make close() send RST), at most a few reads' worth."""
+    sock.shutdown(socket.SHUT_WR)
+    sock.setblocking(False)
+    for _ in range(16):
+        try:
+            if not sock.recv(65536):
+                return
+        except OSError:  # nothing more buffered (or gone)
+            return
 
 
 def _serve_sync(emulator: Emulator, sock: socket.socket) -> None:
@@ -208,21 +226,41 @@ def _sync_loop(emulator: Emulator, session: _Session) -> None:
                 if discarding:
                     client.too_much_data()
                 else:
-                    _answer(session, bytes(message), parameter)
+                    try:
+                        _answer(session, bytes(message), parameter)
+                    except Abandoned:
+                        pass  # a device clear came while the parser was held: no answer
                 message, discarding = bytearray(), False
+                _handled(session, parameter)
         elif kind == TRIGGER:
             _discard(sock, length)
             client.check()
             client.trigger()
+            _handled(session, parameter)
         elif kind == DEVICE_CLEAR_COMPLETE:
             _discard(sock, length)
             message, discarding = bytearray(), False
+            client.clear()  # again, in order: what the sync channel ran after AsyncDeviceClear is cleared too
             with session.send_lock:
                 send(sock, DEVICE_CLEAR_ACKNOWLEDGE, 0)  # feature bitmap 0: synchronized, no overlap
         elif kind == FATAL_ERROR:
             raise Closed
         else:
             _unrecognized(session, sock, kind, length)
+
+
+def _handled(session: _Session, message_id: int) -> None:
+    with session.client.device.cond:
+        session.done_id = message_id
+        session.client.device.cond.notify_all()
+
+
+def _caught_up(session: _Session, next_id: int) -> None:
+    """Until the sync channel has handled the client's last message (``next_id`` - 2, as pyvisa-py numbers
+    them) or is held, so a status query after a write sees that write (bounded: other clients' ids differ)."""
+    if next_id != FIRST_MESSAGE_ID:
+        last = (next_id - 2) & 0xFFFFFFFF
+        session.client.wait(lambda: session.done_id == last or session.client.held, _CATCH_UP_S)
 
 
 def _answer(session: _Session, message: bytes, message_id: int) -> None:
@@ -268,11 +306,13 @@ def _async_loop(emulator: Emulator, session: _Session, sock: socket.socket) -> N
         elif kind == ASYNC_DEVICE_CLEAR:
             _discard(sock, length)
             client.check()
+            client.abandon()
             client.clear()
             send(sock, ASYNC_DEVICE_CLEAR_ACKNOWLEDGE, 0)
         elif kind == ASYNC_STATUS_QUERY:
             _discard(sock, length)
             client.check()
+            _caught_up(session, parameter)
             if control & 1:
                 session.undelivered = False
             stb = client.status_byte() | (MAV if session.undelivered else 0)
