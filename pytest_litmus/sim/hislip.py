@@ -175,8 +175,12 @@ def serve(emulator: Emulator, sock: socket.socket) -> None:
         else:
             raise _Fatal(BAD_INITIALIZATION, f"message type {kind} before Initialize / AsyncInitialize")
     except _Fatal as fatal:
-        send(sock, FATAL_ERROR, fatal.code, 0, str(fatal).encode())
-        _part(sock)
+        _fatal_error(sock, fatal)
+
+
+def _fatal_error(sock: socket.socket, fatal: _Fatal) -> None:
+    send(sock, FATAL_ERROR, fatal.code, 0, str(fatal).encode())
+    _part(sock)
 
 
 def _part(sock: socket.socket) -> None:
@@ -199,6 +203,8 @@ def _serve_sync(emulator: Emulator, sock: socket.socket) -> None:
     try:
         send(sock, INITIALIZE_RESPONSE, 0, PROTOCOL << 16 | sid)  # control 0: synchronized mode
         _sync_loop(emulator, session)
+    except _Fatal as fatal:  # before the other channel is shut down: this one may be shut with it
+        _fatal_error(sock, fatal)
     finally:
         emulator.hislip.remove(sid)
         other = session.asynchronous
@@ -281,6 +287,8 @@ def _serve_async(emulator: Emulator, session: _Session, sock: socket.socket) -> 
     try:
         send(sock, ASYNC_INITIALIZE_RESPONSE, 0, VENDOR)
         _async_loop(emulator, session, sock)
+    except _Fatal as fatal:
+        _fatal_error(sock, fatal)
     finally:
         emulator.watcher.remove(sock)
         _shutdown(session.sync)
