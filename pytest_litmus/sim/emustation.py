@@ -86,9 +86,8 @@ def write_station(station: StationConfig, emulators: dict[str, Emulator], path: 
         data["limits"] = str((station.path.parent / Path(limits.strip()).expanduser()).resolve())
     for role, emulator in emulators.items():
         data["instruments"][role]["resource"] = emulator.hislip_resource
-    text = (
-        f"# Written by `litmus emulate --station {station.id}` from {station.path}: valid while it runs.\n"
-        + _dump(data)
+    text = f"# Written by `litmus emulate --station {station.id}` from {station.path}: valid while it runs.\n" + _dump(
+        data
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes(path, text.encode())
