@@ -105,8 +105,6 @@ class Emulator:
         self.rm_session, _ = library.open_default_resource_manager()
         self.max_message = max_message
         self.closed = False
-        self.watcher = Watcher()
-        self.hislip = hislip.Sessions()
         self._doors: dict[socket.socket, Door] = {}
         try:
             self._doors[_listen(host, port)] = socketdoor.serve
@@ -115,6 +113,8 @@ class Emulator:
         except OSError:
             self._close_listeners()
             raise
+        self.watcher = Watcher()  # after the ports: a port in use leaves no descriptor behind
+        self.hislip = hislip.Sessions()
         self._lock = threading.Lock()
         self._connections: dict[threading.Thread, socket.socket] = {}
         self._wake_r, self._wake_w = socket.socketpair()
