@@ -1,83 +1,35 @@
-"""One simulated instrument served as raw SCPI over TCP (what ``litmus emulate`` runs).
+"""One simulated instrument served over TCP (what ``litmus emulate`` runs): raw SOCKET and HiSLIP.
 
-Each connection is a session of the simulator: newline-terminated commands in,
-newline-terminated answers out, as on a LAN instrument's SOCKET port, so
-pyvisa-py reaches it as ``TCPIP0::127.0.0.1::<port>::SOCKET``. An ``*OPC?``
-holds that connection's parser until its operation completes, like a real
-instrument. There is no serial poll on a socket: poll with ``*STB?``.
+Two front doors on one instrument state: the raw SOCKET door
+(:mod:`pytest_litmus.sim.socketdoor`, ``TCPIP0::127.0.0.1::<port>::SOCKET``) and
+the HiSLIP door (:mod:`pytest_litmus.sim.hislip`,
+``TCPIP0::127.0.0.1::hislip0,<port>::INSTR``). Each connection (each HiSLIP
+session) is a client of the simulator with its own output channel and its own
+VISA locks. A connection's failure is logged once and that connection closed;
+the emulator keeps serving. :meth:`Emulator.close` ends every connection thread.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import selectors
 import socket
-import socketserver
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 from pytest_litmus.errors import CorruptFile, LitmusError, StationConfigError
-from pytest_litmus.sim.device import SimDevice
+from pytest_litmus.sim import hislip, socketdoor
+from pytest_litmus.sim.doors import MAX_MESSAGE, Client, Closed, Watcher
 from pytest_litmus.sim.library import LitmusSimLibrary
 
-__all__ = ["LOOPBACK", "Emulator"]
+__all__ = ["LOOPBACK", "MAX_MESSAGE", "Emulator"]
 
+log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
-_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
-
-
-class _Connection(socketserver.StreamRequestHandler):
-    server: _Server
-    disable_nagle_algorithm = True  # answers are small: Nagle + delayed ACK would add ~40 ms each
-
-    def handle(self) -> None:
-        emulator = self.server.emulator
-        library, device = emulator.library, emulator.device
-        session, _ = library.open(emulator.rm_session, emulator.resource)
-        library.set_channel(session, session)  # this connection's answers come back on it
-        try:
-            for line in self._lines():
-                if line.strip():
-                    library.write(session, line + device.query_eom)
-                    self._send_answers(device, emulator, session)
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            library.close(session)
-
-    def _lines(self) -> Iterator[bytes]:
-        """Received lines; every segment is ACKed at once (TCP_QUICKACK), so a client's
-        Nagle-delayed write is not held up by our delayed ACK (~40 ms a command)."""
-        sock, pending = self.request, b""
-        while True:
-            if _QUICKACK is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-            chunk = sock.recv(65536)
-            if not chunk:
-                return
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                yield line.rstrip(b"\r")
-
-    def _send_answers(self, device: SimDevice, emulator: Emulator, channel: int) -> None:
-        with device.cond:
-            device.cond.wait_for(lambda: not device.status.deferred_for(channel) or emulator.closed)
-            messages = []
-            while message := device.take_message(channel):
-                messages.append(message)
-        eom = device.response_eom
-        for message in messages:
-            body = message[: -len(eom)] if eom and message.endswith(eom) else message
-            self.wfile.write(body + b"\n")
-        self.wfile.flush()
-
-
-class _Server(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    emulator: Emulator
+Door = Callable[["Emulator", socket.socket], None]
 
 
 def _load(simulation: str | Path) -> LitmusSimLibrary:
@@ -111,13 +63,28 @@ def _last_line(exc: BaseException) -> str:
 
 
 class Emulator:
-    """Serve ``resource`` of ``simulation`` on ``host:port`` (port 0: a free one)."""
+    """Serve ``resource`` of ``simulation`` on ``host``: raw SOCKET on ``port``, HiSLIP on ``hislip_port``.
+
+    Port 0 is a free one; ``hislip_port=None`` serves no HiSLIP. ``max_message``
+    bounds a program message (bytes); a longer one is discarded and answered
+    ``-223,"Too much data"``.
+    """
 
     def __init__(
-        self, simulation: str | Path, *, resource: str | None = None, host: str = LOOPBACK, port: int = 0
+        self,
+        simulation: str | Path,
+        *,
+        resource: str | None = None,
+        host: str = LOOPBACK,
+        port: int = 0,
+        hislip_port: int | None = 0,
+        max_message: int = MAX_MESSAGE,
     ) -> None:
-        if not 0 <= port <= 65535:
-            raise StationConfigError(None, "--port", "a TCP port 1..65535 (0: a free one)", port)
+        for option, value in (("--port", port), ("--hislip-port", hislip_port)):
+            if value is not None and not 0 <= value <= 65535:
+                raise StationConfigError(None, option, "a TCP port 1..65535 (0: a free one)", value)
+        if max_message < 1:
+            raise StationConfigError(None, "--max-message", "a positive number of bytes", max_message)
         library = _load(simulation)
         self.library = library
         resources = list(library.devices.list_resources())
@@ -133,29 +100,109 @@ class Emulator:
         if resource is None or resource not in resources:
             raise StationConfigError(simulation, "--resource", "one of " + ", ".join(resources), resource)
         self.resource = resource
+        self.simulation = Path(simulation)
         self.device = library.device(resource)
         self.rm_session, _ = library.open_default_resource_manager()
+        self.max_message = max_message
         self.closed = False
+        self._doors: dict[socket.socket, Door] = {}
         try:
-            self._server = _Server((host, port), _Connection)
-        except OSError as exc:  # in use, not an address of this machine, not permitted
-            raise OSError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
-        self._server.emulator = self
+            self._doors[_listen(host, port)] = socketdoor.serve
+            if hislip_port is not None:
+                self._doors[_listen(host, hislip_port)] = hislip.serve
+        except OSError:
+            self._close_listeners()
+            raise
+        self.watcher = Watcher()  # after the ports: a port in use leaves no descriptor behind
+        self.hislip = hislip.Sessions()
+        self._lock = threading.Lock()
+        self._connections: dict[threading.Thread, socket.socket] = {}
+        self._wake_r, self._wake_w = socket.socketpair()
         self._thread: threading.Thread | None = None
+        self._serving = threading.Event()
+        self._served = threading.Event()
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
+        """(host, port) of the SOCKET door."""
+        host, port = next(iter(self._doors)).getsockname()[:2]
         return str(host), int(port)
 
     @property
+    def hislip_address(self) -> tuple[str, int] | None:
+        for sock, door in self._doors.items():
+            if door is hislip.serve:
+                host, port = sock.getsockname()[:2]
+                return str(host), int(port)
+        return None
+
+    @property
     def visa_resource(self) -> str:
-        """The VISA resource string a client opens: ``TCPIP0::host::port::SOCKET``."""
+        """The VISA resource of the SOCKET door: ``TCPIP0::host::port::SOCKET``."""
         host, port = self.address
         return f"TCPIP0::{host}::{port}::SOCKET"
 
+    @property
+    def hislip_resource(self) -> str | None:
+        """The VISA resource of the HiSLIP door: ``TCPIP0::host::hislip0,port::INSTR`` (None: not served)."""
+        address = self.hislip_address
+        return None if address is None else f"TCPIP0::{address[0]}::{hislip.SUB_ADDRESS},{address[1]}::INSTR"
+
+    # -- serving -----------------------------------------------------------------
+
     def serve_forever(self) -> None:
-        self._server.serve_forever(poll_interval=0.05)
+        """Accept connections until :meth:`close` (or an exception, e.g. KeyboardInterrupt, in this thread)."""
+        self._serving.set()
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self._wake_r, selectors.EVENT_READ)
+                for listener, door in self._doors.items():
+                    selector.register(listener, selectors.EVENT_READ, door)
+                while not self.closed:
+                    for key, _ in selector.select():
+                        if key.fileobj is self._wake_r:
+                            return
+                        assert isinstance(key.fileobj, socket.socket)
+                        self._accept(key.fileobj, key.data)
+        finally:
+            self._served.set()
+
+    def _accept(self, listener: socket.socket, door: Door) -> None:
+        try:
+            sock, _ = listener.accept()
+        except OSError:  # the peer gave up before we got to it, or out of descriptors: keep serving
+            return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small answers: no Nagle + delayed ACK
+        thread = threading.Thread(target=self._serve, args=(sock, door), name="litmus-emulate-conn", daemon=True)
+        with self._lock:
+            if self.closed:
+                sock.close()
+                return
+            self._connections[thread] = sock
+        thread.start()
+
+    def _serve(self, sock: socket.socket, door: Door) -> None:
+        try:
+            door(self, sock)
+        except (Closed, OSError):
+            pass  # the peer left (or reset), the emulator closed, or a fault dropped the connection
+        except Exception:  # a bug or a device that raises: this connection ends, the emulator serves on
+            log.exception("litmus emulate: a connection to %s failed and was closed", self.resource)
+        finally:
+            with self._lock:
+                self._connections.pop(threading.current_thread(), None)
+            sock.close()
+
+    def client(self, sock: socket.socket) -> Client:
+        """A new client of the instrument for the connection ``sock`` (watched: its waits end when it leaves)."""
+        client = Client(self.library, self.rm_session, self.resource, lambda: self.closed)
+        self.watcher.add(sock, client)
+        return client
+
+    def release(self, client: Client, sock: socket.socket) -> None:
+        """The client's connection ends: its session closes (its locks and unread answers go)."""
+        self.watcher.remove(sock)
+        client.close()
 
     def start(self) -> Emulator:
         """Serve on a daemon thread (for tests and benchmarks)."""
@@ -164,13 +211,40 @@ class Emulator:
         return self
 
     def close(self) -> None:
-        self.closed = True
-        with self.device.cond:
-            self.device.cond.notify_all()
+        """Stop accepting, end every connection (its thread joined), release the ports."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            connections = dict(self._connections)
+        self._wake_w.send(b"x")
+        if self._serving.is_set() and self._thread is not threading.current_thread():
+            self._served.wait()
         if self._thread is not None:
-            self._server.shutdown()
             self._thread.join()
-        self._server.server_close()
+        self._close_listeners()
+        with self.device.cond:
+            self.device.cond.notify_all()  # waits on the instrument end (they see `closed`)
+        for sock in connections.values():
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # a recv in progress returns
+            except OSError:
+                pass
+        for thread in connections:
+            thread.join()
+        self.watcher.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _close_listeners(self) -> None:
+        for listener in self._doors:
+            listener.close()
+
+    @property
+    def connections(self) -> int:
+        """Connections being served now."""
+        with self._lock:
+            return len(self._connections)
 
     def __enter__(self) -> Emulator:
         return self.start()
@@ -180,3 +254,12 @@ class Emulator:
 
     def __repr__(self) -> str:
         return f"<Emulator {self.resource} on {self.visa_resource}>"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        listener = socket.create_server((host, port), reuse_port=False)
+    except OSError as exc:  # in use, not an address of this machine, not permitted
+        raise OSError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    listener.listen(64)
+    return listener
