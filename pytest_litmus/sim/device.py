@@ -263,6 +263,8 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
                 response = NoResponse
         if self.hooked and self.faults:
             response = self.faults.apply(header, response, NoResponse, self._queue_error)
+            if not self.faults:  # the last fault expired: back to the unchecked path
+                self._rehook()
         if response is not NoResponse:
             message = _Unsolicited(response) if unsolicited else bytearray(response)
             message += self._response_eom
@@ -282,6 +284,8 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
         code = int(error.split(",", 1)[0]) if error.split(",", 1)[0].lstrip("+-").isdigit() else 0
         bit = next((bit for low, high, bit in _ERROR_BITS if low <= code <= high), DDE)
         self.status.set_event(bit, error)
+        if not self.status.keeps_error_queue:  # the file answers SYST:ERR?: the fault answers it until read
+            self.faults.errors.append(error)
 
     # -- held parser (*WAI) and faults ------------------------------------------
 

@@ -6,11 +6,12 @@ Faults come from a simulation file (``litmus: faults: [...]``) or at run time::
     device_of(dmm).inject("timeout", on="READ?", count=1)
 
 Kinds (each matches program message units, optionally only those whose header is ``on``;
-the first ``after`` matches pass untouched; then the fault fires ``count`` times, or for ever):
+the first ``after`` matches pass untouched; then the fault fires ``count`` times, or for ever
+(``error``: once, unless ``count`` says otherwise):
 
 - ``timeout``: the answer of a query is lost (the read times out);
-- ``disconnect``: the connection drops: that command and every later I/O fails with
-  ``VI_ERROR_CONN_LOST`` until :meth:`Faults.clear`;
+- ``disconnect``: the connection drops (at once, or at the matching command): that command
+  and every later I/O fails with ``VI_ERROR_CONN_LOST`` until :meth:`Faults.clear`;
 - ``idn``: ``*IDN?`` answers ``answer``;
 - ``drift``: each number of a numeric answer is moved by ``offset`` + ``per_call`` times the
   drifted answers before it + ``per_second`` times the seconds since the first;
@@ -20,6 +21,7 @@ the first ``after`` matches pass untouched; then the fault fires ``count`` times
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -41,6 +43,7 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "error": ("error",),
 }
 _COMMON = ("kind", "on", "after", "count")
+_ERROR_QUERIES = frozenset({"SYST:ERR?", "SYSTEM:ERROR?", "SYST:ERR:NEXT?", "SYSTEM:ERROR:NEXT?"})
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ def parse_fault(raw: Any, fail: Callable[[str, str, Any], NoReturn]) -> FaultSpe
     """A :class:`FaultSpec` from a mapping; ``fail(key, expected, got)`` on any mistake."""
     if not isinstance(raw, Mapping):
         fail("", "a mapping with a kind: " + ", ".join(KINDS), raw)
+    if True in raw:  # YAML 1.1 reads a bare ``on:`` key as true
+        raw = {("on" if name is True else name): value for name, value in raw.items()}
     kind = raw.get("kind")
     if kind not in KINDS:
         fail("kind", "one of " + ", ".join(KINDS), kind)
@@ -69,7 +74,7 @@ def parse_fault(raw: Any, fail: Callable[[str, str, Any], NoReturn]) -> FaultSpe
     for name in raw:
         if name not in allowed:
             fail(str(name), f"one of {', '.join(allowed)} (for a {kind} fault)", name)
-    values: dict[str, Any] = {"kind": kind}
+    values: dict[str, Any] = {"kind": kind, "count": 1 if kind == "error" else None}
     on = raw.get("on")
     if on is not None:
         if not isinstance(on, str) or not on.strip() or not on.isascii():
@@ -110,21 +115,32 @@ class Faults:
 
     active: list[_Armed] = field(default_factory=list)
     disconnected: bool = False
+    #: injected errors for ``SYST:ERR?`` where the file answers it (the status model keeps no queue there)
+    errors: deque[str] = field(default_factory=deque)
     #: the clock of ``per_second`` drift (replaceable in tests)
     clock: Callable[[], float] = time.monotonic
 
     def __bool__(self) -> bool:
-        return bool(self.active) or self.disconnected
+        return bool(self.active) or self.disconnected or bool(self.errors)
 
     def add(self, spec: FaultSpec) -> None:
-        self.active.append(_Armed(spec))
+        if spec.kind == "disconnect" and spec.on is None and spec.after == 0:
+            self.disconnected = True  # at once: a pending read fails too
+        else:
+            self.active.append(_Armed(spec))
 
     def clear(self) -> None:
         self.active.clear()
+        self.errors.clear()
         self.disconnected = False
 
     def apply(self, header: str, response: Any, no_response: Any, queue_error: Callable[[str], None]) -> Any:
         """Run one program message unit (``header``, upper-cased) past the faults; the answer to send."""
+        if self.errors:
+            if header == "*CLS":
+                self.errors.clear()
+            elif header in _ERROR_QUERIES and response is not no_response:
+                response = self.errors.popleft().encode()
         for armed in list(self.active):
             spec = armed.spec
             if spec.on is not None and spec.on != header:
@@ -184,14 +200,13 @@ def device_of(instrument: Any) -> SimDevice:
     if isinstance(instrument, SimDevice):
         return instrument
     label = repr(instrument)
-    try:
-        state = object.__getattribute__(instrument, "_litmus")
-    except AttributeError:
-        state = None
+    if _slot(instrument, "_station") is not None:  # sharing.RemoteInstrument: the driver lives in the holder
+        raise NotSimulated(label, "its instrument is held by another process (a joined session or xdist worker)")
+    state = _slot(instrument, "_litmus")  # instruments.InstrumentProxy
     candidates = [instrument] if state is None else [getattr(state, "session", None), getattr(state, "driver", None)]
     for candidate in candidates:
-        resource = candidate if hasattr(candidate, "visalib") else getattr(candidate, "resource", None)
-        visalib = getattr(resource, "visalib", None)
+        resource = candidate if _has(candidate, "visalib") else _get(candidate, "resource")
+        visalib = _get(resource, "visalib")
         if resource is None or visalib is None:
             continue
         find = getattr(visalib, "device", None)
@@ -203,6 +218,23 @@ def device_of(instrument: Any) -> SimDevice:
             break
         if isinstance(device, SimDevice):
             return device
-    raise NotSimulated(
-        label, "no simulated instrument of this process behind it (a real one, or held by another process)"
-    )
+    raise NotSimulated(label, "no simulated instrument of this process behind it")
+
+
+def _slot(instance: Any, name: str) -> Any:
+    try:
+        return object.__getattribute__(instance, name)
+    except AttributeError:
+        return None
+
+
+def _get(instance: Any, name: str) -> Any:
+    """``getattr`` that never forwards a failure (a driver's ``__getattr__`` may do anything)."""
+    try:
+        return getattr(instance, name, None)
+    except Exception:
+        return None
+
+
+def _has(instance: Any, name: str) -> bool:
+    return _get(instance, name) is not None
