@@ -68,7 +68,6 @@ EXAMPLES = [
     LockLost("GPIB0::17::INSTR", "psu", HOLDER),
     InstrumentError("GPIB0::17::INSTR", [(-113, "Undefined header")], role="psu"),
     SrqTimeout("dmm", "TCPIP0::1.2.3.4::inst0::INSTR", 2.0, 0x10, "read_stb"),
-    NotSimulated("<RemoteInstrument dmm>", "its instrument is held by another process"),
     NoSuchLock("GPIB0::17::INSTR", "/p/locks"),
     LockModeConflict("GPIB0::17::INSTR", "shared", "exclusive"),
     ServerUnavailable("127.0.0.1:4000", "refused the connection: wrong key"),
@@ -100,6 +99,7 @@ EXAMPLES = [
     EventsNotWritten("s-1", "/p/sessions/s-1/events.jsonl", 550, [(1001, 1550)], "[Errno 28] No space left on device"),
     UnitIndexError("/p/units/sn-SN1.jsonl", "SN1", "[Errno 30] Read-only file system"),
     UnitNotFound("SN9", session="s-1", units=["SN1", None]),
+    NotSimulated("<RemoteInstrument dmm>", "its instrument is held by another process"),
 ]
 
 
@@ -139,6 +139,7 @@ EXAMPLES = [
                 OSError,
                 OSError,
                 LookupError,
+                TypeError,
             ],
             strict=True,
         )
