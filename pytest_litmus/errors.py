@@ -31,6 +31,7 @@ __all__ = [
     "LockLost",
     "LockModeConflict",
     "NoSuchLock",
+    "NotSimulated",
     "ReleaseRefused",
     "RemoteCallError",
     "ReportUnavailable",
@@ -272,6 +273,15 @@ class InstrumentError(LitmusError, RuntimeError):
         label = f"{role} ({resource})" if role else resource
         listed = "; ".join(f"{code}, {msg}" for code, msg in self.errors)
         super().__init__(f"{label} reported {len(self.errors)} error(s): {listed}")
+
+
+class NotSimulated(LitmusError, TypeError):
+    """``what`` (a resource, driver or proxy) has no simulated instrument of this process behind it: ``reason``."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(f"{what} is not a simulated instrument of this process: {reason}")
 
 
 class SrqTimeout(LitmusError, TimeoutError):

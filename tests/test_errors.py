@@ -35,6 +35,7 @@ from pytest_litmus.errors import (
     LimitTypeError,
     LockModeConflict,
     NoSuchLock,
+    NotSimulated,
     ReleaseRefused,
     RemoteCallError,
     ReportUnavailable,
@@ -98,6 +99,7 @@ EXAMPLES = [
     EventsNotWritten("s-1", "/p/sessions/s-1/events.jsonl", 550, [(1001, 1550)], "[Errno 28] No space left on device"),
     UnitIndexError("/p/units/sn-SN1.jsonl", "SN1", "[Errno 30] Read-only file system"),
     UnitNotFound("SN9", session="s-1", units=["SN1", None]),
+    NotSimulated("<RemoteInstrument dmm>", "its instrument is held by another process"),
 ]
 
 
@@ -137,6 +139,7 @@ EXAMPLES = [
                 OSError,
                 OSError,
                 LookupError,
+                TypeError,
             ],
             strict=True,
         )

@@ -15,13 +15,14 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pytest_litmus.sim.faults import device_of
 from pytest_litmus.sim.library import LitmusSimLibrary
 from pytest_litmus.sim.simfile import DeviceExtension, Operation, load_extensions
 
 if TYPE_CHECKING:
     import pyvisa
 
-__all__ = ["DeviceExtension", "LitmusSimLibrary", "Operation", "load_extensions", "resource_manager"]
+__all__ = ["DeviceExtension", "LitmusSimLibrary", "Operation", "device_of", "load_extensions", "resource_manager"]
 
 _NEW_RM = threading.Lock()
 

@@ -10,6 +10,13 @@ Precedence: the 488.2 common commands the status model implements (``*CLS``,
 defines a dialogue or a ``status_register`` for them. Everything else is the
 file's; ``SYST:ERR?`` is answered from the model's error queue only when the
 file does not answer it.
+
+Program messages are parsed here, not by pyvisa-sim's ``Device.write``: a
+message ends at the file's query terminator or at a newline (a ``\r`` before
+it is whitespace), units are split at ``;`` outside quotes and blocks (see
+:mod:`~pytest_litmus.sim.blocks`), ``*WAI`` holds the parser (later input
+waits until no operation is pending, then is parsed on the timer thread), and
+a new message with a response unread is ``-410,"Query INTERRUPTED"``.
 """
 
 from __future__ import annotations
@@ -22,13 +29,33 @@ from typing import Any, Final
 from pyvisa_sim.component import NoResponse
 from pyvisa_sim.devices import Device
 
+from pytest_litmus.sim.blocks import INVALID_CHARACTER, BadUnit, BlockUnit, Unit, definite, split_units
+from pytest_litmus.sim.faults import Faults, FaultSpec, fault_spec
 from pytest_litmus.sim.locks import ResourceLocks
 from pytest_litmus.sim.simfile import DeviceExtension, Operation
-from pytest_litmus.sim.status import CME, DDE, EXE, NO_RESPONSE, QYE, WAIT, StatusModel
+from pytest_litmus.sim.status import (
+    CME,
+    DDE,
+    EXE,
+    NO_RESPONSE,
+    QUERY_INTERRUPTED,
+    QYE,
+    WAIT,
+    StatusModel,
+)
 
 __all__ = ["SimDevice"]
 
 _ERROR_QUERIES = (b"SYST:ERR?", b"SYSTEM:ERROR?", b"SYST:ERR:NEXT?", b"SYSTEM:ERROR:NEXT?")
+#: the ESR bit of an error by its SCPI code range
+_ERROR_BITS = ((-199, -100, CME), (-299, -200, EXE), (-499, -400, QYE))
+
+
+class _Unsolicited(bytearray):
+    """An output message a real instrument would not send (the file's ``error:`` text for a bad command)."""
+
+
+_Held = tuple[Hashable, "bytes | list[Unit]"]
 
 
 class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type information
@@ -53,6 +80,13 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
     service_requests: bool
     serial_poll: bool
     triggers: int
+    faults: Faults
+    _input_buffer: bytearray
+    _output_buffers: deque[bytearray]
+    #: faults armed or the parser held: I/O takes the checked path (the only per-call cost otherwise)
+    hooked: bool
+    #: the last block received per query header (``CURV?`` for ``CURV #...``), and the file's block answers
+    blocks: dict[str, bytes]
 
     @classmethod
     def adopt(
@@ -77,6 +111,13 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
         self._on_service_request = on_service_request
         self._channel: Hashable = self.BUS
         self._queues: dict[Hashable, deque[bytearray]] = {self.BUS: self._output_buffers}
+        self._held: list[_Held] | None = None  # *WAI: input waiting for no-operation-pending, by channel
+        self.blocks = dict(extension.blocks)
+        self.faults = Faults()
+        for spec in extension.faults:
+            self.faults.add(spec)
+        self._rehook()
+        self._non_ascii_text = any(not key.isascii() for key in (*self._dialogues, *self._getters))
         self.status = StatusModel(
             output_pending=self.has_output,
             current_channel=lambda: self._channel,
@@ -105,6 +146,8 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
                 self.select(self.BUS)
             self._queues.pop(channel, None)
             self.status.forget_channel(channel)
+            if self._held is not None:
+                self._held = [item for item in self._held if item[0] != channel]
 
     # -- output queue --------------------------------------------------------
 
@@ -146,9 +189,148 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
     # -- bus messages ----------------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        """Bytes from the controller on the current channel (pyvisa-sim's ``Device.write``, re-implemented)."""
         with self.mutex:
-            super().write(data)
+            if self.hooked:
+                if self.faults.disconnected:
+                    return
+                if self._held is not None:  # *WAI holds the parser: the input waits
+                    self._held.append((self._channel, bytes(data)))
+                    return
+            self._receive(data)
             self.status.update()
+            self.cond.notify_all()
+
+    def _receive(self, data: bytes) -> None:
+        buffer: bytearray = self._input_buffer
+        buffer += data
+        eom = self._query_eom
+        if eom and buffer.endswith(eom):
+            message = bytes(buffer[: -len(eom)])
+        elif buffer.endswith(b"\n") or not eom:  # NL ends a message whatever the file says (488.2, 7.5)
+            message = bytes(buffer[:-1] if eom else buffer)
+        else:
+            return
+        units: list[Unit]
+        if b"#" in message or b'"' in message or b"'" in message or not message.isascii():
+            split = split_units(message, self.delimiter)
+            if split is None:  # the terminator was a byte of a definite-length block: more to come
+                return
+            units = split
+        else:
+            units = message.split(self.delimiter) if self.delimiter else [message]  # type: ignore[assignment]
+        self._input_buffer = bytearray()
+        queue = self._output_buffers
+        if queue:  # a new program message with output unread (IEEE 488.2, 6.3.2.3)
+            interrupted = any(type(message) is bytearray for message in queue)
+            queue.clear()
+            if interrupted:
+                self.status.set_event(QYE, QUERY_INTERRUPTED)
+        self._run(units)
+
+    def _run(self, units: list[Unit]) -> None:
+        for index, unit in enumerate(units):
+            if self.hooked and (self._held is not None or self.faults.disconnected):
+                if self._held is not None:  # *WAI: the rest of the message waits too
+                    self._held.insert(0, (self._channel, units[index:]))
+                return
+            self._unit(unit)
+
+    def _unit(self, unit: Unit) -> None:
+        """Execute one program message unit and queue its answer."""
+        response: Any
+        if type(unit) is bytes:
+            query = unit.strip()
+            if not query:
+                return  # an empty unit (``;;``, a blank line) is no command
+            if not query.isascii() and not self._text_ok(query):
+                response, header = NoResponse, ""
+                self.status.set_event(CME, INVALID_CHARACTER)
+            else:
+                response = self._match(query)
+                header = query.split(b" ", 1)[0].decode("utf-8", "replace").upper() if self.hooked else ""
+        elif isinstance(unit, BlockUnit):
+            self.blocks[unit.header + "?"] = unit.payload
+            response, header = NoResponse, unit.header
+        else:
+            assert isinstance(unit, BadUnit)
+            self.status.set_event(CME, unit.error)
+            response, header = NoResponse, ""
+        unsolicited = response is None
+        if unsolicited:
+            response = self.error_response("command_error")
+            if response is None:
+                response = NoResponse
+        if self.hooked and self.faults:
+            response = self.faults.apply(header, response, NoResponse, self._queue_error)
+            if not self.faults:  # the last fault expired: back to the unchecked path
+                self._rehook()
+        if response is not NoResponse:
+            message = _Unsolicited(response) if unsolicited else bytearray(response)
+            message += self._response_eom
+            self._output_buffers.append(message)
+
+    def _text_ok(self, query: bytes) -> bool:
+        """Non-ASCII text goes to the matchers only if valid UTF-8 and the file itself has non-ASCII commands."""
+        if not self._non_ascii_text:
+            return False
+        try:
+            query.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
+
+    def _queue_error(self, error: str) -> None:
+        code = int(error.split(",", 1)[0]) if error.split(",", 1)[0].lstrip("+-").isdigit() else 0
+        bit = next((bit for low, high, bit in _ERROR_BITS if low <= code <= high), DDE)
+        self.status.set_event(bit, error)
+        if not self.status.keeps_error_queue:  # the file answers SYST:ERR?: the fault answers it until read
+            self.faults.errors.append(error)
+
+    # -- held parser (*WAI) and faults ------------------------------------------
+
+    def awaiting(self, channel: Hashable) -> bool:
+        """An answer for ``channel`` is on its way: a deferred ``*OPC?``, or input held by ``*WAI``."""
+        if self.status.deferred_for(channel):
+            return True
+        held = self._held
+        return held is not None and any(item[0] == channel for item in held)
+
+    def _resume(self) -> None:
+        """No operation pending: parse the held input, in order, on its own channels (under :attr:`cond`)."""
+        held, self._held = self._held or [], None
+        previous = self._channel
+        while held and self._held is None:
+            channel, item = held.pop(0)
+            self.select(channel)
+            if isinstance(item, list):
+                self._run(item)
+            else:
+                self._receive(item)
+        if self._held is not None:  # another *WAI
+            self._held.extend(held)
+        self.select(previous)
+        self._rehook()
+        self.status.update()
+        self.cond.notify_all()
+
+    def _rehook(self) -> None:
+        self.hooked = self._held is not None or bool(self.faults)
+
+    def inject(self, kind: str, **params: Any) -> FaultSpec:
+        """Arm a fault (see :mod:`pytest_litmus.sim.faults`); a ``StationConfigError`` for bad arguments."""
+        spec = fault_spec(kind, params)
+        with self.cond:
+            self.faults.add(spec)
+            self._rehook()
+            self.cond.notify_all()
+        return spec
+
+    def clear_faults(self) -> None:
+        """Disarm every fault; a dropped connection is back."""
+        with self.cond:
+            self.faults.clear()
+            self._rehook()
             self.cond.notify_all()
 
     def serial_poll_byte(self) -> int:
@@ -159,6 +341,8 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
         """viClear (DCL/SDC): input and output cleared, operations and OPC watch idle."""
         with self.cond:
             self._input_buffer = bytearray()
+            self._held = None
+            self._rehook()
             for queue in self._queues.values():
                 queue.clear()
             self._abort_operations()
@@ -186,8 +370,9 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
         header = header.upper()
         if header.startswith("*"):  # only common commands reach the status model
             reply = self.status.execute(header, argument.strip())
-            if reply is WAIT:
-                self.cond.wait_for(lambda: self.status.pending == 0)
+            if reply is WAIT:  # hold the parser: the rest of the input waits for no-operation-pending
+                self._held = []
+                self.hooked = True
                 return NoResponse
             if reply is NO_RESPONSE:
                 return NoResponse
@@ -199,6 +384,10 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
         if operation is not None:
             self._start(operation)
         self._invalid_setting = False
+        if self.blocks:
+            block = self.blocks.get(header)
+            if block is not None:
+                return definite(block)
         response = super()._match(query)
         if response is None and (operation is not None or header == "*RST"):
             return NoResponse
@@ -258,6 +447,8 @@ class SimDevice(Device):  # type: ignore[misc]  # pyvisa-sim ships no type infor
             if operation.device_error is not None:
                 self.status.set_event(DDE, operation.device_error)
             self.status.finish_operation()
+            if self._held is not None and not self.status.pending:
+                self._resume()
             self.cond.notify_all()
 
     def _abort_operations(self) -> None:

@@ -174,6 +174,8 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
                 return 0, self._check(session, StatusCode.error_resource_locked)
             device.select(state.channel)
             device.write(data)
+            if device.hooked and device.faults.disconnected:  # an injected fault (sim/faults.py)
+                return 0, self._check(session, StatusCode.error_connection_lost)
         return len(data), self._check(session, StatusCode.success)
 
     def read(self, session: Any, count: int) -> tuple[bytes, StatusCode]:
@@ -187,11 +189,17 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
                 return b"", self._check(session, StatusCode.error_resource_locked)
             channel = state.channel
             device.select(channel)
+            if device.hooked and device.faults.disconnected:
+                return b"", self._check(session, StatusCode.error_connection_lost)
             if not device.has_output():
-                arrived = device.cond.wait_for(lambda: device.has_output_on(channel), self._timeout_s(session))
+                arrived = device.cond.wait_for(
+                    lambda: device.has_output_on(channel) or device.faults.disconnected, self._timeout_s(session)
+                )
                 device.select(channel)  # another session may have spoken while we waited
+                if device.faults.disconnected:
+                    return b"", self._check(session, StatusCode.error_connection_lost)
                 if not arrived:
-                    if not device.status.answer_deferred:
+                    if not device.awaiting(channel):  # no query error while an answer is on its way
                         device.query_unterminated()
                     return b"", self._check(session, StatusCode.error_timeout)
             if state.serial:
@@ -427,6 +435,8 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
         return None if state is None else state.device
 
     def _io_status(self, session: Any, device: SimDevice, *, supported: bool = True) -> StatusCode:
+        if device.hooked and device.faults.disconnected:
+            return StatusCode.error_connection_lost
         if not supported:
             return StatusCode.error_nonsupported_operation
         if not device.locks.allows(session):

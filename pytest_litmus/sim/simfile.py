@@ -11,6 +11,11 @@ device or on a resource, a ``litmus:`` mapping::
             "CAL:SELF": {seconds: 1.5, device_error: '-330,"Self-test failed"'}
           service_requests: true            # enable_event(service_request) supported
           serial_poll: true                 # read_stb supported
+          blocks:                           # block answers (IEEE 488.2 definite length)
+            "CURV?": {datatype: h, values: [0, 512, -512]}    # struct code, little-endian
+            "DATA?": {hex: "00ff10"}                          # or base64: "AP8Q"
+          faults:                           # see pytest_litmus.sim.faults
+            - {kind: timeout, on: "READ?", after: 2, count: 1}
     resources:
       GPIB0::9::INSTR:
         device: dmm
@@ -22,19 +27,26 @@ the file, the key path and what was expected.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pytest_litmus.errors import StationConfigError
+from pytest_litmus.sim.blocks import MAX_BLOCK, pack
+from pytest_litmus.sim.faults import FaultSpec, parse_fault
 from pytest_litmus.yamlfile import read_yaml
 
 __all__ = ["DeviceExtension", "Operation", "load_extensions"]
 
-_EXTENSION_KEYS = ("operations", "service_requests", "serial_poll")
+_EXTENSION_KEYS = ("operations", "service_requests", "serial_poll", "blocks", "faults")
+_BLOCK_KEYS = ("datatype", "values", "big_endian", "hex", "base64")
+_DATATYPES = "bBhHiIlLqQefd"
 _OPERATION_KEYS = ("seconds", "device_error")
 
 
@@ -54,6 +66,9 @@ class DeviceExtension:
     operations: tuple[Operation, ...] = ()
     service_requests: bool = True
     serial_poll: bool = True
+    #: block answers: (query header, upper-cased, payload)
+    blocks: tuple[tuple[str, bytes], ...] = ()
+    faults: tuple[FaultSpec, ...] = ()
 
     def operation_for(self, command: str) -> Operation | None:
         """The operation ``command`` starts (its header, case-insensitive, arguments allowed), if any."""
@@ -112,7 +127,73 @@ def _parse(raw: Any, file: Path, key: str, base: DeviceExtension) -> DeviceExten
             changes[flag] = raw[flag]
     if "operations" in raw:
         changes["operations"] = _operations(raw["operations"], file, f"{key}.operations")
+    if "blocks" in raw:
+        changes["blocks"] = _blocks(raw["blocks"], file, f"{key}.blocks")
+    if "faults" in raw:
+        changes["faults"] = _faults(raw["faults"], file, f"{key}.faults")
     return replace(base, **changes)
+
+
+def _faults(raw: Any, file: Path, key: str) -> tuple[FaultSpec, ...]:
+    if not isinstance(raw, list):
+        raise StationConfigError(file, key, "a list of faults ({kind: timeout|disconnect|idn|drift|error, ...})", raw)
+    specs = []
+    for index, item in enumerate(raw):
+        where = f"{key}[{index}]"
+
+        def fail(name: str, expected: str, got: Any, where: str = where) -> NoReturn:
+            raise StationConfigError(file, f"{where}.{name}" if name else where, expected, got)
+
+        specs.append(parse_fault(item, fail))
+    return tuple(specs)
+
+
+def _blocks(raw: Any, file: Path, key: str) -> tuple[tuple[str, bytes], ...]:
+    if not isinstance(raw, Mapping):
+        raise StationConfigError(file, key, "a mapping of query (CURV?) to a block", raw)
+    blocks = []
+    for query, spec in raw.items():
+        where = f"{key}.{query}"
+        if not isinstance(query, str) or not query.strip().endswith("?") or not query.isascii():
+            raise StationConfigError(file, where, "a query header ending in ?", query)
+        if not isinstance(spec, Mapping):
+            raise StationConfigError(file, where, "a mapping with values (and datatype), hex or base64", spec)
+        _no_unknown_keys(spec, _BLOCK_KEYS, file, where)
+        payload = _payload(spec, file, where)
+        if len(payload) > MAX_BLOCK:
+            raise StationConfigError(file, where, f"at most {MAX_BLOCK} bytes", found=f"{len(payload)} bytes")
+        blocks.append((query.strip().upper(), payload))
+    return tuple(blocks)
+
+
+def _payload(spec: Mapping[str, Any], file: Path, where: str) -> bytes:
+    given = [name for name in ("values", "hex", "base64") if name in spec]
+    if len(given) != 1:
+        raise StationConfigError(file, where, "exactly one of values, hex, base64", found=", ".join(given) or "none")
+    if "hex" in spec:
+        try:
+            return bytes.fromhex(str(spec["hex"]))
+        except ValueError:
+            raise StationConfigError(file, f"{where}.hex", "hexadecimal digits", spec["hex"]) from None
+    if "base64" in spec:
+        try:
+            return base64.b64decode(str(spec["base64"]), validate=True)
+        except binascii.Error:
+            raise StationConfigError(file, f"{where}.base64", "base64 text", spec["base64"]) from None
+    datatype, values = spec.get("datatype", "B"), spec["values"]
+    if not isinstance(datatype, str) or len(datatype) != 1 or datatype not in _DATATYPES:
+        raise StationConfigError(file, f"{where}.datatype", "a struct code, one of " + _DATATYPES, datatype)
+    big = spec.get("big_endian", False)
+    if not isinstance(big, bool):
+        raise StationConfigError(file, f"{where}.big_endian", "true or false", big)
+    if not isinstance(values, list) or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        raise StationConfigError(file, f"{where}.values", "a list of numbers", values)
+    try:
+        return pack(datatype, values, big)
+    except struct.error as exc:
+        raise StationConfigError(
+            file, f"{where}.values", f"numbers that fit datatype {datatype} ({exc})", values
+        ) from None
 
 
 def _operations(raw: Any, file: Path, key: str) -> tuple[Operation, ...]:

@@ -26,6 +26,8 @@ __all__ = [
     "MAV",
     "NO_RESPONSE",
     "OPC",
+    "QUERY_INTERRUPTED",
+    "QUEUE_OVERFLOW",
     "QYE",
     "RQS",
     "WAIT",
@@ -47,6 +49,8 @@ RQS: Final = 0x40  # request service (serial poll) / master summary (*STB?)
 
 ERROR_QUEUE_SIZE: Final = 20
 NO_ERROR: Final = '0,"No error"'
+QUEUE_OVERFLOW: Final = '-350,"Queue overflow"'
+QUERY_INTERRUPTED: Final = '-410,"Query INTERRUPTED"'
 ERRORS: Final = {
     CME: '-113,"Undefined header"',
     EXE: '-222,"Data out of range"',
@@ -94,7 +98,7 @@ class StatusModel:
         self.ese = 0
         self.sre = 0
         self.pending = 0
-        self.errors: deque[str] = deque(maxlen=ERROR_QUEUE_SIZE)
+        self.errors: deque[str] = deque()
         self.keeps_error_queue = keeps_error_queue
         self._rqs = False
         self._summary = 0
@@ -156,8 +160,15 @@ class StatusModel:
         self.esr |= bit
         message = error if error is not None else ERRORS.get(bit)
         if message is not None and self.keeps_error_queue:
-            self.errors.append(message)
+            self._queue_error(message)
         self.update()
+
+    def _queue_error(self, message: str) -> None:
+        """Keep the oldest errors: when full, the last entry becomes -350 and newer errors are lost (SCPI 21.8.2)."""
+        if len(self.errors) < ERROR_QUEUE_SIZE:
+            self.errors.append(message)
+        else:
+            self.errors[-1] = QUEUE_OVERFLOW
 
     def next_error(self) -> str:
         """``SYST:ERR?``: the oldest error, or ``0,"No error"``."""

@@ -191,3 +191,21 @@ class TestModel:
         assert model.esr == CME | EXE
         assert model.sre == 32
         assert list(model.errors) == ['-104,"Data type error"', '-222,"Data out of range"']
+
+
+def test_error_queue_overflow_keeps_the_oldest_and_reads_back_in_order() -> None:
+    """SCPI 21.8.2: past 20 entries the last becomes -350; a read frees a slot for new errors."""
+    model = StatusModel(
+        output_pending=lambda: False,
+        current_channel=lambda: "bus",
+        answer_opc_query=lambda _channel: None,
+        request_service=lambda: None,
+    )
+    for n in range(25):
+        model.set_event(CME, f'-113,"Undefined header {n}"')
+    assert len(model.errors) == 20
+    assert model.next_error() == '-113,"Undefined header 0"'
+    model.set_event(EXE)  # a slot is free again: queued after the -350
+    listed = [model.next_error() for _ in range(21)]
+    assert listed[18:] == ['-350,"Queue overflow"', '-222,"Data out of range"', '0,"No error"']
+    assert model.stb_query() & EAV == 0
