@@ -182,8 +182,9 @@ class Client:
         an ``*OPC?`` waits for its operation, as the instrument holds its parser.
         """
         eom = self.device.query_eom
-        for line in message.split(b"\n"):
-            line = line.rstrip(b"\r")
+        for line in message.split(
+            b"\n"
+        ):  # a CR before the newline is the device's to ignore (a block's last byte may be one)
             if line.strip():
                 self.check()
                 self._write(line + eom)
@@ -196,6 +197,8 @@ class Client:
                 self.library.write(self.session, data)
                 return
             except VisaIOError as exc:
+                if exc.error_code == StatusCode.error_connection_lost:
+                    raise Closed from None  # a disconnect fault fired on this command: the connection drops
                 if exc.error_code != StatusCode.error_resource_locked:
                     raise
             self._hold(lambda: self.device.locks.allows(self.session))
@@ -203,8 +206,8 @@ class Client:
     def _answers(self) -> list[bytes]:
         device, channel = self.device, self.session
         with device.cond:
-            if device.status.deferred_for(channel):
-                self._hold(lambda: not device.status.deferred_for(channel))
+            if device.awaiting(channel):  # a deferred *OPC?, or input *WAI holds: the parser is held
+                self._hold(lambda: not device.awaiting(channel))
             messages = []
             while message := device.take_message(channel):
                 messages.append(message)

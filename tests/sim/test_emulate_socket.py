@@ -145,9 +145,10 @@ def test_non_utf8_input_is_answered_and_the_connection_lives(emulator: Emulator)
     sock, reader = _connect(emulator)
     with sock:
         sock.sendall(b"\xff\xfe\x80 \xc3(\n*IDN?\n")
-        answers = [reader.readline(), reader.readline()]
-        assert answers[-1] == IDN
-        assert answers[0] != b""
+        assert reader.readline() == IDN  # the bad line got no answer; the connection serves on
+        sock.sendall(b"*ESR?\nSYST:ERR?\n")
+        assert reader.readline() == b"32\n"  # command error
+        assert reader.readline().startswith(b"-101,")  # Invalid character
 
 
 def test_a_disconnect_fault_closes_the_connection(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -195,3 +196,33 @@ def test_four_pipelined_pyvisa_py_clients_get_no_misrouted_answer(emulator: Emul
         thread.join()
     rm.close()
     assert misrouted == []
+
+
+def test_a_query_after_wai_is_answered_on_its_connection_when_the_operation_completes(emulator: Emulator) -> None:
+    sock, reader = _connect(emulator)
+    with sock:
+        sock.sendall(b"INIT\n*WAI\n*IDN?\n")  # *WAI holds the parser: the answer comes after INIT completes
+        assert reader.readline() == IDN  # was never sent: the door did not wait for input *WAI held
+        sock.sendall(b"*ESE?\n")
+        assert reader.readline() == b"0\n"
+
+
+def test_a_disconnect_fault_on_a_command_closes_the_connection_without_a_traceback(
+    emulator: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator.device.inject("disconnect", on="READ?")
+    sock, reader = _connect(emulator)
+    with sock, caplog.at_level(logging.ERROR):
+        sock.sendall(b"*IDN?\n")
+        assert reader.readline() == IDN
+        sock.sendall(b"READ?\n")
+        assert reader.readline() == b""  # dropped, as the fault says
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # a fault, not a failure of ours
+
+
+def test_a_block_whose_last_byte_is_a_carriage_return_keeps_it(emulator: Emulator) -> None:
+    sock, reader = _connect(emulator)
+    with sock:
+        sock.sendall(b"TRAC:DATA #13ab\r\n")  # three bytes: a, b, CR
+        sock.sendall(b"TRAC:DATA?\n")
+        assert reader.readline() == b"#13ab\r\n"

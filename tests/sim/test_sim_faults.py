@@ -205,7 +205,7 @@ def test_file_faults_on_a_device_and_per_resource(tmp_path: Path) -> None:
     assert [five.query("READ?") for _ in range(3)] == ["2.5", "3.5", "4.5"]
     assert [six.query("*IDN?") for _ in range(2)] == ["ACME,DMM,1,1", "X,Y,Z,0"]
     assert six.query("READ?") == "2.5", "the resource's faults replace the device's"
-    again = resource_manager(tmp_path / "faulty.yaml")  # a fresh simulator: its faults armed anew
+    again = resource_manager(tmp_path / "faulty.yaml", fresh=True)  # a fresh simulator: its faults armed anew
     assert again.open_resource("GPIB0::5::INSTR", read_termination="\n").query("READ?") == "2.5"
 
 
