@@ -382,14 +382,14 @@ def load_station_file(path: Path, *, limits_cache: Path | None = None) -> Statio
         dut_pattern=dut_pattern,
         limits=limits.load(limits_cache) if limits is not None else None,
     )
-    simulated = _simulation_of(visa_library)
+    simulated = simulation_of(visa_library)
     if simulated is not None:
         check_simulation(station, Path(simulated), "visa_library")
     return station
 
 
-def _simulation_of(visa_library: str | None) -> str | None:
-    """The simulation file of a ``path.yaml@sim`` spec (as :func:`pytest_litmus.visa.simulation_of`)."""
+def simulation_of(visa_library: str | None) -> str | None:
+    """The simulation file a ``visa_library`` spec names (``/abs/sim.yaml@sim``), else None."""
     argument, _, backend = (visa_library or "").rpartition("@")
     return argument if backend == "sim" and argument else None
 

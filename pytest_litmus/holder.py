@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pytest_litmus.config import LockMode, StationConfig
+from pytest_litmus.config import LockMode, StationConfig, simulation_of
 from pytest_litmus.dut import MAIN_SLOT, Dut
 from pytest_litmus.errors import EventsNotWritten, LitmusError, StationConfigError, UnitIndexError
 from pytest_litmus.events import EventFile, Recorder
@@ -375,8 +375,6 @@ class StationConnection(StationBase):
         """The simulation file instruments open on, if they are simulated."""
         if self.mock:
             return str(self.config.simulation)
-        from pytest_litmus.visa import simulation_of
-
         return simulation_of(self.config.visa_library)
 
     def instrument(self, role: str, timeout: LockWait = "default") -> InstrumentProxy:

@@ -12,20 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pytest_litmus.config import simulation_of
 from pytest_litmus.errors import LitmusError, StationConfigError
 
 if TYPE_CHECKING:
     import pyvisa
 
     from pytest_litmus.sim.library import LitmusSimLibrary
-
-_SIM_BACKENDS = ("sim",)
-
-
-def simulation_of(visa_library: str | None) -> str | None:
-    """The simulation file a ``visa_library`` spec names (``/abs/sim.yaml@sim``), else None."""
-    argument, _, backend = (visa_library or "").rpartition("@")
-    return argument if backend in _SIM_BACKENDS and argument else None
 
 
 def open_resource_manager(visa_library: str | None, *, simulation: Path | None = None) -> pyvisa.ResourceManager:

@@ -36,6 +36,7 @@ from pytest_litmus.sim.simfile import DeviceExtension, Operation
 from pytest_litmus.sim.status import (
     CME,
     DDE,
+    ERROR_QUERIES,
     EXE,
     NO_RESPONSE,
     QUERY_INTERRUPTED,
@@ -46,7 +47,7 @@ from pytest_litmus.sim.status import (
 
 __all__ = ["SimDevice"]
 
-_ERROR_QUERIES = (b"SYST:ERR?", b"SYSTEM:ERROR?", b"SYST:ERR:NEXT?", b"SYSTEM:ERROR:NEXT?")
+_ERROR_QUERIES = tuple(query.encode() for query in ERROR_QUERIES)
 #: the ESR bit of an error by its SCPI code range
 _ERROR_BITS = ((-199, -100, CME), (-299, -200, EXE), (-499, -400, QYE))
 

@@ -46,9 +46,8 @@ class Abandoned(Exception):
 
 
 def dropped(device: SimDevice) -> bool:
-    """A ``disconnect`` fault is active on ``device`` (helper B's fault model; absent: never)."""
-    faults = getattr(device, "faults", None)
-    return bool(getattr(faults, "disconnected", False) or getattr(faults, "disconnect", False) is True)
+    """A ``disconnect`` fault has dropped ``device``'s connections (see :mod:`pytest_litmus.sim.faults`)."""
+    return device.faults.disconnected
 
 
 class Watcher:

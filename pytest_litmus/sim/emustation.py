@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_litmus.atomicfile import write_bytes
-from pytest_litmus.config import StationConfig, check_station_id, load_station_file
+from pytest_litmus.config import StationConfig, check_station_id, load_station_file, simulation_of
 from pytest_litmus.errors import StationConfigError
 from pytest_litmus.sim.doors import MAX_MESSAGE
 from pytest_litmus.sim.emulate import LOOPBACK, Emulator
@@ -30,9 +30,9 @@ def station_simulation(station: StationConfig) -> Path:
     """The simulation file the station's roles are emulated from: ``simulation:``, else a ``file.yaml@sim`` library."""
     if station.simulation is not None:
         return station.simulation
-    argument, _, backend = (station.visa_library or "").rpartition("@")
-    if backend == "sim" and argument:
-        return Path(argument)
+    simulated = simulation_of(station.visa_library)
+    if simulated is not None:
+        return Path(simulated)
     raise StationConfigError(station.path, "simulation", "a pyvisa-sim file to emulate the roles from", has_got=False)
 
 

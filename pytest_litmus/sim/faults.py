@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pytest_litmus.errors import NotSimulated
+from pytest_litmus.sim.status import ERROR_QUERIES
 
 if TYPE_CHECKING:
     from pytest_litmus.sim.device import SimDevice
@@ -43,7 +44,6 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "error": ("error",),
 }
 _COMMON = ("kind", "on", "after", "count")
-_ERROR_QUERIES = frozenset({"SYST:ERR?", "SYSTEM:ERROR?", "SYST:ERR:NEXT?", "SYSTEM:ERROR:NEXT?"})
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ class Faults:
         if self.errors:
             if header == "*CLS":
                 self.errors.clear()
-            elif header in _ERROR_QUERIES and response is not no_response:
+            elif header in ERROR_QUERIES and response is not no_response:
                 response = self.errors.popleft().encode()
         for armed in list(self.active):
             spec = armed.spec

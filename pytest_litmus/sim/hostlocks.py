@@ -32,6 +32,7 @@ from types import ModuleType
 
 from pytest_litmus.backoff import Backoff, Poll
 from pytest_litmus.errors import AccessDenied
+from pytest_litmus.processes import user_name
 
 __all__ = ["HostLock", "Mode", "host_lock", "runtime_dir"]
 
@@ -62,16 +63,13 @@ def runtime_dir() -> str:
         pass
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        posix = _platform()
-        owner = posix.user_name(st.st_uid) if posix is not None else str(st.st_uid)
-        me = posix.user_name(os.getuid()) if posix is not None else str(os.getuid())
         what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory" if not stat.S_ISDIR(st.st_mode) else ""
         raise AccessDenied(
             path,
             "keep simulated VISA locks in",
-            owner=owner,
+            owner=user_name(st.st_uid),
             mode=f"{stat.S_IMODE(st.st_mode):04o}",
-            user=me,
+            user=user_name(os.getuid()),
             hint=f"it is {what or 'not yours'}; remove it (it holds only lock files) and retry",
         )
     return path
@@ -242,14 +240,17 @@ class HostLock:
     def _drop_key(self) -> None:
         if self._key_fd is not None:
             fd, self._key_fd = self._key_fd, None
-            self._posix.unlock(fd)
-            os.close(fd)
+            self._free(fd)
 
     def _close_main(self) -> None:
         if self._main is not None:
             fd, self._main = self._main, None
-            self._posix.unlock(fd)
-            os.close(fd)
+            self._free(fd)
+
+    def _free(self, fd: int) -> None:
+        """Give back ``fd``'s flock and close it."""
+        self._posix.unlock(fd)
+        os.close(fd)
 
     def _release(self) -> None:
         self._drop_key()
@@ -278,6 +279,5 @@ class _Gate:
 
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:
-            self._owner._posix.unlock(self._fd)
-            os.close(self._fd)
+            self._owner._free(self._fd)
             self._fd = None

@@ -119,8 +119,9 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
         parsed = self.sessions[handle]
         resource = str(parsed.attrs[constants.ResourceAttribute.resource_name])
         with device.cond:
+            interface = parsed.session_type
             self._events[handle] = _SessionEvents(
-                device, resource, parsed.session_type, serial=resource_name.upper().startswith("ASRL")
+                device, resource, interface, serial=interface[0] == constants.InterfaceType.asrl
             )
         lock_type = None
         if access_mode & constants.AccessModes.exclusive_lock:
@@ -237,16 +238,17 @@ class LitmusSimLibrary(SimVisaLibrary):  # type: ignore[misc]  # pyvisa-sim ship
         return data, status
 
     def read_stb(self, session: Any) -> tuple[int, StatusCode]:
-        device = self._device_of(session)
-        if device is None:
+        state = self._events.get(session)
+        if state is None:
             return 0, self._check(session, StatusCode.error_invalid_object)
+        device = state.device
         protocol = self.sessions[session].get_attribute
-        kind = read_stb_kind(self._events[session].interface, lambda: protocol(constants.ResourceAttribute.io_prot)[0])
+        kind = read_stb_kind(state.interface, lambda: protocol(constants.ResourceAttribute.io_prot)[0])
         with device.cond:
             code = self._io_status(session, device, supported=device.serial_poll and kind is not None)
             if code < 0:
                 return 0, self._check(session, code)
-            device.select(self._events[session].channel)
+            device.select(state.channel)
             stb = device.serial_poll_byte() if kind == "serial_poll" else device.status.stb_query()
         return stb, self._check(session, StatusCode.success)
 

@@ -21,6 +21,7 @@ __all__ = [
     "CME",
     "DDE",
     "EAV",
+    "ERROR_QUERIES",
     "ESB",
     "EXE",
     "MAV",
@@ -49,6 +50,8 @@ RQS: Final = 0x40  # request service (serial poll) / master summary (*STB?)
 
 ERROR_QUEUE_SIZE: Final = 20
 NO_ERROR: Final = '0,"No error"'
+#: The SCPI queries that read the error queue (upper-cased headers).
+ERROR_QUERIES: Final = frozenset({"SYST:ERR?", "SYSTEM:ERROR?", "SYST:ERR:NEXT?", "SYSTEM:ERROR:NEXT?"})
 QUEUE_OVERFLOW: Final = '-350,"Queue overflow"'
 QUERY_INTERRUPTED: Final = '-410,"Query INTERRUPTED"'
 ERRORS: Final = {
@@ -204,11 +207,6 @@ class StatusModel:
         queries, self._opc_queries = self._opc_queries, []
         for channel in queries:
             self._answer_opc_query(channel)
-
-    @property
-    def answer_deferred(self) -> bool:
-        """An ``*OPC?`` of the current channel is waiting for the pending operations to complete."""
-        return bool(self._opc_queries) and self._current_channel() in self._opc_queries
 
     def deferred_for(self, channel: Hashable) -> bool:
         """An ``*OPC?`` asked on ``channel`` is waiting for the pending operations to complete."""

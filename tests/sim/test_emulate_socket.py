@@ -161,15 +161,12 @@ def test_a_disconnect_fault_closes_the_connection(emulator: Emulator, monkeypatc
         assert reader.readline() == b""
 
 
-def test_the_disconnect_check_reads_the_device_fault_flag() -> None:
-    class Faults:
-        disconnected = True
-
-    class Device:
-        faults = Faults()
-
-    assert doors.dropped(Device())  # type: ignore[arg-type]
-    assert not doors.dropped(object())  # type: ignore[arg-type]  # before faults exist: never
+def test_the_disconnect_check_reads_the_device_fault_flag(emulator: Emulator) -> None:
+    assert not doors.dropped(emulator.device)
+    emulator.device.inject("disconnect")
+    assert doors.dropped(emulator.device)
+    emulator.device.clear_faults()
+    assert not doors.dropped(emulator.device)
 
 
 def test_four_pipelined_pyvisa_py_clients_get_no_misrouted_answer(emulator: Emulator) -> None:
