@@ -100,6 +100,12 @@ class ProjectConfig:
     dut_pattern: re.Pattern[str] | None = None
     #: Its ``limits:`` (a mapping, or a limits file), loaded when a station is.
     limits: LimitsRef | None = None
+    #: ``locks:``: ``host`` (flock files in the data dir) or a ``postgresql://`` URL (docs/fleet.md).
+    locks: str | None = None
+    #: ``fleet:``: the ``postgresql://`` URL sessions are shipped to (docs/fleet.md).
+    fleet: str | None = None
+    #: ``page: {command: ...}``: what the station page's Start button runs (docs/page.md).
+    page_command: str | None = None
 
 
 # --------------------------------------------------------------------------- finding
@@ -268,11 +274,62 @@ def load_project_config(path: Path) -> ProjectConfig:
     data_dir_text = reader.string("data_dir")
     dut_pattern = _dut_pattern(reader)
     limits = inline_limits(path, reader.get("limits", "limits", lambda v: True), sha256)
+    locks = reader.get("locks", LOCKS_EXPECTED, lambda v: isinstance(v, str) and check_locks(v) is None)
+    fleet = reader.get("fleet", FLEET_EXPECTED, lambda v: isinstance(v, str) and is_postgres_url(v))
+    page_command = _page_command(path, reader.get("page", "a mapping with a command", lambda v: isinstance(v, dict)))
     reader.finish()
     data_dir = (path.parent / Path(data_dir_text).expanduser()).resolve() if data_dir_text else None
     return ProjectConfig(
-        path=path, default_station=default_station, data_dir=data_dir, dut_pattern=dut_pattern, limits=limits
+        path=path,
+        default_station=default_station,
+        data_dir=data_dir,
+        dut_pattern=dut_pattern,
+        limits=limits,
+        locks=locks,
+        fleet=fleet,
+        page_command=page_command,
     )
+
+
+#: What ``locks:`` / ``LITMUS_LOCKS`` accept.
+LOCKS_EXPECTED = "host, or a postgresql:// URL (PostgreSQL advisory locks)"
+#: What ``fleet:`` / ``LITMUS_FLEET`` accept.
+FLEET_EXPECTED = "a postgresql:// URL (the fleet store)"
+#: The placeholders a page command may use.
+PAGE_PLACEHOLDERS = ("serial", "station")
+
+
+def is_postgres_url(text: str) -> bool:
+    """Whether ``text`` is a ``postgresql://`` (or ``postgres://``) URL."""
+    return text.strip().startswith(("postgresql://", "postgres://")) and len(text.strip()) > len("postgres://")
+
+
+def check_locks(text: str) -> str | None:
+    """None if ``text`` is a lock backend ``locks:`` accepts, else what is wrong with it."""
+    value = text.strip()
+    return None if value == "host" or is_postgres_url(value) else LOCKS_EXPECTED
+
+
+def _page_command(path: Path, data: dict[str, Any] | None) -> str | None:
+    if data is None:
+        return None
+    reader = _Reader(path, data, "page")
+    command = reader.string("command")
+    reader.finish()
+    if command is None:
+        return None
+    import string
+
+    try:
+        names = {field for _, field, _, _ in string.Formatter().parse(command) if field is not None}
+    except ValueError as exc:
+        raise reader.error("command", "a command with {serial} and {station} placeholders", command) from exc
+    unknown = sorted(names - set(PAGE_PLACEHOLDERS))
+    if unknown:
+        raise reader.error(
+            "command", f"placeholders among {{serial}} and {{station}} only, not {{{unknown[0]}}}", command
+        )
+    return command
 
 
 def _dut_pattern(reader: _Reader) -> re.Pattern[str] | None:

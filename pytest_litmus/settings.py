@@ -28,13 +28,17 @@ from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from pytest_litmus.config import (
+    FLEET_EXPECTED,
+    LOCKS_EXPECTED,
     MAX_TIMEOUT_MS,
     ProjectConfig,
     StationConfig,
+    check_locks,
     check_simulation,
     check_station_id,
     find_project_config,
     find_station_file,
+    is_postgres_url,
     load_station_file,
 )
 from pytest_litmus.dut import Dut, SerialsMismatch, check_part, parse_serials, resolve_units
@@ -122,6 +126,20 @@ def parse_file(value: object) -> Path:
     if not isinstance(text, str) or not text.strip():
         raise ValueError("a file path")
     return Path(text.strip()).expanduser()
+
+
+def parse_locks(value: object) -> str:
+    """``host`` or a ``postgresql://`` URL."""
+    if not isinstance(value, str) or check_locks(value) is not None:
+        raise ValueError(LOCKS_EXPECTED)
+    return value.strip()
+
+
+def parse_fleet(value: object) -> str:
+    """A ``postgresql://`` URL."""
+    if not isinstance(value, str) or not is_postgres_url(value):
+        raise ValueError(FLEET_EXPECTED)
+    return value.strip()
 
 
 # --------------------------------------------------------------------------- the table
@@ -222,6 +240,25 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="PATH",
         project_key="limits",
     ),
+    Setting(
+        "locks",
+        "--litmus-locks",
+        "LITMUS_LOCKS",
+        "where instrument locks are held: host (lock files in the data dir) or a postgresql:// URL (default host)",
+        parse_locks,
+        default="host",
+        metavar="URL",
+        project_key="locks",
+    ),
+    Setting(
+        "fleet",
+        "--litmus-fleet",
+        "LITMUS_FLEET",
+        "postgresql:// URL of the fleet store sessions are shipped to after they end (default: none)",
+        parse_fleet,
+        metavar="URL",
+        project_key="fleet",
+    ),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
@@ -255,6 +292,10 @@ class Settings:
     dut_part: Resolved[str | None]
     #: A limits file path (option, environment, ini) or ``litmus.yaml``'s ``limits:``; see :meth:`load_station`.
     limits: Resolved[Path | LimitsRef | None]
+    #: ``host`` or a ``postgresql://`` URL: where instrument locks are held.
+    locks: Resolved[str]
+    #: The fleet store's ``postgresql://`` URL, or None.
+    fleet: Resolved[str | None]
     project: ProjectConfig | None
     start: Path
     #: pytest's rootdir, where the search for ``litmus.yaml`` and ``stations/`` stops (None: outside pytest).
@@ -408,6 +449,8 @@ def resolve(
         dut=one("dut"),
         dut_part=one("dut_part"),
         limits=one("limits"),
+        locks=one("locks"),
+        fleet=one("fleet"),
         project=project,
         start=start,
         rootdir=rootdir,

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pgserver import Cluster, missing_reason
 
 REPO = Path(__file__).resolve().parent.parent
+_DATABASES = itertools.count()
 
 
 @pytest.fixture
@@ -28,3 +34,28 @@ def station_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) 
     shutil.copytree(REPO / "stations", pytester.path / "stations")
     monkeypatch.setenv("LITMUS_HOME", str(pytester.path / "home"))
     return pytester
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster]:
+    """A throw-away PostgreSQL server for this test process (tests/pgserver.py).
+
+    Skips where PostgreSQL is not installed, except under ``CI=true``: there it fails.
+    """
+    reason = missing_reason()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI must run these tests (.ci/run installs postgresql)")
+        pytest.skip(reason)
+    cluster = Cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: Cluster, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the throw-away server, named after the test."""
+    name = "t_" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16] + f"_{next(_DATABASES)}"
+    return postgres_cluster.database(name)

@@ -224,6 +224,8 @@ def test_settings_resolve_explicit_then_env_then_litmus_yaml_then_default(
         "dut": "default",
         "dut_part": "default",
         "limits": "default",
+        "locks": "default",
+        "fleet": "default",
     }
     monkeypatch.setenv("LITMUS_STATION", "cell-8")
     monkeypatch.setenv("LITMUS_MOCK", "yes")
@@ -301,3 +303,52 @@ def test_connect_without_any_station_says_every_door(project: Path) -> None:
         match="station=/--station, set LITMUS_STATION, litmus_station in the ini file, or default_station",
     ):
         connect()
+
+
+def test_locks_fleet_and_page_from_litmus_yaml_then_environment(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_litmus.settings import resolve
+
+    write(
+        project / "litmus.yaml",
+        "locks: postgresql://lab@db/litmus\nfleet: postgres://lab@db/fleet\n"
+        "page:\n  command: pytest --station {station} --dut {serial} -x\n",
+    )
+    s = resolve()
+    assert (s.locks.value, s.fleet.value) == ("postgresql://lab@db/litmus", "postgres://lab@db/fleet")
+    assert s.project is not None and s.project.page_command == "pytest --station {station} --dut {serial} -x"
+    monkeypatch.setenv("LITMUS_LOCKS", "host")
+    monkeypatch.setenv("LITMUS_FLEET", "postgresql://other/fleet")
+    s = resolve()
+    assert (s.locks, s.fleet.value) == (("host", "LITMUS_LOCKS"), "postgresql://other/fleet")
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ("locks: redis://db\n", "locks", "host, or a postgresql:// URL"),
+        ("locks: [host]\n", "locks", "host, or a postgresql:// URL"),
+        ("fleet: host\n", "fleet", "a postgresql:// URL"),
+        ("fleet: 5432\n", "fleet", "a postgresql:// URL"),
+        ("page: pytest\n", "page", "a mapping with a command"),
+        ("page:\n  command: pytest --dut {sn}\n", "page.command", "not {sn}"),
+        ("page:\n  command: pytest --dut {serial\n", "page.command", "placeholders"),
+        ("page:\n  cmd: pytest\n", "page.cmd", "known keys"),
+    ],
+)
+def test_bad_locks_fleet_and_page_name_the_key(project: Path, text: str, key: str, expected: str) -> None:
+    from pytest_litmus.settings import resolve
+
+    write(project / "litmus.yaml", text)
+    with pytest.raises(StationConfigError) as info:
+        resolve()
+    assert info.value.key == key and expected in info.value.expected
+    assert str(project / "litmus.yaml") in str(info.value)
+
+
+def test_bad_locks_from_the_environment_names_the_variable(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_litmus.settings import resolve
+
+    monkeypatch.setenv("LITMUS_LOCKS", "nfs:/share")
+    with pytest.raises(StationConfigError) as info:
+        resolve()
+    assert "LITMUS_LOCKS" in str(info.value) and "postgresql://" in str(info.value)
