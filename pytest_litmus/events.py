@@ -266,6 +266,33 @@ class Recorder:
                 self._caller(event=event)
             return event
 
+    def emit_encoded(self, type: str, body: str, fields: Callable[[], dict[str, Any]]) -> bool:
+        """Record an event whose fields the caller has encoded: ``body`` is ``"k":v,...`` (no braces).
+
+        The line is written as is while the file writer is the only subscriber
+        and no remote call is running (the ``Measurement`` fast path); otherwise
+        the event is built from ``fields()`` and goes through :meth:`emit`.
+        Returns whether the encoded line was used.
+        """
+        if REMOTE_CALLER.get() is not None:
+            self.emit(type, fields())
+            return False
+        with self._lock:
+            if not (self._alone if self.hooks.generation == self._seen_generation else self._writer_only()):
+                self.emit(type, fields())
+                return False
+            self._seq = seq = self._seq + 1
+            self._write_built(seq, type, f'"type":{encode_basestring(type)},{body}')
+            return True
+
+    def _write_built(self, seq: int, type: str, rest: str) -> None:
+        """Write a line built by a fast path: ``seq``, ``ts`` (an exact decimal exponent), ``session``, ``rest``."""
+        data = f'{{"seq":{seq},"ts":{time_ns() // 1000}e-6,"session":{self._session_json},{rest}}}\n'.encode()
+        try:
+            self._write(data)
+        except Exception as exc:  # noqa: BLE001 - as the hook's isolation would
+            _writer_failed(exc, {"seq": seq, "type": type})
+
     def instrument_call(
         self,
         role: str,
@@ -305,15 +332,12 @@ class Recorder:
                         encoded = self._remember_args(args[0])
                 else:
                     encoded = encode_args(args)
-                data = (
-                    f'{{"seq":{seq},"ts":{time_ns() // 1000}e-6,"session":{self._session_json},'
-                    f'{_CALL_TYPE},{head},"args":{encoded},{middle}'
-                    f'"duration":{duration_ns}e-9,"nodeid":{self._nodeid_json if remote is None else _remote_tail(remote)}}}\n'
-                ).encode()
-                try:
-                    self._write(data)
-                except Exception as exc:  # noqa: BLE001 - as the hook's isolation would
-                    _writer_failed(exc, {"seq": seq, "type": EventType.INSTRUMENT_CALL})
+                self._write_built(
+                    seq,
+                    EventType.INSTRUMENT_CALL,
+                    f'{_CALL_TYPE},{head},"args":{encoded},{middle}"duration":{duration_ns}e-9,'
+                    f'"nodeid":{self._nodeid_json if remote is None else _remote_tail(remote)}',
+                )
                 return
             event: dict[str, Any] = {
                 "seq": seq,

@@ -32,11 +32,12 @@ from pytest_litmus.instruments import InstrumentProxy, open_driver, proxy_state
 from pytest_litmus.locks import Lease, LockOwner
 from pytest_litmus.processes import current_user
 from pytest_litmus.settings import resolve_data_dir
-from pytest_litmus.station import SESSION_OUTCOMES, LockWait, SessionOutcome, StationBase
+from pytest_litmus.station import SESSION_OUTCOMES, LockWait, SessionOutcome, StationBase, measurement_body
 from pytest_litmus.units import next_attempt, unit_index
 
 if TYPE_CHECKING:
     from pytest_litmus.eventfile import WriteFault
+    from pytest_litmus.measurements import Measurement
     from pytest_litmus.sharing.files import ServerInfo
     from pytest_litmus.sharing.joined import JoinedStation
     from pytest_litmus.sharing.server import InstrumentServer
@@ -329,21 +330,34 @@ class StationConnection(StationBase):
         event = self._require_started().emit(event_type, fields)
         prefix = _COUNTED.get(event_type)
         if prefix is not None:
-            with self._lock:
-                outcome = fields.get("outcome")
-                self.counts[f"{prefix}{outcome}"] += 1
-                key = (fields.get("nodeid"), fields.get("dut"))
-                if prefix:  # a measurement: counted with its attempt until the test's outcome
-                    running = self._attempt_counts.get(key)
-                    if running is None:
-                        running = self._attempt_counts[key] = Counter()
-                    running[f"{prefix}{outcome}"] += 1
-                else:
-                    taken = self._attempt_counts.pop(key, None)
-                    if outcome == "rerun" and taken:  # a superseded attempt: its measurements leave the counts
-                        self.counts -= taken
-                        self.counts["measurements_superseded"] += sum(taken.values())
+            self._count(prefix, fields.get("outcome"), fields.get("nodeid"), fields.get("dut"))
         return event
+
+    def _record_measurement(self, measurement: Measurement, dut: str | None, attempt: int | None) -> None:
+        """The ``Measurement`` event's line built directly (no event dict) while the file is its only reader."""
+        recorder = self._require_started()
+
+        def fields() -> dict[str, Any]:
+            return {**measurement.fields(), "dut": dut, "attempt": attempt}
+
+        recorder.emit_encoded(EventType.MEASUREMENT, measurement_body(measurement, dut, attempt), fields)
+        self._count("measurements_", measurement.outcome, measurement.nodeid, dut)
+
+    def _count(self, prefix: str, outcome: Any, nodeid: Any, dut: Any) -> None:
+        """Count a test outcome (``prefix`` "") or a measurement (``measurements_``) for ``SessionEnded``."""
+        with self._lock:
+            self.counts[f"{prefix}{outcome}"] += 1
+            key = (nodeid, dut)
+            if prefix:  # a measurement: counted with its attempt until the test's outcome
+                running = self._attempt_counts.get(key)
+                if running is None:
+                    running = self._attempt_counts[key] = Counter()
+                running[f"{prefix}{outcome}"] += 1
+            else:
+                taken = self._attempt_counts.pop(key, None)
+                if outcome == "rerun" and taken:  # a superseded attempt: its measurements leave the counts
+                    self.counts -= taken
+                    self.counts["measurements_superseded"] += sum(taken.values())
 
     def test_started(self, nodeid: str, attempt: int | None = None) -> None:
         """Record ``TestStarted`` and attribute what follows to ``nodeid`` (its ``attempt``).

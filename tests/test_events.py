@@ -255,3 +255,79 @@ def test_read_session_skips_a_line_nested_too_deeply(tmp_path: Path) -> None:
     path.write_bytes(good + b'{"x":' + b"[" * 200_000 + b"\n" + good.replace(b":1,", b":2,"))
     log = read_session(path)
     assert [e["seq"] for e in log.events] == [1, 2] and log.bad_lines == 1
+
+
+class _Name(str):
+    """A str subclass as a measurement name (an enum member, say)."""
+
+
+def _measurements() -> list[Any]:
+    from fractions import Fraction
+
+    from pytest_litmus.limits import parse_limits
+    from pytest_litmus.measurements import judge
+
+    table = parse_limits(
+        {
+            "measurements": {
+                "rail": {"low": 3.2, "high": 3.4, "units": "V", "marginal_high": 3.38},
+                "ok": {"equals": "OK"},
+            }
+        },
+        path=Path("limits.yaml"),
+        sha256="0" * 64,
+    )
+    rail, ok = table.spec_for("rail", None, None, None), table.spec_for("ok", None, None, None)
+    return [
+        judge("rail_3", 3.3012345, units="V", low=3.2, high=3.4, nodeid="t.py::test_a[1]", where="t.py:3"),
+        judge("rail_3", 3.5, units="V", low=3.2, high=3.4, nodeid="t.py::test_a[1]"),
+        judge("open", 12, nodeid=None),
+        judge("nan", float("nan"), low=0.0),
+        judge("inf", float("-inf"), high=0.0),
+        judge("big", 10**30, low=0),
+        judge("frac", Fraction(1, 3), low=0, high=1),
+        judge(_Name("sub"), 1.0, units="Ω", low=0.5, high=None, where="tëst.py:1"),
+        judge("x" * 5000, "y" * 5000, units="z" * 5000),
+        judge("rail", 3.39, spec=rail, nodeid="t.py::test_b"),
+        judge("ok", "OK", spec=ok),
+        judge("ok", "NOT OK", spec=ok),
+    ]
+
+
+@pytest.mark.parametrize("dut", [None, "SN1", 'S"N\\2'])
+def test_the_measurement_line_builder_writes_what_the_event_encoder_would(dut: str | None) -> None:
+    """The holder's ``Measurement`` fast path: byte for byte the line the generic encoder writes."""
+    from pytest_litmus.station import measurement_body
+
+    for m in _measurements():
+        fields = {**m.fields(), "dut": dut, "attempt": None if dut is None else 2}
+        generic = encode_line({"seq": 7, "ts": 1.5, "session": "s", "type": "Measurement", **fields})
+        built = (
+            f'{{"seq":7,"ts":1.5,"session":"s","type":"Measurement",{measurement_body(m, dut, fields["attempt"])}}}\n'
+        )
+        assert built.encode() == generic, m.name[:20]
+
+
+def test_measurements_on_the_fast_path_equal_what_subscribers_see(
+    recorder: Recorder, hooks: LitmusPluginManager
+) -> None:
+    from pytest_litmus.station import measurement_body
+
+    def record() -> None:
+        for m in _measurements():
+            fields = {**m.fields(), "dut": "SN1", "attempt": 1}
+            recorder.emit_encoded("Measurement", measurement_body(m, "SN1", 1), lambda f=fields: f)  # type: ignore[misc]
+
+    record()  # writer alone: written as built
+    collector = Collector()
+    hooks.register(collector)
+    record()  # with a subscriber: the event dict, through the hook
+    events = read_events(recorder.writer.path)
+    half = len(events) // 2
+    assert [e["seq"] for e in events] == list(range(1, 2 * half + 1))
+    for a, b in zip(events[:half], events[half:], strict=True):
+        assert list(a) == list(b)
+        assert json.dumps({k: v for k, v in a.items() if k not in ("seq", "ts")}) == json.dumps(
+            {k: v for k, v in b.items() if k not in ("seq", "ts")}
+        )
+    assert len(collector.events) == half and all(isinstance(e["ts"], float) for e in events)
