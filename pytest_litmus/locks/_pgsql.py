@@ -67,8 +67,10 @@ LIVE = """EXISTS (
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
       AND ((l.classid::bigint << 32) | l.objid::bigint) = h.lock_key)"""
 TRY = {"exclusive": "SELECT pg_try_advisory_lock(%s)", "shared": "SELECT pg_try_advisory_lock_shared(%s)"}
+#: The wait, one round trip (simple protocol: ``{millis}`` and ``{key}`` are ints): SET LOCAL lasts for this
+#: implicit transaction only; a server's or role's statement_timeout would cut a long wait short, so it is off.
 WAIT = {
-    mode: f"SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', '0', true), {fn}(%s)"
+    mode: f"SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = {{millis}}; SELECT {fn}({{key}})"
     for mode, fn in (("exclusive", "pg_advisory_lock"), ("shared", "pg_advisory_lock_shared"))
 }
 UNLOCK = {"exclusive": "pg_advisory_unlock", "shared": "pg_advisory_unlock_shared"}

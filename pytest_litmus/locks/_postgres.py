@@ -262,9 +262,9 @@ class PostgresBackend(LockBackend):
     def _wait(self, link: Link, key: int, mode: LockMode, left: float | None) -> bool:
         """Wait in the server's queue for ``left`` seconds (None: for ever); whether the lock was granted."""
         pg = psycopg()
-        millis = "0" if left is None else str(max(1, math.ceil(left * 1000)))
+        millis = 0 if left is None else max(1, math.ceil(left * 1000))
         try:
-            link.run(WAIT[mode], (millis, key))
+            link.run(WAIT[mode].format(millis=int(millis), key=int(key)))
         except pg.errors.LockNotAvailable:  # lock_timeout
             return False
         except pg.errors.QueryCanceled:  # cancelled by an administrator: not granted
