@@ -125,6 +125,7 @@ def connect(
         hooks=hooks,
         lock_timeout=resolved.lock_timeout.value,
         dut=units[MAIN_SLOT],
+        locks=resolved.locks.value,
     )
 
 

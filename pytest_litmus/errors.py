@@ -21,6 +21,7 @@ __all__ = [
     "AttachmentTypeError",
     "CorruptFile",
     "EventsNotWritten",
+    "ExtraMissing",
     "InstrumentError",
     "InvalidName",
     "LimitConflict",
@@ -28,8 +29,11 @@ __all__ = [
     "LimitNotListed",
     "LimitTypeError",
     "LitmusError",
+    "LockConnectionLost",
     "LockLost",
     "LockModeConflict",
+    "LockServerRefused",
+    "LockServerUnavailable",
     "NoSuchLock",
     "NotSimulated",
     "ReleaseRefused",
@@ -548,3 +552,51 @@ class UnitIndexError(LitmusError, OSError):
         self.serial = serial
         self.reason = reason
         super().__init__(f"cannot record unit {serial!r} in the unit index {self.path}: {reason}")
+
+
+class ExtraMissing(LitmusError, ImportError):
+    """A feature needs an optional extra that is not installed: ``extra`` (``fleet``), ``missing`` (the module)."""
+
+    def __init__(self, extra: str, missing: str, feature: str) -> None:
+        self.extra = extra
+        self.missing = missing
+        self.feature = feature
+        super().__init__(
+            f"{feature} needs pytest-litmus[{extra}] ({missing} is not installed): pip install 'pytest-litmus[{extra}]'"
+        )
+
+
+class LockServerUnavailable(LitmusError, ConnectionError):
+    """The PostgreSQL lock server at ``url`` (password redacted) cannot be used: ``reason``."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"cannot use the lock server {url}: {reason}")
+
+
+class LockConnectionLost(LockLost):
+    """The connection holding a PostgreSQL lock ended (forced release, server restart, network): the lock went with it."""
+
+    def __init__(self, resource: str, role: str | None, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(resource, role)
+        label = f"{role} ({resource})" if role else resource
+        self.args = (
+            f"lock on {label} was lost: the connection to the lock server {url} ended ({reason}); "
+            "`litmus locks release --force`, a server restart or the network ends it",
+        )
+
+
+class LockServerRefused(ReleaseRefused):
+    """The lock server refused to end the session of a live holder: its role, a superuser or pg_signal_backend may."""
+
+    def __init__(self, resource: str, holder: Mapping[str, Any] | None, holder_role: str, role: str, url: str) -> None:
+        self.url = url
+        super().__init__(resource, holder, holder_role, role)
+        who = describe_holder(self.holder)
+        self.args = (
+            f"{resource} is held by {who}, connected to {url} as role {holder_role or '?'}; the server lets only "
+            f"that role, a superuser or a member of pg_signal_backend end its session (you are role {role})",
+        )

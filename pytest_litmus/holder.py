@@ -95,8 +95,11 @@ class StationConnection(StationBase):
         argv: Sequence[str] | None = None,
         lock_timeout: float | None = 0.0,
         dut: Dut | None = None,
+        locks: str = "host",
     ) -> None:
         self.config = station_config
+        #: Where instrument locks are held: ``host`` (lock files in the data dir) or a ``postgresql://`` URL.
+        self.locks = locks
         self.dut = dut
         #: The unit attempt of :attr:`dut` (set by ``start()``), and of each unit begun since.
         self.unit_attempts: dict[str, int] = {}
@@ -234,7 +237,7 @@ class StationConnection(StationBase):
                 for role in reversed(list(self.instruments)):
                     self._release(role)
                 if self._owner is not None:
-                    self._owner.release_all()
+                    self._owner.close()
                 if self._rm is not None:
                     self._rm.close()
                     self._rm = None
@@ -507,6 +510,10 @@ class StationConnection(StationBase):
     def _take_lock(self, role: str, resource: str, mode: LockMode, timeout: float | None) -> Lease:
         if self._owner is None:
             self._owner = LockOwner(self.data_dir, session=self.session_id, station=self.config.id)
+            if self.locks != "host":  # a postgresql:// URL (the settings checked it)
+                from pytest_litmus.locks import PostgresBackend
+
+                self._owner.backend = PostgresBackend(self.locks)
 
         def contended(holder: Mapping[str, Any]) -> None:
             if self.on_lock_wait is not None and timeout != 0:

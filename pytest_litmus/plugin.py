@@ -489,6 +489,7 @@ class SessionPlugin:
             argv=[sys.argv[0], *session.config.invocation_params.args],
             lock_timeout=a.lock_timeout,
             dut=distinct.pop() if len(distinct) == 1 else None,  # one unit for the whole session
+            locks=a.settings.locks.value if a.settings is not None else "host",
         )
         connection.sync_parties = 1
         connection.start()  # EventsNotWritten (nothing could be recorded) is a LitmusError: run no test

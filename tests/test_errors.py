@@ -28,12 +28,16 @@ from pytest_litmus.errors import (
     AttachmentTypeError,
     CorruptFile,
     EventsNotWritten,
+    ExtraMissing,
     InvalidName,
     LimitConflict,
     LimitError,
     LimitNotListed,
     LimitTypeError,
+    LockConnectionLost,
     LockModeConflict,
+    LockServerRefused,
+    LockServerUnavailable,
     NoSuchLock,
     NotSimulated,
     ReleaseRefused,
@@ -100,6 +104,10 @@ EXAMPLES = [
     UnitIndexError("/p/units/sn-SN1.jsonl", "SN1", "[Errno 30] Read-only file system"),
     UnitNotFound("SN9", session="s-1", units=["SN1", None]),
     NotSimulated("<RemoteInstrument dmm>", "its instrument is held by another process"),
+    ExtraMissing("fleet", "psycopg", "PostgreSQL instrument locks"),
+    LockServerUnavailable("postgresql://lab:***@db/litmus", "connection refused"),
+    LockConnectionLost("GPIB0::17::INSTR", "psu", "postgresql://lab:***@db/litmus", "server closed the connection"),
+    LockServerRefused("GPIB0::17::INSTR", HOLDER, "station_a", "station_b", "postgresql://lab:***@db/litmus"),
 ]
 
 
@@ -140,6 +148,10 @@ EXAMPLES = [
                 OSError,
                 LookupError,
                 TypeError,
+                ImportError,
+                ConnectionError,
+                RuntimeError,
+                PermissionError,
             ],
             strict=True,
         )

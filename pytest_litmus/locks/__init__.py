@@ -3,6 +3,8 @@
 - :mod:`._api`: :class:`LockBackend` and :class:`Hold`, the interface every backend implements;
 - :mod:`._host`: :class:`HostBackend`, ``flock`` lock files under ``<data_dir>/locks/``;
 - :mod:`._visa`: :class:`VisaBackend`, the instrument-side lock on an opened VISA session;
+- :mod:`._postgres`: :class:`PostgresBackend`, advisory locks of a PostgreSQL server shared by test PCs
+  (psycopg imported on first use); :mod:`._pgsql`: its keys, SQL and server connection;
 - :mod:`._records`: lock file names and holder records;
 - :mod:`._perms`: permission refusals on a data dir shared by several users, as errors that say what to do;
 - :mod:`._owner`: :class:`LockOwner` and :class:`Lease`, one session's locks.
@@ -38,6 +40,7 @@ from pytest_litmus.locks._api import (
 )
 from pytest_litmus.locks._host import HostBackend, HostHold, list_locks, release_lock
 from pytest_litmus.locks._owner import Lease, LockOwner
+from pytest_litmus.locks._postgres import PostgresBackend, PostgresHold, pg_lock_key, redact_url
 from pytest_litmus.locks._records import check_lock_name, damaged_records, lock_key, locks_dir
 from pytest_litmus.locks._visa import VISA_SHARED_KEY, VisaBackend, release_visa_lock, take_visa_lock
 
@@ -60,6 +63,8 @@ __all__ = [
     "LockUnsupported",
     "NoSuchLock",
     "OnContended",
+    "PostgresBackend",
+    "PostgresHold",
     "ReleaseRefused",
     "ReleaseResult",
     "ResourceInUse",
@@ -70,6 +75,8 @@ __all__ = [
     "list_locks",
     "lock_key",
     "locks_dir",
+    "pg_lock_key",
+    "redact_url",
     "release_lock",
     "release_visa_lock",
     "take_visa_lock",

@@ -43,8 +43,9 @@ __all__ = [
     "holder_summary",
 ]
 
-#: ``host`` a host lock only; ``visa`` also an instrument-side VISA lock; ``none`` no lock.
-LockKind = Literal["host", "visa", "none"]
+#: ``host`` a host lock only; ``postgres`` a PostgreSQL lock only; ``visa`` also an instrument-side VISA lock;
+#: ``none`` no lock.
+LockKind = Literal["host", "postgres", "visa", "none"]
 #: What ``litmus locks`` says of a lock.
 State = Literal["held", "free", "stale"]
 #: ``on_contended(holder)``: called once when an acquire finds the lock held and is going to wait.
@@ -237,6 +238,9 @@ class LockBackend(abc.ABC):
     def _try_acquire(self, resource: str, mode: LockMode, record: dict[str, Any]) -> Hold | None:
         """One attempt that never waits: the hold, or None if someone else holds the lock."""
         raise NotImplementedError(f"{type(self).__name__} implements neither _try_acquire nor _acquire")
+
+    def close(self) -> None:
+        """Let go of what the backend keeps open between acquires (a server connection); default: nothing."""
 
     def release(self, hold: Hold) -> None:
         """Release ``hold``; no-op if it already was."""

@@ -35,8 +35,9 @@ __all__ = ["Lease", "LockOwner"]
 class Lease:
     """One owner's hold on one resource: re-entrant, released by :meth:`release` or its owner.
 
-    ``kind`` is ``host`` (host lock only), ``visa`` (and the instrument's VISA
-    lock) or ``none`` (mode ``none``: nothing locked).
+    ``kind`` is the backend's (``host``: a host lock only; ``postgres``: a
+    PostgreSQL lock only), ``visa`` (and the instrument's VISA lock) or ``none``
+    (mode ``none``: nothing locked).
     """
 
     def __init__(
@@ -55,7 +56,7 @@ class Lease:
         self.hold = hold
         self.waited = hold.waited if hold is not None else 0.0
         self.record: dict[str, Any] = hold.record if hold is not None else {}
-        self.kind: LockKind = "host" if hold is not None else "none"
+        self.kind: LockKind = hold.kind if hold is not None else "none"
         self.key = lock_key(resource)
         self.depth = 1
         self._visa: Hold | None = None
@@ -98,7 +99,7 @@ class Lease:
             self._visa = VisaBackend(resource).acquire(name, self.mode, timeout, {"role": self.role})
             kind: LockKind = "visa"
         except LockUnsupported:
-            kind = "host"
+            kind = self.hold.kind
         except BaseException:
             self.release()
             raise
@@ -249,8 +250,15 @@ class LockOwner:
         if errors:
             raise errors[0]
 
+    def close(self) -> None:
+        """:meth:`release_all`, then close the backend (a network backend ends its connection)."""
+        try:
+            self.release_all()
+        finally:
+            self.backend.close()
+
     def __enter__(self) -> LockOwner:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.release_all()
+        self.close()

@@ -1,6 +1,6 @@
 """A lock holder in its own process, driven over stdin/stdout by the locking tests.
 
-    python holder.py DATA_DIR RESOURCE [--mode M] [--timeout S|none] [--role R] [--session S]
+    python holder.py DATA_DIR RESOURCE [--mode M] [--timeout S|none] [--role R] [--session S] [--locks URL]
 
 Prints one JSON object a line: ``waiting`` (first attempt found it held),
 ``locked``, ``in_use`` (with the pickled error) or ``error`` (any other
@@ -39,9 +39,14 @@ def main() -> int:
     parser.add_argument("--timeout", default="0")
     parser.add_argument("--role", default="")
     parser.add_argument("--session", default="child")
+    parser.add_argument("--locks", default="host", help="host, or a lock server's postgresql:// URL")
     args = parser.parse_args()
     timeout = None if args.timeout == "none" else float(args.timeout)
     owner = LockOwner(args.data_dir, session=args.session, station="cell-7")
+    if args.locks != "host":
+        from pytest_litmus.locks import PostgresBackend
+
+        owner.backend = PostgresBackend(args.locks)
     try:
         lease = owner.acquire(
             args.resource,
