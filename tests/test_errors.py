@@ -36,9 +36,14 @@ from pytest_litmus.errors import (
     LockModeConflict,
     NoSuchLock,
     NotSimulated,
+    PageUnavailable,
+    PromptTimeout,
+    PromptUnavailable,
     ReleaseRefused,
     RemoteCallError,
     ReportUnavailable,
+    RunInProgress,
+    SerialRefused,
     ServerUnavailable,
     SessionNotFound,
     SyncError,
@@ -100,6 +105,11 @@ EXAMPLES = [
     UnitIndexError("/p/units/sn-SN1.jsonl", "SN1", "[Errno 30] Read-only file system"),
     UnitNotFound("SN9", session="s-1", units=["SN1", None]),
     NotSimulated("<RemoteInstrument dmm>", "its instrument is held by another process"),
+    PageUnavailable("starlette"),
+    PromptUnavailable("Is the LED green?", "cell-7"),
+    PromptTimeout("Connect the probe to TP3", 30.0, "page"),
+    SerialRefused("PB-1;rm -rf /", "a serial number matching dut_pattern 'PB-[0-9]+'"),
+    RunInProgress("cell-7", "PB-1042", 4242),
 ]
 
 
@@ -140,6 +150,11 @@ EXAMPLES = [
                 OSError,
                 LookupError,
                 TypeError,
+                ImportError,
+                RuntimeError,
+                TimeoutError,
+                ValueError,
+                RuntimeError,
             ],
             strict=True,
         )
