@@ -835,7 +835,10 @@ def prompt(station: Station, pytestconfig: pytest.Config) -> Any:
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
 
     def terminal(text: str, choices: list[str] | None, timeout: float | None) -> str | None:
-        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        if capture is None:
+            return read_terminal(text, choices, timeout)
+        with capture.global_and_fixture_disabled():  # stdout and stderr, and then stdin, back to the terminal
+            capture.suspend_global_capture(in_=True)
             return read_terminal(text, choices, timeout)
 
     def prompt(text: str, *, choices: list[str] | None = None, timeout: float | None = None) -> str:

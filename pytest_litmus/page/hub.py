@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -60,8 +59,6 @@ class PageHub:
         self.pattern_source = pattern_source
         env = dict(os.environ)
         env.setdefault("LITMUS_HOME", str(self.data_dir))
-        # The command's programs (pytest) are first looked for beside this Python: the page's own environment.
-        env["PATH"] = os.pathsep.join(p for p in (os.path.dirname(sys.executable), env.get("PATH")) if p)
         self.runs = RunController(
             station.id,
             command or DEFAULT_COMMAND,

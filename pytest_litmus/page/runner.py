@@ -16,6 +16,7 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -102,7 +103,9 @@ class RunController:
         self.station = station
         self.command = command
         self.cwd = cwd
-        self.env = env
+        # The command's programs (pytest) are looked for beside this Python first: the page's own environment.
+        self.env = dict(os.environ if env is None else env)
+        self.env["PATH"] = os.pathsep.join(p for p in (os.path.dirname(sys.executable), self.env.get("PATH")) if p)
         self.grace = grace
         self.data_dir = data_dir
         self.run: Run | None = None
