@@ -17,7 +17,7 @@ from pagehelpers import make_project, page_server
 
 from pytest_litmus import connect
 from pytest_litmus.backoff import Backoff
-from pytest_litmus.errors import PromptTimeout, PromptUnavailable, RunInProgress, SerialRefused
+from pytest_litmus.errors import PromptTimeout, RunInProgress, SerialRefused
 from pytest_litmus.follow import Follower
 from pytest_litmus.page.runner import RunController, check_serial, command_argv
 from pytest_litmus.prompts import ask, page_attached, presence_file, read_terminal, write_answer
@@ -150,7 +150,7 @@ def answer_when_asked(data_dir: Path, emit: Recorder, answers: list[str]) -> thr
         for text in answers:
             write_answer(data_dir, prompt, text)
             path = data_dir / "page" / "answers" / f"{prompt}.json"
-            wait_for(lambda: not path.exists() or any(e["type"] != "PromptAsked" for e in emit.events))
+            wait_for(lambda path=path: not path.exists() or any(e["type"] != "PromptAsked" for e in emit.events))
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -178,7 +178,7 @@ def test_a_prompt_goes_to_the_page_and_an_answer_outside_the_choices_is_dropped(
 def test_an_unanswered_prompt_times_out(tmp_path: Path) -> None:
     announce(tmp_path)
     emit = Recorder()
-    with pytest.raises(PromptTimeout, match="within 0.05 s") as caught:
+    with pytest.raises(PromptTimeout, match=r"within 0\.05 s") as caught:
         ask(emit, data_dir=tmp_path, station="cell-7", text="Connect TP3", timeout=0.05)
     assert isinstance(caught.value, TimeoutError)
     assert [(e["type"], e.get("reason")) for e in emit.events] == [("PromptAsked", None), ("PromptExpired", "timeout")]
