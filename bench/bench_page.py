@@ -51,7 +51,11 @@ def serve(root: Path) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if k != "LITMUS_HOME"}
     litmus = Path(sys.executable).parent / "litmus"
     proc = subprocess.Popen(
-        [str(litmus), "page", "--station", "cell-7", "--port", "0"], cwd=root, stdout=subprocess.PIPE, text=True, env=env
+        [str(litmus), "page", "--station", "cell-7", "--port", "0"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     assert proc.stdout is not None
     return proc, proc.stdout.readline().split()[2]
