@@ -76,7 +76,7 @@ def write_session(path: Path, tests: int, *, per_test: int = 10, calls: int = 8,
     for t in range(tests):
         node = f"test_board.py::test_{t}"
         add("TestStarted", nodeid=node, dut="PB-0001", attempt=1)
-        for c in range(calls):
+        for _ in range(calls):
             add("InstrumentCall", role="dmm", method="measure_voltage", args=[], result=3.3, duration=1e-5, nodeid=node)
         for m in range(per_test):
             add("Measurement", name=f"m{t}_{m}", value=3.3, units="V", low=3.2, high=3.4, outcome="passed", nodeid=node)
