@@ -36,10 +36,15 @@ __all__ = [
     "LockServerUnavailable",
     "NoSuchLock",
     "NotSimulated",
+    "PageUnavailable",
+    "PromptTimeout",
+    "PromptUnavailable",
     "ReleaseRefused",
     "RemoteCallError",
     "ReportUnavailable",
     "ResourceInUse",
+    "RunInProgress",
+    "SerialRefused",
     "ServerUnavailable",
     "SessionNotFound",
     "SrqTimeout",
@@ -600,3 +605,55 @@ class LockServerRefused(ReleaseRefused):
             f"{resource} is held by {who}, connected to {url} as role {holder_role or '?'}; the server lets only "
             f"that role, a superuser or a member of pg_signal_backend end its session (you are role {role})",
         )
+
+
+class PageUnavailable(LitmusError, ImportError):
+    """The station page was asked for without its web stack: ``missing`` is the module."""
+
+    def __init__(self, missing: str) -> None:
+        self.missing = missing
+        super().__init__(
+            f"the station page needs pytest-litmus[page] ({missing} is not installed): pip install 'pytest-litmus[page]'"
+        )
+
+
+class PromptUnavailable(LitmusError, RuntimeError):
+    """A test asked the operator (``prompt``) with no station page attached and no terminal to ask on."""
+
+    def __init__(self, text: str, station: str) -> None:
+        self.text = text
+        self.station = station
+        super().__init__(
+            f"cannot ask the operator {text!r}: no station page is open for station {station!r} "
+            f"(litmus page --station {station}) and stdin is not a terminal"
+        )
+
+
+class PromptTimeout(LitmusError, TimeoutError):
+    """The operator did not answer a prompt within ``timeout`` seconds (``via``: ``page`` or ``terminal``)."""
+
+    def __init__(self, text: str, timeout: float, via: str) -> None:
+        self.text = text
+        self.timeout = timeout
+        self.via = via
+        super().__init__(f"no answer from the operator on the {via} within {timeout:g} s to {text!r}")
+
+
+class SerialRefused(LitmusError, ValueError):
+    """The station page refused a serial before running anything: ``expected`` says what it must be."""
+
+    def __init__(self, serial: str, expected: str) -> None:
+        self.serial = serial
+        self.expected = expected
+        super().__init__(f"serial {serial!r} refused: expected {expected}")
+
+
+class RunInProgress(LitmusError, RuntimeError):
+    """A run was started on a station whose run has not ended (one run at a time per station)."""
+
+    def __init__(self, station: str, serial: str | None, pid: int | None) -> None:
+        self.station = station
+        self.serial = serial
+        self.pid = pid
+        who = f" (unit {serial}, pid {pid})" if serial or pid else ""
+        super().__init__(f"station {station!r} is already running a test{who}: stop it or wait for its end")

@@ -39,3 +39,6 @@ class EventType(StrEnum):
     CLIENT_REFUSED = "InstrumentClientRefused"
     EVENTS_LOST = "EventsLost"
     UNIT_STARTED = "UnitStarted"
+    PROMPT_ASKED = "PromptAsked"
+    PROMPT_ANSWERED = "PromptAnswered"
+    PROMPT_EXPIRED = "PromptExpired"

@@ -820,3 +820,39 @@ class PerTestPlugin:
             f"its roles are: {', '.join(st.roles)}"
         )
         report.longrepr.errorstring = f"{hint}\n{rest}"  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def prompt(station: Station, pytestconfig: pytest.Config) -> Any:
+    """``prompt(text, *, choices=None, timeout=None)``: ask the operator, return the answer.
+
+    Shown as a dialog on the station page when one is open (``litmus page``), else
+    asked on the terminal when stdin is one; recorded as ``PromptAsked`` and
+    ``PromptAnswered`` events. ``PromptTimeout`` after ``timeout`` seconds;
+    ``PromptUnavailable`` with no page and no terminal (docs/page.md).
+    """
+    from pytest_litmus.prompts import ask, read_terminal
+
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+
+    def terminal(text: str, choices: list[str] | None, timeout: float | None) -> str | None:
+        if capture is None:
+            return read_terminal(text, choices, timeout)
+        with capture.global_and_fixture_disabled():  # stdout and stderr, and then stdin, back to the terminal
+            capture.suspend_global_capture(in_=True)
+            return read_terminal(text, choices, timeout)
+
+    def prompt(text: str, *, choices: list[str] | None = None, timeout: float | None = None) -> str:
+        __tracebackhide__ = True
+        return ask(
+            station.emit,
+            data_dir=station.data_dir,
+            station=station.config.id,
+            text=text,
+            choices=choices,
+            timeout=timeout,
+            nodeid=station.nodeid,
+            terminal=terminal,
+        )
+
+    return prompt

@@ -40,9 +40,14 @@ from pytest_litmus.errors import (
     LockServerUnavailable,
     NoSuchLock,
     NotSimulated,
+    PageUnavailable,
+    PromptTimeout,
+    PromptUnavailable,
     ReleaseRefused,
     RemoteCallError,
     ReportUnavailable,
+    RunInProgress,
+    SerialRefused,
     ServerUnavailable,
     SessionNotFound,
     SyncError,
@@ -108,6 +113,11 @@ EXAMPLES = [
     LockServerUnavailable("postgresql://lab:***@db/litmus", "connection refused"),
     LockConnectionLost("GPIB0::17::INSTR", "psu", "postgresql://lab:***@db/litmus", "server closed the connection"),
     LockServerRefused("GPIB0::17::INSTR", HOLDER, "station_a", "station_b", "postgresql://lab:***@db/litmus"),
+    PageUnavailable("starlette"),
+    PromptUnavailable("Is the LED green?", "cell-7"),
+    PromptTimeout("Connect the probe to TP3", 30.0, "page"),
+    SerialRefused("PB-1;rm -rf /", "a serial number matching dut_pattern 'PB-[0-9]+'"),
+    RunInProgress("cell-7", "PB-1042", 4242),
 ]
 
 
@@ -152,6 +162,11 @@ EXAMPLES = [
                 ConnectionError,
                 RuntimeError,
                 PermissionError,
+                ImportError,
+                RuntimeError,
+                TimeoutError,
+                ValueError,
+                RuntimeError,
             ],
             strict=True,
         )
