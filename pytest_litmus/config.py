@@ -304,6 +304,16 @@ def is_postgres_url(text: str) -> bool:
     return text.strip().startswith(("postgresql://", "postgres://")) and len(text.strip()) > len("postgres://")
 
 
+_URL_PASSWORD = re.compile(r"^(?P<head>[a-z]+://[^:/@?#]*:)(?P<password>[^@/?#]*)(?=@)", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password shown as ``***`` (``postgresql://user:***@host/db``), for messages and logs."""
+    url = _URL_PASSWORD.sub(lambda m: m["head"] + "***", url.strip())
+    return _QUERY_PASSWORD.sub(lambda m: m["head"] + "***", url)
+
+
 def check_locks(text: str) -> str | None:
     """None if ``text`` is a lock backend ``locks:`` accepts, else what is wrong with it."""
     value = text.strip()

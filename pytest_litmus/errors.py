@@ -548,3 +548,52 @@ class UnitIndexError(LitmusError, OSError):
         self.serial = serial
         self.reason = reason
         super().__init__(f"cannot record unit {serial!r} in the unit index {self.path}: {reason}")
+
+
+class FleetUnavailable(LitmusError, ConnectionError):
+    """The fleet store at ``url`` (password shown as ``***``) cannot be reached or used: ``reason`` says why.
+
+    ``pending`` is how many sessions of the data dir are not shipped yet (None: not counted).
+    """
+
+    def __init__(self, url: str, reason: str, pending: int | None = None) -> None:
+        self.url = url
+        self.reason = reason
+        self.pending = pending
+        waiting = f"; {pending} session{'s' * (pending != 1)} pending (litmus ship sends them)" if pending else ""
+        super().__init__(f"fleet store {url}: {reason}{waiting}")
+
+
+class FleetNotMigrated(LitmusError, RuntimeError):
+    """The fleet store at ``url`` has schema version ``found`` (0: none); this litmus needs ``needed``."""
+
+    def __init__(self, url: str, found: int, needed: int) -> None:
+        self.url = url
+        self.found = found
+        self.needed = needed
+        if found > needed:
+            what = f"has schema version {found}, newer than this litmus knows ({needed}): upgrade pytest-litmus"
+        elif found == 0:
+            what = "has no litmus schema: run `litmus fleet migrate` to create it"
+        else:
+            what = f"has schema version {found}, this litmus needs {needed}: run `litmus fleet migrate`"
+        super().__init__(f"fleet store {url} {what}")
+
+
+class FleetNotConfigured(LitmusError, LookupError):
+    """A fleet command without a fleet store: no ``fleet:`` in litmus.yaml, no ``LITMUS_FLEET``, no ``--fleet``."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no fleet store: set `fleet: postgresql://...` in litmus.yaml, LITMUS_FLEET, or pass --fleet URL"
+        )
+
+
+class FleetNeedsExtra(LitmusError, ImportError):
+    """The fleet store was asked for without psycopg (``missing`` is the module)."""
+
+    def __init__(self, missing: str = "psycopg") -> None:
+        self.missing = missing
+        super().__init__(
+            f"the fleet store needs pytest-litmus[fleet] ({missing} is not installed): pip install 'pytest-litmus[fleet]'"
+        )
