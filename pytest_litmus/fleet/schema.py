@@ -56,7 +56,7 @@ CREATE TABLE litmus.units (
 CREATE INDEX units_dut ON litmus.units (dut);
 
 CREATE TABLE litmus.attempts (
-    session   text NOT NULL,
+    session   text NOT NULL,            -- rows below litmus.units: no foreign keys (a trigger a row slows COPY)
     unit      integer NOT NULL,
     nodeid    text NOT NULL,
     attempt   integer NOT NULL,
@@ -66,12 +66,11 @@ CREATE TABLE litmus.attempts (
     message   text,
     started   timestamptz,
     ended     timestamptz,
-    PRIMARY KEY (session, unit, nodeid, attempt),
-    FOREIGN KEY (session, unit) REFERENCES litmus.units ON DELETE CASCADE
+    PRIMARY KEY (session, unit, nodeid, attempt)
 );
 
 CREATE TABLE litmus.measurements (
-    session    text NOT NULL REFERENCES litmus.sessions ON DELETE CASCADE,
+    session    text NOT NULL,
     seq        bigint NOT NULL,
     unit       integer NOT NULL,
     dut        text,
@@ -94,7 +93,7 @@ CREATE TABLE litmus.measurements (
 CREATE INDEX measurements_name_ts ON litmus.measurements (name, ts);
 
 CREATE TABLE litmus.attachments (
-    session    text NOT NULL REFERENCES litmus.sessions ON DELETE CASCADE,
+    session    text NOT NULL,
     seq        bigint NOT NULL,
     unit       integer NOT NULL,
     dut        text,
@@ -112,11 +111,15 @@ CREATE TABLE litmus.attachments (
 );
 
 CREATE TABLE litmus.events (
-    session text NOT NULL REFERENCES litmus.sessions ON DELETE CASCADE,
+    session text NOT NULL,
     seq     bigint NOT NULL,
-    ts      timestamptz,
-    type    text,
     event   jsonb NOT NULL,                 -- the line as written (NUL and lone surrogates replaced)
+    type    text GENERATED ALWAYS AS (
+                CASE WHEN jsonb_typeof(event -> 'type') = 'string' THEN event ->> 'type' END) STORED,
+    ts      timestamptz GENERATED ALWAYS AS (
+                CASE WHEN jsonb_typeof(event -> 'ts') = 'number' THEN
+                    CASE WHEN (event -> 'ts')::numeric BETWEEN 0 AND 1e11
+                        THEN to_timestamp((event -> 'ts')::numeric::float8) END END) STORED,
     PRIMARY KEY (session, seq)
 );
 
@@ -125,7 +128,7 @@ CREATE VIEW litmus.tests AS
     FROM litmus.attempts WHERE final;
 
 CREATE VIEW litmus.unit_results AS
-    SELECT u.session, s.station, s.host, s.mock, u.dut, u.part, u.unit_attempt, u.slot, u.verdict,
+    SELECT u.session, u.unit, s.station, s.host, s.mock, u.dut, u.part, u.unit_attempt, u.slot, u.verdict,
            s.started, s.ended, s.outcome AS session_outcome
     FROM litmus.units u JOIN litmus.sessions s USING (session);
 

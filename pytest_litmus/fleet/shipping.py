@@ -25,7 +25,7 @@ import math
 import re
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,17 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _json(value: Any) -> str:
+    """``value`` as jsonb text (cleaned only when it must be)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        if "\\u0000" not in text and _BAD_TEXT.search(text) is None:
+            return text
+    except ValueError:
+        pass
+    return json.dumps(_clean(value), ensure_ascii=False, allow_nan=False)
+
+
 def _dump(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The event as jsonb text, and the event itself (cleaned when it held what PostgreSQL refuses)."""
     try:
@@ -171,22 +182,46 @@ def _dump(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return json.dumps({**stub, "not_stored": "nested too deeply"}, allow_nan=False), stub
 
 
-def _prepare(log: SessionLog) -> list[tuple[int, Any, Any, str]]:
-    """Each event with an integer seq (the first of each seq) as ``(seq, ts, type, jsonb text)``; cleans ``log``."""
-    rows: list[tuple[int, Any, Any, str]] = []
+def _copy_text(data: bytes) -> bytes:
+    """``data`` as a field of COPY's text format."""
+    return data.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\r", b"\\r").replace(b"\n", b"\\n")
+
+
+def _lines(data: bytes) -> list[bytes]:
+    """The complete, non-blank lines of an event file, as :func:`~pytest_litmus.events.read_session` takes them."""
+    lines = data.split(b"\n")
+    lines.pop()
+    return [line for line in lines if line.strip()]
+
+
+#: What a line may hold that jsonb refuses (NUL, a surrogate escape, NaN/Infinity): such lines are re-dumped.
+_SUSPECT = re.compile(rb"\\u0000|\\u[dD][89abcdefABCDEF]|NaN|Infinity")
+
+
+def _prepare(log: SessionLog, data: bytes | None) -> list[tuple[int, bytes]]:
+    """Each event with an integer seq (the first of each seq) as ``(seq, jsonb text)``; cleans ``log``.
+
+    ``data`` is the file's bytes as read: when its lines are exactly the events
+    read, a line is stored as written, else (and for lines jsonb refuses) the
+    event is dumped again, cleaned.
+    """
+    lines = _lines(data) if data is not None and log.bad_lines == 0 else None
+    if lines is not None and len(lines) != len(log.events):  # the file changed between the reads
+        lines = None
+    rows: list[tuple[int, bytes]] = []
     seen: set[int] = set()
     for i, event in enumerate(log.events):
-        text, clean = _dump(event)
-        if clean is not event:
-            log.events[i] = clean
-        seq = _seq(clean.get("seq"))
+        raw = lines[i] if lines is not None else None
+        if raw is None or _SUSPECT.search(raw) is not None:
+            text, clean = _dump(event)
+            raw = text.encode()
+            if clean is not event:
+                log.events[i] = event = clean
+        seq = _seq(event.get("seq"))
         if seq is None or seq in seen:
             continue
         seen.add(seq)
-        stamp = clean.get("ts")
-        ts = _time(float(stamp)) if isinstance(stamp, (int, float)) and math.isfinite(stamp) else None
-        kind = clean.get("type")
-        rows.append((seq, ts, kind if isinstance(kind, str) else None, text))
+        rows.append((seq, raw))
     return rows
 
 
@@ -199,17 +234,19 @@ def _value(value: Any) -> tuple[float | None, str | None]:
             number = math.inf
         if math.isfinite(number):
             return number, None
-    return None, json.dumps(_clean(value), ensure_ascii=False, allow_nan=False)
+    return None, _json(value)
 
 
-def _copy(cur: Any, table: str, columns: str, rows: Iterable[tuple[Any, ...]]) -> None:
+def _copy(cur: Any, table: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
     with cur.copy(f"COPY litmus.{table} ({columns}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
 
 
 def _session_row(record: SessionRecord, size: int, events: int) -> tuple[Any, ...]:
-    started = json.dumps(_clean(dict(record.started)), ensure_ascii=False) if record.started else None
+    started = _json(dict(record.started)) if record.started else None
     return (
         record.id,
         record.station,
@@ -248,11 +285,13 @@ _UPSERT = (
 
 def ship_session(conn: Any, path: Path) -> Shipped:
     """Store the session of event file ``path`` (idempotent); psycopg errors propagate."""
-    size = path.stat().st_size
+    data = path.read_bytes()
     log = read_session(path)
-    raw = _prepare(log)
+    raw = _prepare(log, data)
     record = build_record(log)
+    record = replace(record, id=_BAD_TEXT.sub("\ufffd", record.id))
     sid = record.id
+    size = len(data)
     with conn.transaction(), conn.cursor() as cur:
         row = cur.execute("SELECT file_size FROM litmus.sessions WHERE session = %s", (sid,)).fetchone()
         if row is not None and row[0] == size:
@@ -261,16 +300,18 @@ def ship_session(conn: Any, path: Path) -> Shipped:
         known: set[int] = set()
         if row is not None:
             known = {r[0] for r in cur.execute("SELECT seq FROM litmus.events WHERE session = %s", (sid,))}
-            for table in ("units", "measurements", "attachments"):  # attempts follow their unit
+            for table in ("units", "attempts", "measurements", "attachments"):
                 cur.execute(f"DELETE FROM litmus.{table} WHERE session = %s", (sid,))
         new = [r for r in raw if r[0] not in known]
-        _copy(cur, "events", "session, seq, ts, type, event", ((sid, *r) for r in new))
+        head = _copy_text(sid.encode()) + b"\t"
+        with cur.copy("COPY litmus.events (session, seq, event) FROM STDIN") as copy:
+            for start in range(0, len(new), 1000):
+                copy.write(
+                    b"".join(head + b"%d\t%b\n" % (seq, _copy_text(line)) for seq, line in new[start : start + 1000])
+                )
         measured = _store_record(cur, record)
-        cur.execute(
-            "UPDATE litmus.sessions SET events = (SELECT count(*) FROM litmus.events WHERE session = %s)"
-            " WHERE session = %s",
-            (sid, sid),
-        )
+        if known:
+            cur.execute("UPDATE litmus.sessions SET events = %s WHERE session = %s", (len(known) + len(new), sid))
     return Shipped(sid, len(new), measured, size)
 
 
@@ -294,7 +335,7 @@ def _store_record(cur: Any, record: SessionRecord) -> int:
                 continue
             seen_m.add(seq)
             value, value_json = _value(m.value)
-            limits = json.dumps(_clean(dict(m.limits)), ensure_ascii=False) if m.limits is not None else None
+            limits = _json(m.limits) if m.limits is not None else None
             measurements.append(
                 (sid, seq, index, m.dut, m.nodeid, m.attempt, m.name, value, value_json, m.units, m.low, m.high,
                  limits, m.outcome, m.marginal, m.superseded, _time(m.ts), m.where)
@@ -342,10 +383,11 @@ def ship(
     data_dir: Path,
     *,
     only: Iterable[str] | None = None,
+    first: str | None = None,
     deadline: float | None = None,
     conn: Any = None,
 ) -> ShipReport:
-    """Ship the pending sessions of ``data_dir`` (only those in ``only``, when given), oldest first.
+    """Ship the pending sessions of ``data_dir`` (only those in ``only``, when given), ``first`` first, then oldest first.
 
     Stops at the first connection problem (the report's ``error``; the rest
     stays pending) or when ``time.monotonic()`` passes ``deadline``. A session
@@ -368,6 +410,7 @@ def ship(
         report.error = FleetUnavailable(shown, reason_of(exc, url))
     try:
         todo = pending(data_dir, store, only)
+        todo.sort(key=lambda p: p.session != first)  # stable: the rest stays oldest first
         if store is None:
             report.pending = todo
             return report
