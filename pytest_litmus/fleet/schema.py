@@ -33,9 +33,9 @@ CREATE TABLE litmus.sessions (
     dut           text,
     limits_file   text,
     limits_sha256 text,
-    events        integer NOT NULL,         -- events in the store
-    lost          integer NOT NULL,         -- events missing from the event file
-    bad_lines     integer NOT NULL,
+    events        bigint  NOT NULL,         -- events in the store
+    lost          bigint  NOT NULL,         -- events missing from the event file
+    bad_lines     bigint  NOT NULL,
     torn          boolean NOT NULL,
     file_size     bigint NOT NULL,          -- bytes of events.jsonl shipped
     shipped_at    timestamptz NOT NULL DEFAULT now(),
@@ -48,7 +48,7 @@ CREATE TABLE litmus.units (
     unit         integer NOT NULL,          -- 0, 1, ... in order of appearance in the session
     dut          text,                      -- the serial (NULL: no unit named)
     part         text,
-    unit_attempt integer,                   -- the unit's attempt across sessions
+    unit_attempt bigint ,                   -- the unit's attempt across sessions
     slot         text,
     verdict      text NOT NULL,             -- passed, failed, errored, terminated, incomplete, skipped
     PRIMARY KEY (session, unit)
@@ -59,7 +59,7 @@ CREATE TABLE litmus.attempts (
     session   text NOT NULL,            -- rows below litmus.units: no foreign keys (a trigger a row slows COPY)
     unit      integer NOT NULL,
     nodeid    text NOT NULL,
-    attempt   integer NOT NULL,
+    attempt   bigint  NOT NULL,
     final     boolean NOT NULL,             -- the test's last attempt (the counted one)
     outcome   text,                         -- NULL: it never ended
     duration  double precision,
@@ -75,7 +75,7 @@ CREATE TABLE litmus.measurements (
     unit       integer NOT NULL,
     dut        text,
     nodeid     text,
-    attempt    integer NOT NULL,
+    attempt    bigint  NOT NULL,
     name       text NOT NULL,
     value      double precision,            -- NULL when the value is not a finite number
     value_json jsonb,                       -- the value as written, when it is not a finite number
@@ -98,7 +98,7 @@ CREATE TABLE litmus.attachments (
     unit       integer NOT NULL,
     dut        text,
     nodeid     text,
-    attempt    integer NOT NULL,
+    attempt    bigint  NOT NULL,
     name       text NOT NULL,
     path       text NOT NULL,               -- relative to the session directory on the station
     mime       text,

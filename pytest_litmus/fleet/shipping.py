@@ -4,8 +4,8 @@ The event file stays the source of truth. A session is read with the usual
 readers (:func:`~pytest_litmus.events.read_session`,
 :func:`~pytest_litmus.records.build_record`) and stored in one transaction:
 
-- its row in ``litmus.sessions`` (upserted first: it locks the session, so two
-  shippers of one session take turns);
+- its row in ``litmus.sessions``, under a transaction-level advisory lock on
+  the session, so two shippers of one session take turns;
 - the raw events keyed by ``(session, seq)``: only those the store does not
   hold yet are copied, so a session shipped twice is stored once and a session
   shipped while it ran (or before it crashed) is completed by the next ship;
@@ -42,6 +42,8 @@ from pytest_litmus.sessionfind import session_dirs
 __all__ = ["Pending", "ShipReport", "Shipped", "pending", "ship", "ship_session"]
 
 STATE_DIR = Path("fleet") / "shipped"
+#: The first key of the two-key advisory lock a shipper holds on a session (the second: its id's hash).
+_SHIP_LOCK = 0x6C74
 _INT64 = 1 << 63
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
 
@@ -260,8 +262,8 @@ def _session_row(record: SessionRecord, size: int, events: int) -> tuple[Any, ..
         record.limits_file,
         record.limits_sha256,
         events,
-        record.lost,
-        record.bad_lines,
+        min(record.lost, _INT64 - 1),
+        min(record.bad_lines, _INT64 - 1),
         record.torn,
         size,
         started,
@@ -293,10 +295,12 @@ def ship_session(conn: Any, path: Path) -> Shipped:
     sid = record.id
     size = len(data)
     with conn.transaction(), conn.cursor() as cur:
+        # one shipper of a session at a time (two-key advisory locks: a space of their own)
+        cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_SHIP_LOCK, sid))
         row = cur.execute("SELECT file_size FROM litmus.sessions WHERE session = %s", (sid,)).fetchone()
         if row is not None and row[0] == size:
             return Shipped(sid, 0, 0, size, already=True)
-        cur.execute(_UPSERT, _session_row(record, size, len(raw)))  # locks the session's row until commit
+        cur.execute(_UPSERT, _session_row(record, size, len(raw)))
         known: set[int] = set()
         if row is not None:
             known = {r[0] for r in cur.execute("SELECT seq FROM litmus.events WHERE session = %s", (sid,))}
@@ -322,16 +326,18 @@ def _store_record(cur: Any, record: SessionRecord) -> int:
     seen_m: set[int] = set()
     seen_a: set[int] = set()
     for index, unit in enumerate(record.units):
-        units.append((sid, index, unit.dut, unit.part, unit.unit_attempt, unit.slot, unit.verdict))
+        units.append((sid, index, unit.dut, unit.part, _seq(unit.unit_attempt), unit.slot, unit.verdict))
         for test in unit.tests:
             for a in test.attempts:
+                if _seq(a.attempt) is None:  # beyond bigint: not storable (the file keeps it)
+                    continue
                 attempts.append(
                     (sid, index, test.nodeid, a.attempt, a is test.final, a.outcome, a.duration, a.message,
                      _time(a.start), _time(a.end))
                 )  # fmt: skip
         for m in unit.all_measurements():
             seq = _seq(m.seq)
-            if seq is None or seq in seen_m:
+            if seq is None or seq in seen_m or _seq(m.attempt) is None:
                 continue
             seen_m.add(seq)
             value, value_json = _value(m.value)
@@ -343,11 +349,11 @@ def _store_record(cur: Any, record: SessionRecord) -> int:
         found = [*unit.attachments, *(x for t in unit.tests for a in t.attempts for x in a.attachments)]
         for x in found:
             seq = _seq(x.seq)
-            if seq is None or seq in seen_a:
+            if seq is None or seq in seen_a or _seq(x.attempt) is None:
                 continue
             seen_a.add(seq)
             attachments.append(
-                (sid, seq, index, x.dut, x.nodeid, x.attempt, x.name, x.path, x.mime, x.size, x.sha256, x.series,
+                (sid, seq, index, x.dut, x.nodeid, x.attempt, x.name, x.path, x.mime, _seq(x.size), x.sha256, x.series,
                  x.superseded, _time(x.ts))
             )  # fmt: skip
     _copy(cur, "units", "session, unit, dut, part, unit_attempt, slot, verdict", units)
@@ -413,7 +419,7 @@ def ship(
         todo.sort(key=lambda p: p.session != first)  # stable: the rest stays oldest first
         if store is None:
             report.pending = todo
-            return report
+            todo = []
         for item in todo:
             if deadline is not None and time.monotonic() > deadline:
                 report.pending.append(item)
