@@ -424,7 +424,7 @@ def ship(
             if deadline is not None and time.monotonic() > deadline:
                 report.pending.append(item)
                 continue
-            if report.error is not None:
+            if report.error is not None or store is None:
                 report.pending.append(item)
                 continue
             try:
