@@ -14,6 +14,7 @@ CONNECT_TIMEOUT = 3
 
 
 def _psycopg() -> Any:
+    """psycopg, or :class:`FleetNeedsExtra` naming the extra to install."""
     try:
         import psycopg
     except ImportError:

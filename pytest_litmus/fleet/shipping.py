@@ -34,7 +34,7 @@ from pytest_litmus.atomicfile import make_dirs, write_json
 from pytest_litmus.config import redact_url
 from pytest_litmus.errors import FleetNotMigrated, FleetUnavailable
 from pytest_litmus.events import EVENTS_FILE, SessionLog, read_session
-from pytest_litmus.fleet._db import connect, reason_of
+from pytest_litmus.fleet._db import _psycopg, connect, reason_of
 from pytest_litmus.fleet.schema import check_version
 from pytest_litmus.records import SessionRecord, build_record
 from pytest_litmus.sessionfind import session_dirs
@@ -400,12 +400,11 @@ def ship(
     whose data the store refuses is reported in ``failed`` and the others go on.
     Never raises for the store; the data dir's own errors (unreadable) do.
     """
-    import psycopg
-
     report = ShipReport()
     shown = redact_url(url)
     own = conn is None
     store = None
+    psycopg = _psycopg()
     try:
         if own:
             conn = connect(url)
