@@ -35,19 +35,26 @@ def migrated(url: str) -> str:
 # --------------------------------------------------------------------------- after a pytest session
 
 
-def test_a_session_is_shipped_when_it_ends(station_project: pytest.Pytester, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_session_is_shipped_when_it_ends(
+    station_project: pytest.Pytester, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LITMUS_FLEET", migrated(postgres_url))
     station_project.makepyfile(test_rail=SUITE)
     result = station_project.runpytest_subprocess("--station", "cell-7", "--mock", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert "fleet store" not in result.stdout.str()
     with connect(postgres_url) as conn:
-        assert conn.execute("SELECT station, outcome, mock FROM litmus.sessions").fetchall() == [("cell-7", "passed", True)]
+        assert conn.execute("SELECT station, outcome, mock FROM litmus.sessions").fetchall() == [
+            ("cell-7", "passed", True)
+        ]
         assert conn.execute("SELECT name FROM litmus.measurements").fetchall() == [("rail_3v3",)]
 
 
 def test_an_unreachable_store_never_fails_the_run_and_says_what_is_pending(
-    station_project: pytest.Pytester, postgres_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    station_project: pytest.Pytester,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     dead = f"postgresql://op:s3cret@127.0.0.1:{free_port()}/lab"
     monkeypatch.setenv("LITMUS_FLEET", dead)
@@ -78,7 +85,9 @@ def test_an_unmigrated_store_is_named_with_the_command_to_run(
     station_project.makepyfile(test_rail=SUITE)
     result = station_project.runpytest_subprocess("--station", "cell-7", "--mock", "-p", "no:cacheprovider")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["litmus: fleet store * run `litmus fleet migrate`*; 1 session pending, litmus ship sends them"])
+    result.stdout.fnmatch_lines(
+        ["litmus: fleet store * run `litmus fleet migrate`*; 1 session pending, litmus ship sends them"]
+    )
 
 
 def test_no_store_set_ships_nothing_and_fleet_commands_say_how_to_set_one(
@@ -86,7 +95,9 @@ def test_no_store_set_ships_nothing_and_fleet_commands_say_how_to_set_one(
 ) -> None:
     monkeypatch.delenv("LITMUS_FLEET", raising=False)
     station_project.makepyfile(test_rail=SUITE)
-    station_project.runpytest_subprocess("--station", "cell-7", "--mock", "-p", "no:cacheprovider").assert_outcomes(passed=1)
+    station_project.runpytest_subprocess("--station", "cell-7", "--mock", "-p", "no:cacheprovider").assert_outcomes(
+        passed=1
+    )
     assert not (station_project.path / "home" / "fleet").exists()
     code, _, err = run(capsys, "fleet", "yield")
     assert code == 1 and "no fleet store: set `fleet: postgresql://...` in litmus.yaml" in err
@@ -155,22 +166,31 @@ def test_fleet_yield_per_station_with_the_total(shipped: tuple[str, Path], capsy
 def test_the_daily_yield_view(shipped: tuple[str, Path]) -> None:
     url, _ = shipped
     with connect(url) as conn:
-        rows = conn.execute("SELECT station, tested, passed, failed, yield::float FROM litmus.daily_yield ORDER BY day").fetchall()
+        rows = conn.execute(
+            "SELECT station, tested, passed, failed, yield::float FROM litmus.daily_yield ORDER BY day"
+        ).fetchall()
     assert rows == [("cell-1", 2, 1, 1, 0.5), ("cell-2", 3, 2, 1, 0.6667)]
 
 
-def test_fleet_unit_lists_every_attempt_on_any_station(shipped: tuple[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_fleet_unit_lists_every_attempt_on_any_station(
+    shipped: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     url, _ = shipped
     code, out, _ = run(capsys, "fleet", "unit", "SN2", "--fleet", url)
     rows = table(out)
     assert code == 0 and rows[0][:6] == ["WHEN", "STATION", "HOST", "SESSION", "ATTEMPT", "VERDICT"]
-    assert [(r[1], r[3], r[4], r[5]) for r in rows[1:]] == [("cell-1", "a2", "1", "failed"), ("cell-2", "b1", "2", "passed")]
+    assert [(r[1], r[3], r[4], r[5]) for r in rows[1:]] == [
+        ("cell-1", "a2", "1", "failed"),
+        ("cell-2", "b1", "2", "passed"),
+    ]
     assert rows[1][6] == "vout=3.45 V [3.2, 3.4]"
     code, _, err = run(capsys, "fleet", "unit", "SN404", "--fleet", url)
     assert code == 1 and "tested unit 'SN404'" in err
 
 
-def test_fleet_trend_gives_the_local_trend_across_stations(shipped: tuple[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_fleet_trend_gives_the_local_trend_across_stations(
+    shipped: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     url, data_dir = shipped
     (data_dir / "sessions" / "m1" / "events.jsonl").unlink()  # the local trend counts mock sessions, the fleet's not
     code, local, _ = run(capsys, "--data-dir", str(data_dir), "trend", "vout")
@@ -184,7 +204,9 @@ def test_fleet_trend_gives_the_local_trend_across_stations(shipped: tuple[str, P
     assert code == 1 and "no values of measurement 'nothing'" in out
 
 
-def test_fleet_trend_writes_the_same_page_as_the_local_trend(shipped: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_fleet_trend_writes_the_same_page_as_the_local_trend(
+    shipped: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("matplotlib")
     url, data_dir = shipped
     (data_dir / "sessions" / "m1" / "events.jsonl").unlink()
@@ -205,7 +227,9 @@ def test_fleet_commands_name_an_unreachable_store_without_its_password(capsys: p
         assert err.startswith("litmus: error: fleet store postgresql://op:***@127.0.0.1:")
 
 
-def test_fleet_queries_on_an_unmigrated_store_say_to_migrate(postgres_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_fleet_queries_on_an_unmigrated_store_say_to_migrate(
+    postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = run(capsys, "fleet", "yield", "--fleet", postgres_url)
     assert code == 1 and "run `litmus fleet migrate`" in err
 
@@ -245,4 +269,6 @@ def test_without_psycopg_a_run_with_a_store_set_passes_and_says_so(
     station_project.makepyfile(test_rail=SUITE)
     result = station_project.runpytest_subprocess("--station", "cell-7", "--mock", "-p", "no:cacheprovider")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["litmus: fleet store postgresql://127.0.0.1/lab: *pytest-litmus?fleet?*litmus ship sends it""])
+    result.stdout.fnmatch_lines(
+        ["litmus: fleet store postgresql://127.0.0.1/lab: *pytest-litmus?fleet?*litmus ship sends it"]
+    )
