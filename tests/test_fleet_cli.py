@@ -272,3 +272,15 @@ def test_without_psycopg_a_run_with_a_store_set_passes_and_says_so(
     result.stdout.fnmatch_lines(
         ["litmus: fleet store postgresql://127.0.0.1/lab: *pytest-litmus?fleet?*litmus ship sends it"]
     )
+
+
+def test_the_sql_examples_of_docs_fleet_run_on_a_shipped_store(shipped: tuple[str, Path]) -> None:
+    from docblocks import REPO, parse
+
+    blocks = [b for b in parse(REPO / "docs" / "fleet.md") if b.lang == "sql"]
+    assert len(blocks) == 4
+    url, _ = shipped
+    with connect(url) as conn:
+        results = [conn.execute(b.text).fetchall() for b in blocks]
+    assert [(r[1], r[4], r[5]) for r in results[1]] == [("cell-1", 1, "failed"), ("cell-2", 2, "passed")]
+    assert [(r[0], r[1], r[4]) for r in results[2]] == [("cell-1", 2, 1), ("cell-2", 3, 1)]

@@ -8,8 +8,20 @@ psycopg (``pytest-litmus[fleet]``) is imported only when the store is used.
 
 from __future__ import annotations
 
+from pytest_litmus.fleet import shipping
 from pytest_litmus.fleet._db import connect
 from pytest_litmus.fleet.schema import VERSION, migrate
 from pytest_litmus.fleet.shipping import Pending, Shipped, ShipReport, pending, ship, ship_session
 
-__all__ = ["VERSION", "Pending", "ShipReport", "Shipped", "connect", "migrate", "pending", "ship", "ship_session"]
+__all__ = [
+    "VERSION",
+    "Pending",
+    "ShipReport",
+    "Shipped",
+    "connect",
+    "migrate",
+    "pending",
+    "ship",
+    "ship_session",
+    "shipping",
+]
