@@ -37,6 +37,10 @@ def counts(conn: Any) -> dict[str, int]:
     return {t: conn.execute(f"SELECT count(*) FROM litmus.{t}").fetchone()[0] for t in tables}
 
 
+#: What :func:`session` stores.
+ONE_SESSION = {"sessions": 1, "units": 1, "attempts": 2, "measurements": 3, "attachments": 1, "events": 10}
+
+
 def session(data_dir: Path, sid: str = "s-1", dut: str = "SN1", station: str = "cell-7") -> Events:
     e = Events(data_dir, sid).started(dut, station=station, mock=False)
     e.test("t.py::test_a", "passed", m("vout", 3.3), dut=dut)
@@ -110,14 +114,7 @@ def test_a_session_is_stored_with_its_units_attempts_measurements_and_attachment
     session(tmp_path).write()
     report = ship(postgres_url, tmp_path)
     assert report.error is None and report.pending == [] and len(report.shipped) == 1
-    assert counts(store) == {
-        "sessions": 1,
-        "units": 1,
-        "attempts": 2,
-        "measurements": 3,
-        "attachments": 1,
-        "events": 10,
-    }
+    assert counts(store) == ONE_SESSION
     row = store.execute("SELECT station, outcome, mock, dut, events FROM litmus.sessions").fetchone()
     assert row == ("cell-7", "failed", False, "SN1", 10)
     assert store.execute("SELECT verdict FROM litmus.unit_results").fetchone() == ("failed",)
@@ -142,9 +139,7 @@ def test_a_session_shipped_twice_is_stored_once(store: Any, postgres_url: str, t
 
 def test_two_shippers_of_one_session_at_once_store_it_once(store: Any, postgres_url: str, tmp_path: Path) -> None:
     session(tmp_path).write()
-    blocker = connect(postgres_url)
-    blocker.execute("BEGIN")
-    blocker.execute("LOCK TABLE litmus.events IN ACCESS EXCLUSIVE MODE")
+    blocker = lock_table(postgres_url, "events")
     reports: list[Any] = []
     threads = [threading.Thread(target=lambda: reports.append(ship(postgres_url, tmp_path))) for _ in range(2)]
     for t in threads:
@@ -171,14 +166,7 @@ def test_a_partly_shipped_session_is_completed_not_duplicated(store: Any, postgr
     assert [p.why.split(" (")[0] for p in pending(tmp_path)] == ["grew since shipped"]
     second = ship(postgres_url, tmp_path)
     assert second.shipped[0].events == 4
-    assert counts(store) == {
-        "sessions": 1,
-        "units": 1,
-        "attempts": 2,
-        "measurements": 3,
-        "attachments": 1,
-        "events": 10,
-    }
+    assert counts(store) == ONE_SESSION
     assert store.execute("SELECT outcome, torn, events FROM litmus.sessions").fetchone() == ("failed", False, 10)
 
 
@@ -204,9 +192,7 @@ def test_a_crashed_session_is_shipped_incomplete(store: Any, postgres_url: str, 
 
 def test_a_shipper_killed_mid_ship_leaves_nothing_half_stored(store: Any, postgres_url: str, tmp_path: Path) -> None:
     session(tmp_path).write()
-    blocker = connect(postgres_url)
-    blocker.execute("BEGIN")
-    blocker.execute("LOCK TABLE litmus.measurements IN ACCESS EXCLUSIVE MODE")
+    blocker = lock_table(postgres_url, "measurements")
     env = {**os.environ, "LITMUS_FLEET": postgres_url}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest_litmus.cli", "--data-dir", str(tmp_path), "ship"],
@@ -237,9 +223,7 @@ def test_the_server_stopped_mid_ship_leaves_it_pending_and_the_next_ship_resumes
             conn.execute("CHECKPOINT")  # the test cluster runs with synchronous_commit=off: make it durable
         session(tmp_path, "s-1").write()
         session(tmp_path, "s-2", dut="SN2").write()
-        blocker = connect(url)
-        blocker.execute("BEGIN")
-        blocker.execute("LOCK TABLE litmus.events IN ACCESS EXCLUSIVE MODE")
+        blocker = lock_table(url, "events")  # held until the server stops
         reports: list[Any] = []
         shipper = threading.Thread(target=lambda: reports.append(ship(url, tmp_path)))
         shipper.start()
@@ -259,6 +243,14 @@ def test_the_server_stopped_mid_ship_leaves_it_pending_and_the_next_ship_resumes
             assert counts(conn)["events"] == 20 and counts(conn)["sessions"] == 2
     finally:
         cluster.stop()
+
+
+def lock_table(url: str, table: str) -> Any:
+    """A connection holding ``litmus.<table>`` locked in an open transaction (shippers wait on it)."""
+    blocker = connect(url)
+    blocker.execute("BEGIN")
+    blocker.execute(f"LOCK TABLE litmus.{table} IN ACCESS EXCLUSIVE MODE")
+    return blocker
 
 
 def wait_for_waiters(url: str, n: int) -> None:

@@ -167,12 +167,12 @@ def run_trend(args: argparse.Namespace) -> int:
     with conn:
         values = trend_values(conn, args.name, station=args.station, since=args.since, mock=args.mock)
     trends: dict[str, trend.StationTrend] = {}
-    for v in values:
-        found = trends.setdefault(v.station, trend.StationTrend(v.station))
-        if v.value is None:
+    for station, *point in values:
+        found = trends.setdefault(station, trend.StationTrend(station))
+        if point[0] is None:
             found.not_numeric += 1
         else:
-            found.points.append(trend.Point(v.value, v.ts, v.outcome, v.session, v.dut, v.units, v.low, v.high))
+            found.points.append(trend.Point(*point))
     trends = dict(sorted(trends.items()))
     if args.output is None:
         sys.stdout.write(trend.text(args.name, trends))

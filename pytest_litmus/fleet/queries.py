@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["TrendValue", "YieldRow", "trend_values", "unit_attempts", "yields"]
+__all__ = ["YieldRow", "trend_values", "unit_attempts", "yields"]
 
 
 @dataclass(frozen=True)
@@ -112,25 +112,14 @@ def unit_attempts(conn: Any, serial: str, *, mock: bool = True) -> list[dict[str
     return found
 
 
-@dataclass(frozen=True)
-class TrendValue:
-    """One counted value of a measurement (``value`` None: not a number), as ``litmus trend`` reads them."""
-
-    station: str
-    value: float | None
-    ts: float
-    outcome: str
-    session: str
-    dut: str | None
-    units: str | None
-    low: float | None
-    high: float | None
-
-
 def trend_values(
     conn: Any, name: str, *, station: str | None = None, since: float | None = None, mock: bool = False
-) -> list[TrendValue]:
-    """The counted values of measurement ``name`` from ``litmus.measurement_values``, oldest first."""
+) -> list[tuple[Any, ...]]:
+    """The counted values of measurement ``name`` from ``litmus.measurement_values``, oldest first.
+
+    Each ``(station, value, ts, outcome, session, dut, units, low, high)``: the fields of
+    ``litmus trend``'s points; ``value`` None when it is not a number.
+    """
     rows = conn.execute(
         "SELECT coalesce(v.station, '(unknown station)'), v.value, extract(epoch FROM v.ts)::float8, v.outcome,"
         " v.session, v.dut, v.units, v.low, v.high FROM litmus.measurement_values v"
@@ -140,4 +129,4 @@ def trend_values(
         " ORDER BY v.ts, v.session, v.seq",
         {"name": name, "station": station, "since": _when(since), "mock": mock},
     ).fetchall()
-    return [TrendValue(*row) for row in rows]
+    return [tuple(row) for row in rows]
