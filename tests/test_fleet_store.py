@@ -230,6 +230,7 @@ def test_the_server_stopped_mid_ship_leaves_it_pending_and_the_next_ship_resumes
         wait_for_waiters(url, 1)
         cluster.halt()
         shipper.join()
+        blocker.close()
         (report,) = reports
         assert isinstance(report.error, FleetUnavailable) and report.shipped == []
         assert sorted(p.session for p in report.pending) == ["s-1", "s-2"]
