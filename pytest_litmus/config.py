@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
 from pytest_litmus.dut import check_pattern
 from pytest_litmus.errors import StationConfigError, StationNotFound, UnknownRole
@@ -302,6 +303,28 @@ PAGE_PLACEHOLDERS = ("serial", "station")
 def is_postgres_url(text: str) -> bool:
     """Whether ``text`` is a ``postgresql://`` (or ``postgres://``) URL."""
     return text.strip().startswith(("postgresql://", "postgres://")) and len(text.strip()) > len("postgres://")
+
+
+#: URL query parameters that carry a secret.
+SECRET_PARAMS = ("password", "sslpassword")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (in the user part or a ``password=`` parameter) shown as ``***``, for messages and logs."""
+    try:
+        parts = urlsplit(url.strip())
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hostport = netloc.rpartition("@")
+            if ":" in userinfo:
+                netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+        query = parts.query
+        if any(k in SECRET_PARAMS for k, _ in parse_qsl(query, keep_blank_values=True)):
+            pairs = parse_qsl(query, keep_blank_values=True)
+            query = urlencode([(k, "***" if k in SECRET_PARAMS else v) for k, v in pairs], safe="*")
+        return SplitResult(parts.scheme, netloc, parts.path, query, parts.fragment).geturl()
+    except ValueError:
+        return "a postgresql:// URL that cannot be parsed"
 
 
 def check_locks(text: str) -> str | None:

@@ -174,15 +174,23 @@ class AttachmentNotWritten(LitmusError, OSError):
         super().__init__(f"attachment {name[:80]!r} could not be written: cannot write {self.path}: {reason}")
 
 
-class ReportUnavailable(LitmusError, ImportError):
+class ExtraMissing(LitmusError, ImportError):
+    """A feature needs an optional extra that is not installed: ``extra`` (``fleet``), ``missing`` (the module)."""
+
+    def __init__(self, extra: str, missing: str, feature: str) -> None:
+        self.extra = extra
+        self.missing = missing
+        self.feature = feature
+        super().__init__(
+            f"{feature} needs pytest-litmus[{extra}] ({missing} is not installed): pip install 'pytest-litmus[{extra}]'"
+        )
+
+
+class ReportUnavailable(ExtraMissing):
     """An HTML report or plot was asked for without its plotting library: ``missing`` is the module."""
 
     def __init__(self, missing: str) -> None:
-        self.missing = missing
-        super().__init__(
-            f"an HTML report or plot needs pytest-litmus[report] ({missing} is not installed): "
-            f"pip install 'pytest-litmus[report]'"
-        )
+        super().__init__("report", missing, "an HTML report or plot")
 
 
 class LimitNotListed(LimitError, LookupError):
@@ -559,18 +567,6 @@ class UnitIndexError(LitmusError, OSError):
         super().__init__(f"cannot record unit {serial!r} in the unit index {self.path}: {reason}")
 
 
-class ExtraMissing(LitmusError, ImportError):
-    """A feature needs an optional extra that is not installed: ``extra`` (``fleet``), ``missing`` (the module)."""
-
-    def __init__(self, extra: str, missing: str, feature: str) -> None:
-        self.extra = extra
-        self.missing = missing
-        self.feature = feature
-        super().__init__(
-            f"{feature} needs pytest-litmus[{extra}] ({missing} is not installed): pip install 'pytest-litmus[{extra}]'"
-        )
-
-
 class LockServerUnavailable(LitmusError, ConnectionError):
     """The PostgreSQL lock server at ``url`` (password redacted) cannot be used: ``reason``."""
 
@@ -607,14 +603,11 @@ class LockServerRefused(ReleaseRefused):
         )
 
 
-class PageUnavailable(LitmusError, ImportError):
+class PageUnavailable(ExtraMissing):
     """The station page was asked for without its web stack: ``missing`` is the module."""
 
     def __init__(self, missing: str) -> None:
-        self.missing = missing
-        super().__init__(
-            f"the station page needs pytest-litmus[page] ({missing} is not installed): pip install 'pytest-litmus[page]'"
-        )
+        super().__init__("page", missing, "the station page")
 
 
 class PromptUnavailable(LitmusError, RuntimeError):
@@ -657,3 +650,49 @@ class RunInProgress(LitmusError, RuntimeError):
         self.pid = pid
         who = f" (unit {serial}, pid {pid})" if serial or pid else ""
         super().__init__(f"station {station!r} is already running a test{who}: stop it or wait for its end")
+
+
+class FleetUnavailable(LitmusError, ConnectionError):
+    """The fleet store at ``url`` (password shown as ``***``) cannot be reached or used: ``reason`` says why.
+
+    ``pending`` is how many sessions of the data dir are not shipped yet (None: not counted).
+    """
+
+    def __init__(self, url: str, reason: str, pending: int | None = None) -> None:
+        self.url = url
+        self.reason = reason
+        self.pending = pending
+        waiting = f"; {pending} session{'s' * (pending != 1)} pending (litmus ship sends them)" if pending else ""
+        super().__init__(f"fleet store {url}: {reason}{waiting}")
+
+
+class FleetNotMigrated(LitmusError, RuntimeError):
+    """The fleet store at ``url`` has schema version ``found`` (0: none); this litmus needs ``needed``."""
+
+    def __init__(self, url: str, found: int, needed: int) -> None:
+        self.url = url
+        self.found = found
+        self.needed = needed
+        if found > needed:
+            what = f"has schema version {found}, newer than this litmus knows ({needed}): upgrade pytest-litmus"
+        elif found == 0:
+            what = "has no litmus schema: run `litmus fleet migrate` to create it"
+        else:
+            what = f"has schema version {found}, this litmus needs {needed}: run `litmus fleet migrate`"
+        super().__init__(f"fleet store {url} {what}")
+
+
+class FleetNotConfigured(LitmusError, LookupError):
+    """A fleet command without a fleet store: no ``fleet:`` in litmus.yaml, no ``LITMUS_FLEET``, no ``--fleet``."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no fleet store: set `fleet: postgresql://...` in litmus.yaml, LITMUS_FLEET, or pass --fleet URL"
+        )
+
+
+class FleetNeedsExtra(ExtraMissing):
+    """The fleet store was asked for without psycopg (``missing`` is the module)."""
+
+    def __init__(self, missing: str = "psycopg") -> None:
+        super().__init__("fleet", missing, "the fleet store")

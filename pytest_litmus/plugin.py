@@ -512,6 +512,8 @@ class SessionPlugin:
 
     #: Why events of the session are missing from its file (set at the end of the session).
     lost: EventsNotWritten | None = None
+    #: What shipping to the fleet store left pending (one line), or None.
+    fleet_pending: str | None = None
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -528,6 +530,20 @@ class SessionPlugin:
                 session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
             if session.config.pluginmanager.get_plugin("terminalreporter") is None:
                 print(f"litmus: {exc}", file=sys.stderr)
+        finally:
+            self._ship(session, connection)
+
+    def _ship(self, session: pytest.Session, connection: Station) -> None:
+        """Ship the ended session to the fleet store, if one is set (never fails the run: docs/fleet.md)."""
+        settings = self.active.settings
+        url = settings.fleet.value if settings is not None else None
+        if url is None or self.active.xdist == "worker":
+            return
+        from pytest_litmus.fleet.after import ship_after_session
+
+        self.fleet_pending = ship_after_session(url, self.active.data_dir, connection.session_id)
+        if self.fleet_pending and session.config.pluginmanager.get_plugin("terminalreporter") is None:
+            print(self.fleet_pending, file=sys.stderr)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         failed = [
@@ -541,6 +557,8 @@ class SessionPlugin:
                 terminalreporter.write_line(f"{nodeid}: {line}")
         if self.lost is not None:
             terminalreporter.write_line(f"litmus: {self.lost}", red=True, bold=True)
+        if self.fleet_pending is not None:
+            terminalreporter.write_line(self.fleet_pending, yellow=True)
 
 
 def check_role_names(session: pytest.Session, config: StationConfig) -> None:

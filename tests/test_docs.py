@@ -57,7 +57,7 @@ from docblocks import (
 
 HANG_GUARD = 120.0  # seconds; a block that takes this long is stuck, not slow
 BIN = Path(sys.executable).parent
-LANGUAGES = {*PYTHON, *SHELL, "yaml", "yml", "json", "toml", "text", "ini", ""}
+LANGUAGES = {*PYTHON, *SHELL, "yaml", "yml", "json", "toml", "text", "ini", "sql", ""}  # sql: tests/test_fleet_cli.py
 CHECKED = ("python", "pytest", "shell", "console", "output", "signature", "script-file")
 LOADED = ("station", "simulation", "project", "limits", "json", "toml")
 

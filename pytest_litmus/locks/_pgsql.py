@@ -13,8 +13,9 @@ import select
 import threading
 from types import ModuleType
 from typing import Any
-from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
+from pytest_litmus.config import SECRET_PARAMS, redact_url
 from pytest_litmus.errors import ExtraMissing, LitmusError
 from pytest_litmus.visaname import resource_key
 
@@ -45,7 +46,6 @@ NAMESPACE = b"pytest-litmus instrument lock\x00"
 CONNECT_TIMEOUT = 5
 #: TCP keepalives of the lock connection, unless the URL says: a dead server or network is noticed within ~11 s.
 KEEPALIVES = {"keepalives": "1", "keepalives_idle": "5", "keepalives_interval": "2", "keepalives_count": "3"}
-SECRET_PARAMS = ("password", "sslpassword")
 
 SCHEMA = f"""
 CREATE UNLOGGED TABLE IF NOT EXISTS {TABLE} (
@@ -94,24 +94,6 @@ def pg_lock_key(resource: str) -> int:
     canonical = resource_key(resource).encode()
     digest = hashlib.blake2b(NAMESPACE + canonical, digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password (in the user part or a ``password=`` parameter) shown as ``***``."""
-    try:
-        parts = urlsplit(url.strip())
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, _, hostport = netloc.rpartition("@")
-            if ":" in userinfo:
-                netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
-        query = parts.query
-        if any(k in SECRET_PARAMS for k, _ in parse_qsl(query, keep_blank_values=True)):
-            pairs = parse_qsl(query, keep_blank_values=True)
-            query = urlencode([(k, "***" if k in SECRET_PARAMS else v) for k, v in pairs], safe="*")
-        return SplitResult(parts.scheme, netloc, parts.path, query, parts.fragment).geturl()
-    except ValueError:
-        return "a postgresql:// URL that cannot be parsed"
 
 
 def secrets_of(url: str) -> list[str]:
