@@ -135,11 +135,15 @@ def has_prompts(text: str) -> bool:
     return any(line.startswith("$ ") for line in text.splitlines())
 
 
+#: The keys of ``litmus.yaml``.
+PROJECT_KEYS = {"default_station", "data_dir", "dut_pattern", "limits", "locks", "fleet", "page"}
+
+
 def yaml_kind(text: str) -> str:
     """``station`` / ``simulation`` / ``project`` (litmus.yaml) / ``limits`` for YAML recognisably one of them, else ``data``.
 
     A station file has a top-level ``instruments`` key; a simulation file ``devices`` (pyvisa-sim's
-    layout); ``litmus.yaml`` only the keys ``default_station``, ``data_dir`` and ``limits``; a
+    layout); ``litmus.yaml`` only its keys (:data:`PROJECT_KEYS`); a
     limits file ``measurements`` and at most ``unlisted`` beside it.
     """
     import yaml
@@ -154,7 +158,7 @@ def yaml_kind(text: str) -> str:
         return "station"
     if "devices" in data:
         return "simulation"
-    if data and set(data) <= {"default_station", "data_dir", "limits"}:
+    if data and set(data) <= PROJECT_KEYS:
         return "project"
     if "measurements" in data and set(data) <= {"measurements", "unlisted"}:
         return "limits"

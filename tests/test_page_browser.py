@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chromium import chromium
 from pagehelpers import example_project, make_project, page_server
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -41,16 +41,6 @@ def test_led(prompt, measure):
     answer = prompt("Is the LED green?", choices=["yes", "no"], timeout=120)
     measure("led_green", 1 if answer == "yes" else 0, low=1, high=1)
 """
-
-
-def chromium() -> str:
-    for name in BROWSERS:
-        found = shutil.which(name)
-        if found:
-            return found
-    if os.environ.get("CI") == "true":
-        pytest.fail("Chromium is not installed, and CI must run the browser checks (.ci/run installs it)")
-    pytest.skip("Chromium is not installed (Debian: apt-get install chromium); the browser checks need it")
 
 
 @pytest.fixture(scope="module")

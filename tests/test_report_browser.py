@@ -15,23 +15,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from chromium import chromium
 
 from pytest_litmus import connect
 from pytest_litmus.records import read_record
 from pytest_litmus.report.html import render
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 NODE = "tests/test_board.py::test_rails"
-
-
-def browser() -> str:
-    for name in BROWSERS:
-        found = shutil.which(name)
-        if found:
-            return found
-    if os.environ.get("CI") == "true":
-        pytest.fail("Chromium is not installed, and CI must run the browser check (.ci/run installs it)")
-    pytest.skip("Chromium is not installed (Debian: apt-get install chromium); the browser check needs it")
 
 
 def run_browser(exe: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -55,7 +45,7 @@ def report_of_a_mock_session(data: Path) -> str:
 
 
 def test_the_report_shows_its_verdict_measurements_and_plots_in_chromium(project: Path, tmp_path: Path) -> None:
-    exe = browser()
+    exe = chromium()
     page = tmp_path / "report.html"
     page.write_text(report_of_a_mock_session(tmp_path / "data"), encoding="utf-8")
     dom = run_browser(exe, tmp_path / "profile", "--dump-dom", page.as_uri()).stdout
