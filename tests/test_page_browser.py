@@ -85,9 +85,9 @@ def test_a_passing_unit_shows_its_measurements_and_the_pass_banner(page: Any, tm
     project = example_project(tmp_path / "project")
     with page_server(project) as (url, _):
         page.goto(url)
-        page.wait_for_selector("#link.up")
-        assert page.text_content("#station") == "cell-7"
-        assert page.text_content("#banner") == "READY"
+        page.wait_for_selector("#link.up")  # the stream is open; its first state message may still be on its way
+        page.wait_for_selector("#station:text-is('cell-7')")
+        page.wait_for_selector("#banner:text-is('READY')")
 
         start(page, "PB-1;rm")  # refused on the page: nothing runs
         page.wait_for_selector("#message:has-text('refused')")

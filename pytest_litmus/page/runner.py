@@ -130,7 +130,8 @@ class RunController:
                 raise RunInProgress(self.station, self.run.serial, self.run.pid)
             lock_dir = self.data_dir / "page"
             make_dirs(lock_dir)
-            station_lock = filelock.FileLock(str(lock_dir / f"{self.station}.run.lock"), timeout=0)
+            # not thread-local: the reaper thread releases it (filelock < 3.30 would silently keep it)
+            station_lock = filelock.FileLock(str(lock_dir / f"{self.station}.run.lock"), timeout=0, thread_local=False)
             try:
                 station_lock.acquire()
             except filelock.Timeout:
