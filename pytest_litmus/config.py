@@ -327,6 +327,26 @@ def redact_url(url: str) -> str:
         return "a postgresql:// URL that cannot be parsed"
 
 
+def url_secrets(url: str) -> list[str]:
+    """The secrets ``url`` carries (its password, ``password=`` / ``sslpassword=`` values), to scrub from messages."""
+    found = []
+    try:
+        parts = urlsplit(url.strip())
+        if parts.password:
+            found.append(parts.password)
+        found += [v for k, v in parse_qsl(parts.query) if k in SECRET_PARAMS and v]
+    except ValueError:
+        pass
+    return found
+
+
+def scrub_secrets(text: str, secrets: list[str]) -> str:
+    """``text`` with each of ``secrets`` replaced by ``***`` (a driver's message may quote the URL)."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
 def check_locks(text: str) -> str | None:
     """None if ``text`` is a lock backend ``locks:`` accepts, else what is wrong with it."""
     value = text.strip()

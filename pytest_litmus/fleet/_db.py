@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_litmus.config import redact_url
+from pytest_litmus.config import redact_url, scrub_secrets, url_secrets
 from pytest_litmus.errors import FleetNeedsExtra, FleetUnavailable
 
 __all__ = ["CONNECT_TIMEOUT", "connect", "reason_of"]
@@ -25,19 +25,7 @@ def _psycopg() -> Any:
 def reason_of(exc: BaseException, url: str) -> str:
     """The first line of ``exc``'s message, without the URL's password should a driver ever echo it."""
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    password = _password(url)
-    return text.replace(password, "***") if password else text
-
-
-def _password(url: str) -> str | None:
-    try:
-        from urllib.parse import parse_qs, urlsplit
-
-        parts = urlsplit(url)
-        given = parse_qs(parts.query).get("password")
-        return parts.password or (given[0] if given else None)
-    except ValueError:
-        return None
+    return scrub_secrets(text, url_secrets(url))
 
 
 def connect(url: str, *, timeout: float = CONNECT_TIMEOUT, statement_timeout_ms: int | None = None) -> Any:

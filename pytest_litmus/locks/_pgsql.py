@@ -13,9 +13,8 @@ import select
 import threading
 from types import ModuleType
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-from pytest_litmus.config import SECRET_PARAMS, redact_url
+from pytest_litmus.config import redact_url
 from pytest_litmus.errors import ExtraMissing, LitmusError
 from pytest_litmus.visaname import resource_key
 
@@ -36,7 +35,6 @@ __all__ = [
     "pg_lock_key",
     "psycopg",
     "redact_url",
-    "secrets_of",
 ]
 
 #: The holder table; the fleet store's schema does not touch it.
@@ -94,18 +92,6 @@ def pg_lock_key(resource: str) -> int:
     canonical = resource_key(resource).encode()
     digest = hashlib.blake2b(NAMESPACE + canonical, digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
-
-
-def secrets_of(url: str) -> list[str]:
-    found = []
-    try:
-        parts = urlsplit(url.strip())
-        if parts.password:
-            found.append(parts.password)
-        found += [v for k, v in parse_qsl(parts.query) if k in SECRET_PARAMS and v]
-    except ValueError:
-        pass
-    return found
 
 
 def psycopg() -> ModuleType:

@@ -37,6 +37,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from pytest_litmus.config import scrub_secrets, url_secrets
 from pytest_litmus.errors import (
     LockConnectionLost,
     LockServerRefused,
@@ -72,7 +73,6 @@ from pytest_litmus.locks._pgsql import (
     pg_lock_key,
     psycopg,
     redact_url,
-    secrets_of,
 )
 from pytest_litmus.locks._records import check_lock_name, lock_key
 
@@ -126,7 +126,7 @@ class PostgresBackend(LockBackend):
         #: The URL as shown in messages and listings: its password as ``***``.
         self.shown = redact_url(self.url)
         self.connect_timeout = connect_timeout
-        self._secrets = secrets_of(self.url)
+        self._secrets = url_secrets(self.url)
         self._link: Link | None = None
         self._mutex = threading.Lock()
 
@@ -135,9 +135,7 @@ class PostgresBackend(LockBackend):
 
     def scrub(self, text: str) -> str:
         """``text`` with this URL's password replaced by ``***`` (a driver message may quote the URL)."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return scrub_secrets(text, self._secrets)
 
     # ------------------------------------------------------------------ the connection
 
