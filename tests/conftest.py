@@ -29,6 +29,15 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def sim_station(project: Path) -> str:
+    """cell-7 on the simulator *without* --mock: real locks, as on hardware (station ``bench``)."""
+    text = (project / "stations" / "cell-7.yaml").read_text()
+    text = text.replace("simulation: sims/cell-7.yaml", "visa_library: sims/cell-7.yaml@sim")
+    (project / "stations" / "bench.yaml").write_text(text.replace("station: cell-7", "station: bench"))
+    return "bench"
+
+
+@pytest.fixture
 def station_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """A pytester project with the example station and a private data dir."""
     shutil.copytree(REPO / "stations", pytester.path / "stations")

@@ -6,13 +6,12 @@ import importlib.util
 import os
 import pickle
 import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from lockstress import run_stress
 
 from pytest_litmus.errors import LockLost, ResourceInUse
 from pytest_litmus.locking import (
@@ -226,22 +225,7 @@ def test_dead_holder_is_stale_and_release_cleans_it(spawn: Callable[..., Any], t
 
 def test_stress_no_overlap_and_no_deadlock(tmp_path: Path) -> None:
     workers, cycles = 8, 200
-    marks = tmp_path / "marks.txt"
-    script = Path(__file__).parent / "lockhelpers" / "stress.py"
-    started = [
-        subprocess.Popen([sys.executable, str(script), str(tmp_path), DMM, str(marks), str(cycles)])
-        for _ in range(workers)
-    ]
-    try:
-        codes = [p.wait(timeout=240) for p in started]  # hang guard: a deadlock fails here
-    finally:
-        for p in started:
-            p.kill()
-    assert codes == [0] * workers
-    lines = marks.read_text().splitlines()
-    assert len(lines) == 2 * workers * cycles
-    for begin, end in zip(lines[::2], lines[1::2], strict=True):
-        assert begin.startswith("B ") and end == "E " + begin[2:], (begin, end)
+    lines = run_stress(tmp_path, DMM, workers, cycles)
     assert len(set(lines[::2])) == workers * cycles
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from lockhelpers.procs import Child, hold, unpickle
+from lockstress import run_stress
 
 from pytest_litmus import ResourceInUse, connect
 from pytest_litmus.errors import LockLost
@@ -57,38 +58,11 @@ def test_a_frozen_holder_is_broken_by_force_and_learns_it_when_it_wakes(tmp_path
 
 
 def test_eight_processes_on_two_data_dirs_never_hold_at_once(tmp_path: Path, postgres_url: str) -> None:
-    workers, cycles = 8, 200
-    marks = tmp_path / "marks.txt"
-    script = Path(__file__).parent / "lockhelpers" / "stress.py"
-    started = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path / f"pc{i % 2}"), DMM, str(marks), str(cycles), postgres_url]
-        )
-        for i in range(workers)
-    ]
-    try:
-        codes = [p.wait(timeout=240) for p in started]  # hang guard: a deadlock fails here
-    finally:
-        for p in started:
-            p.kill()
-    assert codes == [0] * workers
-    lines = marks.read_text().splitlines()
-    assert len(lines) == 2 * workers * cycles
-    for begin, end in zip(lines[::2], lines[1::2], strict=True):
-        assert begin.startswith("B ") and end == "E " + begin[2:], (begin, end)  # 0 double holds
+    run_stress(tmp_path, DMM, workers=8, cycles=200, data_dirs=2, server=postgres_url)
     assert PostgresBackend(postgres_url).list() == []
 
 
 # --------------------------------------------------------------------------- stations and the plugin
-
-
-@pytest.fixture
-def sim_station(project: Path) -> str:
-    """cell-7 on the simulator *without* --mock: real locks, as on hardware."""
-    text = (project / "stations" / "cell-7.yaml").read_text()
-    text = text.replace("simulation: sims/cell-7.yaml", "visa_library: sims/cell-7.yaml@sim")
-    (project / "stations" / "bench.yaml").write_text(text.replace("station: cell-7", "station: bench"))
-    return "bench"
 
 
 def test_litmus_yaml_locks_puts_station_locks_on_the_server(

@@ -13,15 +13,6 @@ from pytest_litmus import LockLost, ResourceInUse, StationConnection, connect
 from pytest_litmus.locks import list_locks, release_lock
 
 
-@pytest.fixture
-def sim_station(project: Path) -> str:
-    """cell-7 on the simulator *without* --mock: real host locks, as on hardware."""
-    text = (project / "stations" / "cell-7.yaml").read_text()
-    text = text.replace("simulation: sims/cell-7.yaml", "visa_library: sims/cell-7.yaml@sim")
-    (project / "stations" / "bench.yaml").write_text(text.replace("station: cell-7", "station: bench"))
-    return "bench"
-
-
 def test_second_session_gets_resource_in_use_naming_the_holder(sim_station: str) -> None:
     with connect(sim_station) as a, connect(sim_station) as b:
         a.nodeid = "tests/test_a.py::test_holder"
