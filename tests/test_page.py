@@ -58,6 +58,7 @@ def wait_for(condition: Any, timeout: float = 120.0) -> None:
         None,
         ["PB-0001"],
         "PB-12;rm -rf /",
+        "PB-1,PB-2",  # --dut would take it for two units
     ],
 )
 def test_a_bad_serial_is_refused_before_anything_runs(serial: object) -> None:

@@ -25,34 +25,37 @@ from pathlib import Path
 from typing import Any
 
 from pytest_litmus.atomicfile import make_dirs
+from pytest_litmus.dut import MAX_SERIAL
+from pytest_litmus.dut import check_serial as dut_serial
 from pytest_litmus.errors import RunInProgress, SerialRefused
 
 __all__ = ["DEFAULT_COMMAND", "MAX_SERIAL", "Run", "RunController", "check_serial", "command_argv"]
 
 #: What Start runs when ``litmus.yaml`` names no ``page: {command: ...}``.
 DEFAULT_COMMAND = "pytest --station {station} --dut {serial}"
-#: The longest serial the page takes.
-MAX_SERIAL = 128
 #: Seconds from SIGINT to SIGTERM, and from SIGTERM to SIGKILL.
 GRACE = 10.0
 #: Lines of the run's output kept to show when it ends without a session.
 OUTPUT_LINES = 40
 _PLAIN = re.compile(r"[^\s\x00-\x1f\x7f-\x9f]+")
+_ONE_WORD = f"one word of 1 to {MAX_SERIAL} printable characters, no commas, not starting with '-'"
 
 
 def check_serial(serial: object, pattern: re.Pattern[str] | None, where: str | None = None) -> str:
-    """``serial`` if the page may run it: a one-word text (no control characters, not an option), and with
-    ``pattern``, matching it whole; else :class:`SerialRefused`."""
+    """``serial`` if the page may run it: a serial ``--dut`` takes (:func:`pytest_litmus.dut.check_serial`:
+    text, at most :data:`MAX_SERIAL` characters, no control characters or commas) that is also one word,
+    not an option, and with ``pattern``, matching it whole; else :class:`SerialRefused`."""
     if not isinstance(serial, str):
         raise SerialRefused(repr(serial)[:MAX_SERIAL], "a text")
-    serial = serial.strip()
-    if not serial or len(serial) > MAX_SERIAL or _PLAIN.fullmatch(serial) is None or serial.startswith("-"):
-        raise SerialRefused(
-            serial[:MAX_SERIAL], f"one word of 1 to {MAX_SERIAL} printable characters, not starting with '-'"
-        )
-    if pattern is not None and pattern.fullmatch(serial) is None:
-        raise SerialRefused(serial, f"a serial number matching dut_pattern {pattern.pattern!r} of {where}")
-    return serial
+    try:
+        checked = dut_serial(serial)
+    except ValueError:
+        checked = None
+    if checked is None or _PLAIN.fullmatch(checked) is None or checked.startswith("-"):
+        raise SerialRefused(serial.strip()[:MAX_SERIAL], _ONE_WORD)
+    if pattern is not None and pattern.fullmatch(checked) is None:
+        raise SerialRefused(checked, f"a serial number matching dut_pattern {pattern.pattern!r} of {where}")
+    return checked
 
 
 def command_argv(command: str, *, serial: str, station: str) -> list[str]:
