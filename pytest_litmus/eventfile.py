@@ -26,9 +26,8 @@ import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pytest_litmus.atomicfile import make_dirs, share_fd
 from pytest_litmus.errors import EventsNotWritten
@@ -60,8 +59,7 @@ SESSION_DIR_BITS = stat.S_ISGID | stat.S_IRGRP | stat.S_IXGRP
 _write = os.write
 
 
-@dataclass(frozen=True)
-class WriteFault:
+class WriteFault(NamedTuple):
     """Events of a session that are not on disk: still held in memory, or lost for good."""
 
     path: Path
@@ -339,8 +337,7 @@ class LineWriter:
 # --------------------------------------------------------------------------- finding what is missing
 
 
-@dataclass(frozen=True)
-class SeqGaps:
+class SeqGaps(NamedTuple):
     """Events missing from a session file, by ``seq``."""
 
     #: ``(first, last, count)`` of each ``EventsLost`` event in the file.

@@ -57,6 +57,8 @@ _LOOKS_NUMERIC = re.compile(r"[-+]?(\d[\d_]*\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 def format_number(x: Any) -> str:
     """A number as every litmus output prints it: ``format(x, ".12g")`` (``3.3*1.01`` -> ``3.333``)."""
+    if type(x) is float:  # the common case, before the slower ``Real`` ABC check
+        return format(x, ".12g")
     if isinstance(x, bool) or not isinstance(x, Real):
         return repr(x) if isinstance(x, str) else str(x)
     try:
@@ -95,6 +97,43 @@ def describe_limits(limits: Mapping[str, Any] | None) -> str:
         if limits.get(key) is not None
     ]
     return f"{text}, marginal {' or '.join(marginal)}" if marginal else text
+
+
+#: ``limit_texts`` results by their arguments' types and values (limits repeat from test to test).
+_LIMIT_TEXTS: dict[tuple[Any, ...], tuple[str, str, str | None]] = {}
+_LIMIT_TEXTS_SIZE = 1024
+
+
+def limit_texts(low: Any, high: Any, limits: Mapping[str, Any] | None) -> tuple[str, str, str | None]:
+    """``low`` and ``high`` as :func:`format_number` prints them (``""`` for None), and
+    :func:`describe_limits` of ``limits`` (None without limits): a measurement's JUnit properties.
+
+    Cached by value: a suite judges the same few limits over and over.
+    """
+    try:
+        key = (
+            type(low),
+            low,
+            type(high),
+            high,
+            tuple(limits.items()) if limits else None,
+            low == 0 and math.copysign(1.0, low),  # 0.0 and -0.0 are equal keys but print "0" and "-0"
+            high == 0 and math.copysign(1.0, high),
+        )
+        texts = _LIMIT_TEXTS.get(key)
+    except TypeError:  # an unhashable value (a list in ``equals``): not cached
+        key, texts = None, None
+    if texts is None:
+        texts = (
+            "" if low is None else format_number(low),
+            "" if high is None else format_number(high),
+            describe_limits(limits) if limits else None,
+        )
+        if key is not None:
+            if len(_LIMIT_TEXTS) >= _LIMIT_TEXTS_SIZE:
+                _LIMIT_TEXTS.clear()
+            _LIMIT_TEXTS[key] = texts
+    return texts
 
 
 # --------------------------------------------------------------------------- the model

@@ -16,9 +16,8 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from pytest_litmus.atomicfile import GROUP_FILE_BITS, make_dirs, share_fd
@@ -30,8 +29,7 @@ _MAX_KEY = 200
 LOCK_TIMEOUT = 30.0
 
 
-@dataclass(frozen=True)
-class UnitAttempt:
+class UnitAttempt(NamedTuple):
     """One line of a unit's index: the session that tested it, and which attempt that was."""
 
     serial: str

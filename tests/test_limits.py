@@ -546,3 +546,47 @@ def test_the_docs_show_the_example_limits_file_as_it_is() -> None:
 
     (shown,) = [b for b in parse(REPO / "docs" / "limits.md") if b.kind == "limits"]
     assert shown.text == (REPO / "examples" / "limits" / "power-board.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "limits"),
+    [
+        (3.2, 3.4, {"low": 3.2, "high": 3.4, "low_inclusive": True, "high_inclusive": True, "source": "inline"}),
+        (-0.0, 1.0, {"low": -0.0, "high": 1.0}),
+        (0.0, 1.0, {"low": 0.0, "high": 1.0}),
+        (0, 1, {"low": 0, "high": 1}),
+        (None, 5.0, {"high": 5.0, "high_inclusive": False}),
+        (None, None, None),
+        (None, None, {"equals": ["a", "b"]}),  # unhashable: not cached, still right
+        (Fraction(1, 3), None, {"low": Fraction(1, 3)}),
+        (1e300, float("inf"), {"nominal": 5.0, "tolerance_percent": 2}),
+    ],
+)
+def test_limit_texts_are_what_the_formatters_print_also_from_the_cache(low: Any, high: Any, limits: Any) -> None:
+    from pytest_litmus.limits import describe_limits, format_number, limit_texts
+
+    expected = (
+        "" if low is None else format_number(low),
+        "" if high is None else format_number(high),
+        describe_limits(limits) if limits else None,
+    )
+    assert limit_texts(low, high, limits) == expected
+    assert limit_texts(low, high, limits) == expected  # the second answer comes from the cache
+
+
+def test_limit_texts_keep_the_sign_of_zero_apart() -> None:
+    from pytest_litmus.limits import limit_texts
+
+    assert limit_texts(0.0, None, None)[0] == "0"
+    assert limit_texts(-0.0, None, None)[0] == "-0"
+    assert limit_texts(0.0, None, None)[0] == "0"
+
+
+def test_format_number_fast_path_agrees_with_the_general_one() -> None:
+    from pytest_litmus.limits import format_number
+
+    class MyFloat(float):
+        pass
+
+    for x in (3.3 * 1.01, -0.0, 1e-300, float("nan"), 123456789012345.0):
+        assert format_number(x) == format_number(MyFloat(x)) == format(x, ".12g")

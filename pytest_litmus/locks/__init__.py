@@ -17,6 +17,9 @@ took the lock away; :meth:`LockOwner.release_all` at the end.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from pytest_litmus.config import redact_url
 from pytest_litmus.errors import (
     AccessDenied,
     InvalidName,
@@ -40,9 +43,11 @@ from pytest_litmus.locks._api import (
 )
 from pytest_litmus.locks._host import HostBackend, HostHold, list_locks, release_lock
 from pytest_litmus.locks._owner import Lease, LockOwner
-from pytest_litmus.locks._postgres import PostgresBackend, PostgresHold, pg_lock_key, redact_url
 from pytest_litmus.locks._records import check_lock_name, damaged_records, lock_key, locks_dir
 from pytest_litmus.locks._visa import VISA_SHARED_KEY, VisaBackend, release_visa_lock, take_visa_lock
+
+if TYPE_CHECKING:
+    from pytest_litmus.locks._postgres import PostgresBackend, PostgresHold, pg_lock_key
 
 __all__ = [
     "ACQUIRE_BACKOFF",
@@ -81,3 +86,15 @@ __all__ = [
     "release_visa_lock",
     "take_visa_lock",
 ]
+
+
+#: The PostgreSQL backend, imported on first use: a run on host locks does not load it.
+_LAZY = {"PostgresBackend", "PostgresHold", "pg_lock_key"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from pytest_litmus.locks import _postgres
+
+        return getattr(_postgres, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

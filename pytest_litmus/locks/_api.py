@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from pytest_litmus.backoff import Backoff
 from pytest_litmus.config import LOCK_MODES, LockMode
@@ -95,8 +94,7 @@ def holder_summary(holders: list[dict[str, Any]]) -> dict[str, Any]:
     return first
 
 
-@dataclass(frozen=True)
-class LockState:
+class LockState(NamedTuple):
     """What ``litmus locks`` shows for one lock."""
 
     resource: str
@@ -122,8 +120,7 @@ class LockState:
         }
 
 
-@dataclass(frozen=True)
-class ReleaseResult:
+class ReleaseResult(NamedTuple):
     """What a forced release did: ``cleaned`` (nobody held it) or ``broken`` (taken from a live holder)."""
 
     resource: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["MAX_BLOCK", "BadUnit", "BlockUnit", "Unit", "definite", "pack", "split_units"]
 
@@ -25,16 +25,14 @@ _HASH = 0x23
 _DIGITS = range(0x30, 0x3A)
 
 
-@dataclass(frozen=True, slots=True)
-class BlockUnit:
+class BlockUnit(NamedTuple):
     """A program message unit whose argument is a block: ``header`` (upper-cased) and the raw ``payload``."""
 
     header: str
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class BadUnit:
+class BadUnit(NamedTuple):
     """A unit that cannot be parsed: the SCPI ``error`` it queues (a command error)."""
 
     error: str

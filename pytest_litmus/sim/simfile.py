@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from pytest_litmus.errors import StationConfigError
 from pytest_litmus.sim.blocks import MAX_BLOCK, pack
@@ -50,8 +50,7 @@ _DATATYPES = "bBhHiIlLqQefd"
 _OPERATION_KEYS = ("seconds", "device_error")
 
 
-@dataclass(frozen=True)
-class Operation:
+class Operation(NamedTuple):
     """A command that starts an operation completing ``seconds`` later."""
 
     command: str
