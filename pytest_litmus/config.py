@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
-from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit
 
+from pytest_litmus.dburl import FLEET_EXPECTED, LOCKS_EXPECTED, check_locks, is_postgres_url
 from pytest_litmus.dut import check_pattern
 from pytest_litmus.errors import StationConfigError, StationNotFound, UnknownRole
 from pytest_litmus.limits import LimitsRef, LimitsTable, inline_limits
@@ -292,65 +292,8 @@ def load_project_config(path: Path) -> ProjectConfig:
     )
 
 
-#: What ``locks:`` / ``LITMUS_LOCKS`` accept.
-LOCKS_EXPECTED = "host, or a postgresql:// URL (PostgreSQL advisory locks)"
-#: What ``fleet:`` / ``LITMUS_FLEET`` accept.
-FLEET_EXPECTED = "a postgresql:// URL (the fleet store)"
 #: The placeholders a page command may use.
 PAGE_PLACEHOLDERS = ("serial", "station")
-
-
-def is_postgres_url(text: str) -> bool:
-    """Whether ``text`` is a ``postgresql://`` (or ``postgres://``) URL."""
-    return text.strip().startswith(("postgresql://", "postgres://")) and len(text.strip()) > len("postgres://")
-
-
-#: URL query parameters that carry a secret.
-SECRET_PARAMS = ("password", "sslpassword")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password (in the user part or a ``password=`` parameter) shown as ``***``, for messages and logs."""
-    try:
-        parts = urlsplit(url.strip())
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, _, hostport = netloc.rpartition("@")
-            if ":" in userinfo:
-                netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
-        query = parts.query
-        if any(k in SECRET_PARAMS for k, _ in parse_qsl(query, keep_blank_values=True)):
-            pairs = parse_qsl(query, keep_blank_values=True)
-            query = urlencode([(k, "***" if k in SECRET_PARAMS else v) for k, v in pairs], safe="*")
-        return SplitResult(parts.scheme, netloc, parts.path, query, parts.fragment).geturl()
-    except ValueError:
-        return "a postgresql:// URL that cannot be parsed"
-
-
-def url_secrets(url: str) -> list[str]:
-    """The secrets ``url`` carries (its password, ``password=`` / ``sslpassword=`` values), to scrub from messages."""
-    found = []
-    try:
-        parts = urlsplit(url.strip())
-        if parts.password:
-            found.append(parts.password)
-        found += [v for k, v in parse_qsl(parts.query) if k in SECRET_PARAMS and v]
-    except ValueError:
-        pass
-    return found
-
-
-def scrub_secrets(text: str, secrets: list[str]) -> str:
-    """``text`` with each of ``secrets`` replaced by ``***`` (a driver's message may quote the URL)."""
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
-
-
-def check_locks(text: str) -> str | None:
-    """None if ``text`` is a lock backend ``locks:`` accepts, else what is wrong with it."""
-    value = text.strip()
-    return None if value == "host" or is_postgres_url(value) else LOCKS_EXPECTED
 
 
 def _page_command(path: Path, data: dict[str, Any] | None) -> str | None:

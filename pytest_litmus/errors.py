@@ -4,6 +4,9 @@ Every error is a :class:`LitmusError` and also the builtin it is a kind of, so
 ``except LookupError`` keeps working for callers who do not know this package.
 Errors carry structured fields (``ResourceInUse.holder``) and survive pickling,
 so they cross process boundaries (instrument server, xdist) unchanged.
+
+Why this module is over 500 lines: it is the hierarchy, one small class per error, kept in
+one place on purpose so that every error a user can catch is found (and pickled, tested) here.
 """
 
 from __future__ import annotations

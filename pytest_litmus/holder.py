@@ -6,6 +6,11 @@ optionally an instrument server that lets other processes join it. The pytest
 fixtures, ``connect()`` and the controller of an xdist run all use this class;
 processes that join a holder's session use
 :class:`~pytest_litmus.sharing.joined.JoinedStation` instead.
+
+Why this module is over 500 lines: it is one class, whose parts (session start and stop,
+instruments opened on demand, their locks, event counts, units) share its state and its lock;
+what is not the holder's own lives below it (:mod:`~pytest_litmus.station`, :mod:`~pytest_litmus.locks`,
+:mod:`~pytest_litmus.events`, :mod:`~pytest_litmus.sharing`).
 """
 
 from __future__ import annotations

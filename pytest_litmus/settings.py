@@ -15,6 +15,9 @@ environment variable, ini file and key, ``litmus.yaml`` and key).
 
 ``connect()`` and the plugin both call :func:`resolve`, then
 :meth:`Settings.load_station`: one resolution path.
+
+Why this module is over 500 lines: it is the one table of settings (help, parser, doors) and
+the one resolver over it; a setting's parts are kept together so that adding one touches one place.
 """
 
 from __future__ import annotations
@@ -28,19 +31,16 @@ from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from pytest_litmus.config import (
-    FLEET_EXPECTED,
-    LOCKS_EXPECTED,
     MAX_TIMEOUT_MS,
     ProjectConfig,
     StationConfig,
-    check_locks,
     check_simulation,
     check_station_id,
     find_project_config,
     find_station_file,
-    is_postgres_url,
     load_station_file,
 )
+from pytest_litmus.dburl import FLEET_EXPECTED, LOCKS_EXPECTED, check_locks, is_postgres_url
 from pytest_litmus.dut import Dut, SerialsMismatch, check_part, parse_serials, resolve_units
 from pytest_litmus.errors import StationConfigError
 from pytest_litmus.limits import LimitsRef, LimitsTable, load_limits

@@ -17,7 +17,7 @@ import pytest
 from pgserver import Cluster, missing_reason
 from recordhelpers import Events, m
 
-from pytest_litmus.config import redact_url
+from pytest_litmus.dburl import redact_url
 from pytest_litmus.errors import FleetNeedsExtra, FleetNotConfigured, FleetNotMigrated, FleetUnavailable
 from pytest_litmus.fleet import VERSION, connect, migrate, pending, ship
 

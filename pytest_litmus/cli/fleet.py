@@ -26,7 +26,7 @@ from pytest_litmus.cli._output import format_table
 from pytest_litmus.cli.sessions import when
 from pytest_litmus.cli.trend import since
 from pytest_litmus.cli.unit import COLUMNS, failed_text
-from pytest_litmus.config import redact_url
+from pytest_litmus.dburl import redact_url
 from pytest_litmus.records import MeasurementRecord
 
 EXIT_OK = 0

@@ -18,7 +18,7 @@ from typing import Any
 from pytest_litmus.cli._fleet import add_fleet_option, fleet_url
 from pytest_litmus.cli._output import format_table
 from pytest_litmus.cli.sessions import when
-from pytest_litmus.config import redact_url
+from pytest_litmus.dburl import redact_url
 from pytest_litmus.settings import resolve_data_dir
 
 EXIT_OK = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_litmus.config import redact_url, scrub_secrets, url_secrets
+from pytest_litmus.dburl import redact_url, scrub_secrets, url_secrets
 from pytest_litmus.errors import FleetNeedsExtra, FleetUnavailable
 
 __all__ = ["CONNECT_TIMEOUT", "connect", "reason_of"]

@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from pytest_litmus.config import redact_url
+from pytest_litmus.dburl import redact_url
 from pytest_litmus.errors import FleetNotMigrated, FleetUnavailable
 
 __all__ = ["BUDGET", "ship_after_session"]

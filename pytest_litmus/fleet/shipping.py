@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_litmus.atomicfile import make_dirs, write_json
-from pytest_litmus.config import redact_url
+from pytest_litmus.dburl import redact_url
 from pytest_litmus.errors import FleetNotMigrated, FleetUnavailable
 from pytest_litmus.events import EVENTS_FILE, SessionLog, read_session
 from pytest_litmus.fleet._db import _psycopg, connect, reason_of

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pytest_litmus.config import redact_url
+from pytest_litmus.dburl import redact_url
 from pytest_litmus.errors import (
     AccessDenied,
     InvalidName,

@@ -14,7 +14,7 @@ import threading
 from types import ModuleType
 from typing import Any
 
-from pytest_litmus.config import redact_url
+from pytest_litmus.dburl import redact_url
 from pytest_litmus.errors import ExtraMissing, LitmusError
 from pytest_litmus.visaname import resource_key
 

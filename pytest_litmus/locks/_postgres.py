@@ -37,7 +37,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_litmus.config import scrub_secrets, url_secrets
+from pytest_litmus.dburl import scrub_secrets, url_secrets
 from pytest_litmus.errors import (
     LockConnectionLost,
     LockServerRefused,

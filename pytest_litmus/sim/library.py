@@ -13,6 +13,9 @@ One library per simulation file is *current* in a process (:func:`current_sim_li
 every resource manager built on it sees one instrument per resource.
 Service requests and serial poll exist only on the interface classes that have
 them in NI-VISA (:mod:`pytest_litmus.sim.interfaces`).
+
+Why this module is just over 500 lines: it is one class, one method per VISA operation
+pyvisa-sim lacks; the device model, status model and locks it calls are modules of their own.
 """
 
 from __future__ import annotations
