@@ -3,7 +3,8 @@
 This package is the ``pytest11`` entry point: its options, ``pytest_configure`` and the report
 header, and the fixtures pytest finds on this module (``srq``, ``attach``, ``prompt``, from
 :mod:`.fixtures`). Without a station (no ``--station``, ``LITMUS_STATION``, ``litmus_station`` or
-``default_station``) the plugin registers nothing beyond its options and two fixtures: no VISA
+``default_station``) the plugin registers nothing beyond its options and its fixtures (``station``, ``measure`` and
+``dut`` say how to select one): no VISA
 import, no file written, no per-test hook, and neither :mod:`.session` nor :mod:`.pertest` is
 imported. With one, ``pytest_configure`` registers the station's fixtures, the session's hooks
 (:mod:`.session`) and the per-test hooks (:mod:`.pertest`).

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,11 +43,11 @@ _SESSION_OUTCOME: dict[int, SessionOutcome] = {
 }
 
 
-@dataclass(eq=False)
 class SessionPlugin:
     """The session's connection: opened at session start, closed with its outcome at the end."""
 
-    active: Active
+    def __init__(self, active: Active) -> None:  # a plain class: a dataclass costs start-up time
+        self.active = active
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -283,11 +283,11 @@ def _join(server_file: Path, active: Active) -> Station:
         raise pytest.UsageError(f"litmus: cannot join the controller's session: {exc}") from None
 
 
-@dataclass(eq=False)
 class XdistController:
     """The xdist controller's hooks: hand workers the instrument server, record crashed tests."""
 
-    active: Active
+    def __init__(self, active: Active) -> None:
+        self.active = active
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
