@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from numbers import Real
 from typing import Any
 
-__all__ = ["describe_limits", "format_number", "limit_texts"]
+__all__ = ["describe_limits", "format_number", "limit_texts", "limits_key"]
 
 
 def format_number(x: Any) -> str:
@@ -59,6 +59,20 @@ def describe_limits(limits: Mapping[str, Any] | None) -> str:
     return f"{text}, marginal {' or '.join(marginal)}" if marginal else text
 
 
+def limits_key(limits: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A cache key for ``limits`` that is equal only for dicts that print alike.
+
+    Values that are equal but print differently (``1``, ``1.0`` and ``True``; ``0.0`` and
+    ``-0.0``) are told apart by their types and, where a value equals 0, their ``repr``.
+    Using the key raises ``TypeError`` for an unhashable value (a list in ``equals``).
+    """
+    values = limits.values()
+    key: tuple[Any, ...] = (tuple(limits.items()), tuple(map(type, values)))
+    if 0 in values:  # False, 0, 0.0 and -0.0 are all equal to 0
+        key += (tuple(map(repr, values)),)
+    return key
+
+
 #: ``limit_texts`` results by their arguments' types and values (limits repeat from test to test).
 _LIMIT_TEXTS: dict[tuple[Any, ...], tuple[str, str, str | None]] = {}
 _LIMIT_TEXTS_SIZE = 1024
@@ -76,7 +90,7 @@ def limit_texts(low: Any, high: Any, limits: Mapping[str, Any] | None) -> tuple[
             low,
             type(high),
             high,
-            tuple(limits.items()) if limits else None,
+            limits_key(limits) if limits else None,
             low == 0 and math.copysign(1.0, low),  # 0.0 and -0.0 are equal keys but print "0" and "-0"
             high == 0 and math.copysign(1.0, high),
         )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, runtime_checkabl
 
 from pytest_litmus.events import encode_value, events_path, filter_events, read_events
 from pytest_litmus.eventtypes import EventType
+from pytest_litmus.limittext import limits_key
 from pytest_litmus.measurements import Measurement, judge
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ class Station(Protocol):
 
 _SHOWN_FILES: dict[str, str] = {}
 #: The JSON of a ``limits`` dict by its items: a run judges many values against few limits.
-_LIMITS_JSON: dict[tuple[tuple[str, Any], ...], str] = {}
+_LIMITS_JSON: dict[tuple[Any, ...], str] = {}
 _LIMITS_CACHE_SIZE = 4096
 
 
@@ -139,7 +140,7 @@ def _limits_json(limits: dict[str, Any] | None) -> str:
     if limits is None:
         return "null"
     try:
-        key = tuple(limits.items())
+        key = limits_key(limits)  # 1, 1.0 and True, or 0.0 and -0.0, are written differently
         text = _LIMITS_JSON.get(key)
     except TypeError:  # an unhashable value (a list in ``equals``): not cached
         return encode_value(limits)

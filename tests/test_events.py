@@ -331,3 +331,23 @@ def test_measurements_on_the_fast_path_equal_what_subscribers_see(
             {k: v for k, v in b.items() if k not in ("seq", "ts")}
         )
     assert len(collector.events) == half and all(isinstance(e["ts"], float) for e in events)
+
+
+def test_a_limits_dict_is_written_as_it_is_after_an_equal_one_of_another_type_or_sign() -> None:
+    """The limits JSON is cached by value: ``1``, ``1.0`` and ``True``, or ``0.0`` and ``-0.0``, are
+    equal keys to a dict but written differently, so each must be written as itself."""
+    from pytest_litmus.events import encode_value
+    from pytest_litmus.station import _limits_json
+
+    for limits in (
+        {"equals": 1},
+        {"equals": True},
+        {"equals": 1.0},
+        {"low": 0.0, "high": 1.0},
+        {"low": -0.0, "high": 1.0},
+        {"low": 0, "high": 1},
+        {"low": 0.0, "low_inclusive": False},
+        {"low": 0.0, "low_inclusive": 0},
+    ):
+        assert _limits_json(limits) == encode_value(limits), limits
+        assert _limits_json(limits) == encode_value(limits), limits  # the cached answer too

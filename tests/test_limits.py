@@ -590,3 +590,12 @@ def test_format_number_fast_path_agrees_with_the_general_one() -> None:
 
     for x in (3.3 * 1.01, -0.0, 1e-300, float("nan"), 123456789012345.0):
         assert format_number(x) == format_number(MyFloat(x)) == format(x, ".12g")
+
+
+def test_limit_texts_tell_equal_limits_of_another_type_apart() -> None:
+    from pytest_litmus.limittext import describe_limits, limit_texts
+
+    for limits in ({"equals": 1}, {"equals": True}, {"equals": 1.0}, {"nominal": -0.0, "tolerance": 1.0}):
+        assert limit_texts(None, None, limits)[2] == describe_limits(limits), limits
+    assert limit_texts(None, None, {"nominal": 0.0, "tolerance": 1.0})[2] == "0 ± 1"
+    assert limit_texts(None, None, {"nominal": -0.0, "tolerance": 1.0})[2] == "-0 ± 1"

@@ -3,11 +3,11 @@
 This package is the ``pytest11`` entry point: its options, ``pytest_configure`` and the report
 header, and the fixtures pytest finds on this module (``srq``, ``attach``, ``prompt``, from
 :mod:`.fixtures`). Without a station (no ``--station``, ``LITMUS_STATION``, ``litmus_station`` or
-``default_station``) the plugin registers nothing beyond its options and its fixtures (``station``, ``measure`` and
-``dut`` say how to select one): no VISA
-import, no file written, no per-test hook, and neither :mod:`.session` nor :mod:`.pertest` is
-imported. With one, ``pytest_configure`` registers the station's fixtures, the session's hooks
-(:mod:`.session`) and the per-test hooks (:mod:`.pertest`).
+``default_station``) the plugin registers nothing beyond its options and its fixtures
+(``station``, ``measure`` and ``dut`` say how to select one): no VISA import, no file written,
+no per-test hook, and neither :mod:`.session` nor :mod:`.pertest` is imported. With one,
+``pytest_configure`` registers the station's fixtures, the session's hooks (:mod:`.session`)
+and the per-test hooks (:mod:`.pertest`).
 
 Under pytest-xdist the controller holds the session: its instruments, locks and
 event log, served to the workers by an instrument server whose connection file
