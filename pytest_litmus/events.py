@@ -115,6 +115,10 @@ def json_safe(value: Any, _depth: int = 0) -> Any:
     return json_safe(repr(value), _depth)
 
 
+#: ``"type":"Measurement",`` by event type, for the lines built by a fast path.
+_TYPE_HEADS: dict[str, str] = {}
+
+
 def encode_value(value: Any) -> str:
     """JSON text for one value; the common scalar cases skip the general encoder."""
     kind = type(value)
@@ -282,7 +286,10 @@ class Recorder:
                 self.emit(type, fields())
                 return False
             self._seq = seq = self._seq + 1
-            self._write_built(seq, type, f'"type":{encode_basestring(type)},{body}')
+            head = _TYPE_HEADS.get(type)
+            if head is None:
+                head = _TYPE_HEADS[type] = f'"type":{encode_basestring(type)},'
+            self._write_built(seq, type, head + body)
             return True
 
     def _write_built(self, seq: int, type: str, rest: str) -> None:

@@ -250,6 +250,9 @@ class StationConnection(StationBase):
                 recorder = self._recorder
                 assert recorder is not None
                 ended: dict[str, Any] = {}
+                for taken in self._attempt_counts.values():  # measurements of no test that ended
+                    self._add_measurements(taken)
+                self._attempt_counts.clear()
                 recorder.flush()
                 fault = recorder.fault()
                 if fault is not None:  # a session missing events did not pass
@@ -352,20 +355,31 @@ class StationConnection(StationBase):
         self._count("measurements_", measurement.outcome, measurement.nodeid, dut)
 
     def _count(self, prefix: str, outcome: Any, nodeid: Any, dut: Any) -> None:
-        """Count a test outcome (``prefix`` "") or a measurement (``measurements_``) for ``SessionEnded``."""
+        """Count a test outcome (``prefix`` "") or a measurement (``measurements_``) for ``SessionEnded``.
+
+        A measurement is counted with its test's attempt, and joins the session's counts
+        with the test's outcome (or, if none comes, when the session stops): a
+        superseded attempt's measurements count as ``measurements_superseded``.
+        """
         with self._lock:
-            self.counts[f"{prefix}{outcome}"] += 1
             key = (nodeid, dut)
-            if prefix:  # a measurement: counted with its attempt until the test's outcome
+            if prefix:
                 running = self._attempt_counts.get(key)
                 if running is None:
                     running = self._attempt_counts[key] = Counter()
-                running[f"{prefix}{outcome}"] += 1
-            else:
-                taken = self._attempt_counts.pop(key, None)
-                if outcome == "rerun" and taken:  # a superseded attempt: its measurements leave the counts
-                    self.counts -= taken
-                    self.counts["measurements_superseded"] += sum(taken.values())
+                running[outcome] += 1
+                return
+            self.counts[outcome] += 1
+            taken = self._attempt_counts.pop(key, None)
+            if taken:
+                self._add_measurements(taken, superseded=outcome == "rerun")
+
+    def _add_measurements(self, taken: Counter[Any], *, superseded: bool = False) -> None:
+        if superseded:
+            self.counts["measurements_superseded"] += taken.total()
+        else:
+            for outcome, n in taken.items():
+                self.counts[f"measurements_{outcome}"] += n
 
     def test_started(self, nodeid: str, attempt: int | None = None) -> None:
         """Record ``TestStarted`` and attribute what follows to ``nodeid`` (its ``attempt``).

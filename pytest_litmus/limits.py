@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pytest_litmus.atomicfile import write_bytes
 from pytest_litmus.errors import LimitConflict, LimitNotListed, LimitTypeError, StationConfigError
-from pytest_litmus.limittext import describe_limits, format_number, limit_texts
+from pytest_litmus.limittext import LimitsDict, describe_limits, format_number, limit_texts
 from pytest_litmus.yamlfile import read_yaml_digest
 
 __all__ = [
@@ -83,11 +83,13 @@ class LimitSpec:
     marginal_high: float | None = None
     units: str | None = None
     source: Literal["file", "inline"] = "file"
-    #: The canonical ``limits`` dict of a Measurement event (nulls left out); copy before changing it.
+    #: The canonical ``limits`` dict of a Measurement event (nulls left out), read-only: a :class:`LimitsDict`.
     as_dict: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.as_dict:
+        if self.as_dict:
+            self.as_dict = LimitsDict(self.as_dict)  # read-only: measurements share it
+        else:
             keys = ("low", "high", "nominal", "tolerance", "tolerance_percent", "equals")
             shown: dict[str, Any] = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
             if self.low is not None or self.high is not None:
@@ -96,7 +98,7 @@ class LimitSpec:
                 if getattr(self, key) is not None:
                     shown[key] = getattr(self, key)
             shown["source"] = self.source
-            self.as_dict.update(shown)
+            self.as_dict = LimitsDict(shown)
 
     @property
     def numeric(self) -> bool:

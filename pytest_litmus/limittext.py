@@ -2,7 +2,9 @@
 
 ``format_number`` writes a number with 12 significant digits (``3.3*1.01`` -> ``3.333``);
 ``describe_limits`` writes a limits dict as ``[3.2, 3.4]``, ``3.3 ± 1%``, ``== 'OK'``;
-``limit_texts`` gives both for a measurement, cached by value.
+``limit_texts`` gives both for a measurement, cached by value. A measurement judged by
+litmus carries a :class:`LimitsDict`: read-only, shared by every measurement judged against
+the same limits, and keeping its printed forms (its JSON, its texts) once made.
 """
 
 from __future__ import annotations
@@ -12,7 +14,44 @@ from collections.abc import Mapping
 from numbers import Real
 from typing import Any
 
-__all__ = ["describe_limits", "format_number", "limit_texts", "limits_key"]
+__all__ = ["LimitsDict", "describe_limits", "format_number", "limit_texts", "limits_key"]
+
+
+class LimitsDict(dict):  # type: ignore[type-arg]
+    """A read-only ``limits`` dict, shared by the measurements judged against it.
+
+    It is a ``dict`` (``json.dumps``, ``==`` and ``m.limits["high"]`` work as for any
+    dict) that refuses changes, so one object can stand for the same limits in every
+    measurement and keep what was printed from it: ``json`` (its event JSON), ``bounds``
+    (an event's ``"low":...,"high":...``) and ``texts`` (``limit_texts``'s answer) are filled
+    on first use, the last two with the ``low`` and ``high`` objects they were made for.
+    Copies (``dict(m.limits)``, ``copy.copy``, pickling) are plain dicts.
+    """
+
+    __slots__ = ("bounds", "json", "texts")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.json: str | None = None
+        self.bounds: tuple[Any, Any, str] | None = None
+        self.texts: tuple[Any, Any, tuple[str, str, str | None]] | None = None
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a measurement's limits are read-only; change a copy: dict(measurement.limits)")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(self),))
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        import copy
+
+        return copy.deepcopy(dict(self), memo)
 
 
 def format_number(x: Any) -> str:
@@ -82,8 +121,17 @@ def limit_texts(low: Any, high: Any, limits: Mapping[str, Any] | None) -> tuple[
     """``low`` and ``high`` as :func:`format_number` prints them (``""`` for None), and
     :func:`describe_limits` of ``limits`` (None without limits): a measurement's JUnit properties.
 
-    Cached by value: a suite judges the same few limits over and over.
+    Cached by value: a suite judges the same few limits over and over; on a
+    :class:`LimitsDict` for the ``low`` and ``high`` it was last asked with.
     """
+    if type(limits) is LimitsDict:
+        kept = limits.texts
+        if kept is not None and kept[0] is low and kept[1] is high:
+            return kept[2]
+        made = limit_texts(low, high, dict(limits))
+        limits.texts = (low, high, made)
+        return made
+    texts: tuple[str, str, str | None] | None
     try:
         key = (
             type(low),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from math import isfinite as _isfinite
 from numbers import Real
 from typing import Any, Literal
 
 from pytest_litmus.errors import LimitError, LimitTypeError
 from pytest_litmus.limits import LimitSpec, describe_limits, format_number
+from pytest_litmus.limittext import LimitsDict
 
 Outcome = Literal["passed", "failed"]
 
@@ -51,7 +53,11 @@ class Measurement:
         return f"{self.name} = {value}{units}{shown}: {outcome}"
 
     def fields(self) -> dict[str, Any]:
-        """The event fields, in declaration order (what ``dataclasses.asdict`` gives, without its deep copy)."""
+        """The event fields, in declaration order (what ``dataclasses.asdict`` gives, without its deep copy).
+
+        ``limits`` is a plain copy: an event's dict is its own, to change as a subscriber likes.
+        """
+        limits = self.limits
         return {
             "name": self.name,
             "value": self.value,
@@ -60,7 +66,7 @@ class Measurement:
             "high": self.high,
             "outcome": self.outcome,
             "nodeid": self.nodeid,
-            "limits": self.limits,
+            "limits": None if limits is None else dict(limits),
             "marginal": self.marginal,
             "where": self.where,
         }
@@ -122,6 +128,14 @@ def _finite(value: Any) -> bool:
         return True
 
 
+#: Inline limits by ``(low, high)``, shared by the measurements judged against them. Only float
+#: (or None) bounds other than zero are kept: ``0.0`` and ``-0.0`` are equal keys but print apart.
+_INLINE: dict[tuple[float | None, float | None], LimitsDict] = {}
+_INLINE_SIZE = 4096
+_new = object.__new__
+_set = object.__setattr__
+
+
 def judge(
     name: str,
     value: Any,
@@ -143,11 +157,27 @@ def judge(
     naming the measurement. A NaN or infinite value fails any limit.
     """
     __tracebackhide__ = True
+    kind = type(value)
+    if (
+        spec is None
+        and (kind is float or kind is int)
+        and (type(low) is float or low is None)
+        and (type(high) is float or high is None)
+        and type(name) is str
+        and name
+    ):
+        limits = _INLINE.get((low, high))  # float bounds judged before: checked then
+        if limits is not None:
+            lo, hi = limits.get("low"), limits.get("high")
+            passed = (kind is int or _isfinite(value)) and (lo is None or lo <= value) and (hi is None or value <= hi)
+            return _measurement(
+                name, value, units, lo, hi, "passed" if passed else "failed", nodeid, limits, False, where
+            )
     if not isinstance(name, str) or not name:
         raise ValueError(f"measurement name must be a non-empty string, got {name!r}")
     if spec is not None:
         passed, marginal = spec.check(name, value)
-        return Measurement(
+        return _measurement(
             name,
             value,
             units if units is not None else spec.units,
@@ -155,14 +185,14 @@ def judge(
             spec.high,
             "passed" if passed else "failed",
             nodeid,
-            dict(spec.as_dict),
+            spec.as_dict,
             marginal,
             where,
         )
     lo = _check_limit(name, "low", low)
     hi = _check_limit(name, "high", high)
     if lo is None and hi is None:
-        return Measurement(name, value, units, None, None, "passed", nodeid, None, False, where)
+        return _measurement(name, value, units, None, None, "passed", nodeid, None, False, where)
     if lo is not None and hi is not None and lo > hi:
         raise LimitError(name, f"low limit {lo:g} is above high limit {hi:g}", (low, high))
     if type(value) not in _NUMBERS and (isinstance(value, bool) or not isinstance(value, Real)):
@@ -170,10 +200,48 @@ def judge(
     outcome: Outcome = "passed"
     if not _finite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
         outcome = "failed"
-    return Measurement(name, value, units, lo, hi, outcome, nodeid, _inline(lo, hi), False, where)
+    limits = _inline(lo, hi)
+    if (type(low) is float or low is None) and (type(high) is float or high is None) and low != 0 and high != 0:
+        if len(_INLINE) >= _INLINE_SIZE:
+            _INLINE.clear()
+        _INLINE[(low, high)] = limits
+    return _measurement(name, value, units, lo, hi, outcome, nodeid, limits, False, where)
 
 
-def _inline(lo: float | None, hi: float | None) -> dict[str, Any]:
+def _measurement(
+    name: str,
+    value: Any,
+    units: str | None,
+    low: float | None,
+    high: float | None,
+    outcome: Outcome,
+    nodeid: str | None,
+    limits: dict[str, Any] | None,
+    marginal: bool,
+    where: str | None,
+) -> Measurement:
+    """``Measurement(...)`` without the frozen dataclass's ``object.__setattr__`` per field (a third of the cost)."""
+    m = _new(Measurement)
+    _set(
+        m,
+        "__dict__",
+        {
+            "name": name,
+            "value": value,
+            "units": units,
+            "low": low,
+            "high": high,
+            "outcome": outcome,
+            "nodeid": nodeid,
+            "limits": limits,
+            "marginal": marginal,
+            "where": where,
+        },
+    )
+    return m
+
+
+def _inline(lo: float | None, hi: float | None) -> LimitsDict:
     """The ``limits`` dict of inline (inclusive) bounds."""
     limits: dict[str, Any] = {}
     if lo is not None:
@@ -182,4 +250,4 @@ def _inline(lo: float | None, hi: float | None) -> dict[str, Any]:
         limits["high"] = hi
     limits["low_inclusive"] = limits["high_inclusive"] = True
     limits["source"] = "inline"
-    return limits
+    return LimitsDict(limits)

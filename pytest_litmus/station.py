@@ -14,12 +14,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from math import isfinite as _isfinite
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, runtime_checkable
 
 from pytest_litmus.events import encode_value, events_path, filter_events, read_events
 from pytest_litmus.eventtypes import EventType
-from pytest_litmus.limittext import limits_key
+from pytest_litmus.limittext import LimitsDict, limits_key
 from pytest_litmus.measurements import Measurement, judge
 
 if TYPE_CHECKING:
@@ -139,6 +140,11 @@ _LIMITS_CACHE_SIZE = 4096
 def _limits_json(limits: dict[str, Any] | None) -> str:
     if limits is None:
         return "null"
+    if type(limits) is LimitsDict:  # judged by litmus: its JSON is kept on it
+        text = limits.json
+        if text is None:
+            text = limits.json = encode_value(dict(limits))
+        return text
     try:
         key = limits_key(limits)  # 1, 1.0 and True, or 0.0 and -0.0, are written differently
         text = _LIMITS_JSON.get(key)
@@ -151,18 +157,46 @@ def _limits_json(limits: dict[str, Any] | None) -> str:
     return text
 
 
+#: ``(nodeid, dut, attempt, nodeid JSON, dut and attempt JSON)`` of the last measurement's test.
+_LAST_TEST: tuple[Any, Any, Any, str, str] = (None, None, None, "null", '"dut":null,"attempt":null')
+_OUTCOMES = {"passed": '"passed"', "failed": '"failed"'}
+
+
 def measurement_body(m: Measurement, dut: str | None, attempt: int | None) -> str:
     """A ``Measurement`` event's fields as JSON (``"name":...,"attempt":1``, no braces), as ``json`` would write them.
 
     The same keys, order and values as ``{**m.fields(), "dut": dut, "attempt": attempt}`` through
-    the event encoder (tests/test_events.py compares the two); several times cheaper.
+    the event encoder (tests/test_events.py compares the two); several times cheaper: what
+    repeats (the test's fields, a :class:`LimitsDict`'s bounds and JSON) is encoded once.
     """
+    global _LAST_TEST
+    value, low, high, limits = m.value, m.low, m.high, m.limits
+    if type(limits) is LimitsDict:
+        kept = limits.bounds
+        if kept is not None and kept[0] is low and kept[1] is high:
+            bounds = kept[2]
+        else:
+            bounds = f'"low":{encode_value(low)},"high":{encode_value(high)}'
+            limits.bounds = (low, high, bounds)
+        limits_json = limits.json or _limits_json(limits)
+    else:
+        bounds = f'"low":{encode_value(low)},"high":{encode_value(high)}'
+        limits_json = _limits_json(limits)
+    test, nodeid = _LAST_TEST, m.nodeid
+    if test[0] is not nodeid or test[1] is not dut or test[2] is not attempt:
+        test = _LAST_TEST = (
+            nodeid,
+            dut,
+            attempt,
+            encode_value(nodeid),
+            f'"dut":{encode_value(dut)},"attempt":{encode_value(attempt)}',
+        )
     return (
-        f'"name":{encode_value(m.name)},"value":{encode_value(m.value)},"units":{encode_value(m.units)},'
-        f'"low":{encode_value(m.low)},"high":{encode_value(m.high)},"outcome":{encode_value(m.outcome)},'
-        f'"nodeid":{encode_value(m.nodeid)},"limits":{_limits_json(m.limits)},'
-        f'"marginal":{"true" if m.marginal else "false"},"where":{encode_value(m.where)},'
-        f'"dut":{encode_value(dut)},"attempt":{encode_value(attempt)}'
+        f'"name":{encode_value(m.name)},'
+        f'"value":{repr(value) if type(value) is float and _isfinite(value) else encode_value(value)},'
+        f'"units":{encode_value(m.units)},{bounds},"outcome":{_OUTCOMES.get(m.outcome) or encode_value(m.outcome)},'
+        f'"nodeid":{test[3]},"limits":{limits_json},"marginal":{"true" if m.marginal else "false"},'
+        f'"where":{encode_value(m.where)},{test[4]}'
     )
 
 

@@ -291,6 +291,16 @@ def _measurements() -> list[Any]:
         judge("rail", 3.39, spec=rail, nodeid="t.py::test_b"),
         judge("ok", "OK", spec=ok),
         judge("ok", "NOT OK", spec=ok),
+        # judged again against limits seen before (shared limits, their JSON and bounds kept)
+        judge("rail_3", 3.25, units="V", low=3.2, high=3.4, nodeid="t.py::test_a[2]", where="t.py:3"),
+        judge("rail", 3.21, spec=rail, nodeid="t.py::test_b"),
+        judge("hi", float("-inf"), high=5.0),
+        judge("hi", float("-inf"), high=5.0),
+        judge("i", 7, low=1.5, high=9.5),
+        judge("i", 7, low=1.5, high=9.5, nodeid="t.py::test_c"),
+        judge("zero", -0.0, low=-0.0, high=1.0),
+        judge("zero", 0.0, low=0.0, high=1.0),
+        judge("zero", 0.0, low=-0.0, high=1.0),
     ]
 
 
@@ -299,13 +309,22 @@ def test_the_measurement_line_builder_writes_what_the_event_encoder_would(dut: s
     """The holder's ``Measurement`` fast path: byte for byte the line the generic encoder writes."""
     from pytest_litmus.station import measurement_body
 
-    for m in _measurements():
-        fields = {**m.fields(), "dut": dut, "attempt": None if dut is None else 2}
-        generic = encode_line({"seq": 7, "ts": 1.5, "session": "s", "type": "Measurement", **fields})
-        built = (
-            f'{{"seq":7,"ts":1.5,"session":"s","type":"Measurement",{measurement_body(m, dut, fields["attempt"])}}}\n'
-        )
-        assert built.encode() == generic, m.name[:20]
+    for attempt in (None, 1, 2):  # the test's fields are kept from one measurement to the next: each change shows
+        for m in _measurements():
+            fields = {**m.fields(), "dut": dut, "attempt": attempt}
+            generic = encode_line({"seq": 7, "ts": 1.5, "session": "s", "type": "Measurement", **fields})
+            built = f'{{"seq":7,"ts":1.5,"session":"s","type":"Measurement",{measurement_body(m, dut, attempt)}}}\n'
+            assert built.encode() == generic, m.name[:20]
+
+
+def test_the_measurement_line_follows_the_tests_unit_and_attempt_from_one_measurement_to_the_next() -> None:
+    from pytest_litmus.measurements import judge
+    from pytest_litmus.station import measurement_body
+
+    m = judge("rail", 3.3, low=3.2, high=3.4, nodeid="t.py::test_a")
+    for dut, attempt in (("SN1", 1), ("SN1", 2), ("SN1", 2), ("SN2", 2), (None, 2), (None, None), ("SN1", 1)):
+        event = json.loads("{" + measurement_body(m, dut, attempt) + "}")
+        assert (event["nodeid"], event["dut"], event["attempt"]) == ("t.py::test_a", dut, attempt)
 
 
 def test_measurements_on_the_fast_path_equal_what_subscribers_see(

@@ -236,6 +236,9 @@ def test_the_event_fields_carry_limits_and_marginal_and_inline_limits_stay_as_th
     }
     fields["limits"]["low"] = 0  # an event's dict is its own: the spec is not changed
     assert spec.as_dict["low"] == 3.2
+    with pytest.raises(TypeError, match="read-only"):  # the measurement's own is the spec's, shared, read-only
+        judge("rail_3v3", 3.3, spec=spec).limits["low"] = 0  # type: ignore[index]
+    assert spec.as_dict["low"] == 3.2
     inline = judge("v", 3.3, low=3.2, units="V").fields()
     assert inline["limits"] == {"low": 3.2, "low_inclusive": True, "high_inclusive": True, "source": "inline"}
     assert judge("v", 3.3).fields()["limits"] is None and judge("v", 3.3).describe() == "v = 3.3: passed"
@@ -599,3 +602,83 @@ def test_limit_texts_tell_equal_limits_of_another_type_apart() -> None:
         assert limit_texts(None, None, limits)[2] == describe_limits(limits), limits
     assert limit_texts(None, None, {"nominal": 0.0, "tolerance": 1.0})[2] == "0 ± 1"
     assert limit_texts(None, None, {"nominal": -0.0, "tolerance": 1.0})[2] == "-0 ± 1"
+
+
+_BOUNDS = [None, 0.0, -0.0, 1.0, 3.2, 3.4, -2.5, 1e300]
+_VALUES = [3.3, 3.2, 3.4, 0.0, -0.0, 7, 0, -1, float("nan"), float("inf"), float("-inf"), 10**400]
+
+
+def test_inline_limits_judged_again_give_what_the_first_judgement_gave() -> None:
+    """Judging against inline bounds seen before takes a shortcut: it must agree with the full check."""
+    from pytest_litmus import measurements
+    from pytest_litmus.measurements import judge
+
+    for low in _BOUNDS:
+        for high in _BOUNDS:
+            if low is not None and high is not None and low > high:
+                continue
+            for value in _VALUES:
+                measurements._INLINE.clear()
+                first = judge("v", value, units="V", low=low, high=high, nodeid="n", where="w:1")
+                again = judge("v", value, units="V", low=low, high=high, nodeid="n", where="w:1")
+                assert again == first and again.outcome == first.outcome, (low, high, value)
+                assert repr(again.limits) == repr(first.limits) and repr(again) == repr(first), (low, high, value)
+
+
+def test_the_inline_shortcut_still_refuses_what_the_full_check_refuses() -> None:
+    from pytest_litmus.errors import LimitError
+    from pytest_litmus.measurements import judge
+
+    judge("v", 1.0, low=1.0, high=2.0)  # (1.0, 2.0) now known
+    with pytest.raises(LimitTypeError):
+        judge("v", 1.0, low=True, high=2.0)  # True == 1.0, but a bool is no limit
+    with pytest.raises(LimitTypeError):
+        judge("v", True, low=1.0, high=2.0)
+    with pytest.raises(LimitTypeError):
+        judge("v", "1.5", low=1.0, high=2.0)
+    with pytest.raises(ValueError, match="non-empty string"):
+        judge("", 1.5, low=1.0, high=2.0)
+    with pytest.raises(LimitError, match="above high"):
+        judge("v", 1.5, low=2.0, high=1.0)
+    assert judge("v", 2, low=1.0, high=2.0).passed and not judge("v", 3, low=1.0, high=2.0).passed
+
+
+def test_a_measurements_limits_are_read_only_and_copies_are_plain_dicts() -> None:
+    import copy
+    import dataclasses
+    import json
+    import pickle
+
+    from pytest_litmus.limittext import LimitsDict
+    from pytest_litmus.measurements import judge
+
+    m = judge("v", 1.5, low=1.0, high=2.0)
+    limits = m.limits
+    assert isinstance(limits, dict) and type(limits) is LimitsDict
+    assert judge("v", 1.7, low=1.0, high=2.0).limits is limits  # shared by the measurements judged against it
+    expected = {"low": 1.0, "high": 2.0, "low_inclusive": True, "high_inclusive": True, "source": "inline"}
+    for change in (
+        lambda d: d.__setitem__("low", 0.0),
+        lambda d: d.__delitem__("low"),
+        lambda d: d.update(low=0.0),
+        lambda d: d.pop("low"),
+        lambda d: d.popitem(),
+        lambda d: d.setdefault("x", 1),
+        lambda d: d.clear(),
+        lambda d: d.__ior__({"low": 0.0}),
+    ):
+        with pytest.raises(TypeError, match="read-only"):
+            change(limits)
+    assert limits == expected and json.loads(json.dumps(limits)) == expected
+    for made in (
+        dict(limits),
+        copy.copy(limits),
+        copy.deepcopy(limits),
+        pickle.loads(pickle.dumps(limits)),
+        limits | {},
+    ):
+        assert type(made) is dict and made == expected
+        made["low"] = 0.0  # a copy is the caller's own
+    assert dataclasses.asdict(m)["limits"] == expected
+    assert pickle.loads(pickle.dumps(m)) == m and m.fields()["limits"] == expected
+    assert type(m.fields()["limits"]) is dict  # an event's dict is its own
