@@ -34,14 +34,22 @@ from pytest_litmus.events import EventFile, Recorder
 from pytest_litmus.eventtypes import EventType
 from pytest_litmus.hooks import LitmusPluginManager
 from pytest_litmus.instruments import InstrumentProxy, open_driver, proxy_state
-from pytest_litmus.locks import Lease, LockOwner
 from pytest_litmus.processes import current_user
 from pytest_litmus.settings import resolve_data_dir
-from pytest_litmus.station import SESSION_OUTCOMES, LockWait, SessionOutcome, StationBase, measurement_body
+from pytest_litmus.station import (
+    SESSION_OUTCOMES,
+    LockWait,
+    SessionOutcome,
+    StationBase,
+    measurement_body,
+    outcome_body,
+    started_body,
+)
 from pytest_litmus.units import next_attempt, unit_index
 
 if TYPE_CHECKING:
     from pytest_litmus.eventfile import WriteFault
+    from pytest_litmus.locks import Lease, LockOwner
     from pytest_litmus.measurements import Measurement
     from pytest_litmus.sharing.files import ServerInfo
     from pytest_litmus.sharing.joined import JoinedStation
@@ -390,7 +398,29 @@ class StationConnection(StationBase):
         for lease in list(self.leases.values()):
             if lease.held and lease.kind != "none":
                 lease.annotate(nodeid=nodeid)  # `litmus locks` shows which test holds it
-        self.emit(EventType.TEST_STARTED, nodeid=nodeid, **self._test_fields())
+        dut, attempt = self._test_unit()
+        body = started_body(nodeid, dut, attempt)
+        self._require_started().emit_encoded(
+            EventType.TEST_STARTED, body, lambda: {"nodeid": nodeid, "dut": dut, "attempt": attempt}
+        )
+
+    def _record_outcome(self, nodeid: str, outcome: str, duration: float, message: str | None) -> None:
+        """The ``TestOutcome`` line built directly while the file is its only reader, and counted."""
+        dut, attempt = self._test_unit()
+
+        def fields() -> dict[str, Any]:
+            return {
+                "nodeid": nodeid,
+                "outcome": outcome,
+                "duration": duration,
+                "message": message,
+                "dut": dut,
+                "attempt": attempt,
+            }
+
+        body = outcome_body(nodeid, outcome, duration, message, dut, attempt)
+        self._require_started().emit_encoded(EventType.TEST_OUTCOME, body, fields)
+        self._count("", outcome, nodeid, dut)
 
     # ------------------------------------------------------------------ instruments
 
@@ -528,6 +558,8 @@ class StationConnection(StationBase):
 
     def _take_lock(self, role: str, resource: str, mode: LockMode, timeout: float | None) -> Lease:
         if self._owner is None:
+            from pytest_litmus.locks import LockOwner  # not imported by --mock runs, which lock nothing
+
             self._owner = LockOwner(self.data_dir, session=self.session_id, station=self.config.id)
             if self.locks != "host":  # a postgresql:// URL (the settings checked it)
                 from pytest_litmus.locks import PostgresBackend

@@ -15,7 +15,6 @@ holder is gone.
 from __future__ import annotations
 
 import functools
-import getpass
 import os
 import socket
 import threading
@@ -51,6 +50,8 @@ def current_user() -> str:
     if hasattr(os, "geteuid"):
         return user_name(os.geteuid())
     try:
+        import getpass  # Windows only: importing it loads termios on POSIX
+
         return getpass.getuser()
     except Exception:
         return "unknown"

@@ -157,9 +157,41 @@ def _limits_json(limits: dict[str, Any] | None) -> str:
     return text
 
 
-#: ``(nodeid, dut, attempt, nodeid JSON, dut and attempt JSON)`` of the last measurement's test.
+#: ``(nodeid, dut, attempt, nodeid JSON, dut and attempt JSON)`` of the last recorded test event.
 _LAST_TEST: tuple[Any, Any, Any, str, str] = (None, None, None, "null", '"dut":null,"attempt":null')
 _OUTCOMES = {"passed": '"passed"', "failed": '"failed"'}
+
+
+def _test_json(nodeid: str | None, dut: str | None, attempt: int | None) -> tuple[Any, Any, Any, str, str]:
+    """``nodeid`` and ``"dut":...,"attempt":...`` as JSON, kept from one event of a test to the next."""
+    global _LAST_TEST
+    test = _LAST_TEST
+    if test[0] is not nodeid or test[1] is not dut or test[2] is not attempt:
+        test = _LAST_TEST = (
+            nodeid,
+            dut,
+            attempt,
+            encode_value(nodeid),
+            f'"dut":{encode_value(dut)},"attempt":{encode_value(attempt)}',
+        )
+    return test
+
+
+def started_body(nodeid: str, dut: str | None, attempt: int | None) -> str:
+    """A ``TestStarted`` event's fields as JSON (no braces), as ``json`` would write them."""
+    test = _test_json(nodeid, dut, attempt)
+    return f'"nodeid":{test[3]},{test[4]}'
+
+
+def outcome_body(
+    nodeid: str, outcome: str, duration: float, message: str | None, dut: str | None, attempt: int | None
+) -> str:
+    """A ``TestOutcome`` event's fields as JSON (no braces), as ``json`` would write them."""
+    test = _test_json(nodeid, dut, attempt)
+    return (
+        f'"nodeid":{test[3]},"outcome":{_OUTCOMES.get(outcome) or encode_value(outcome)},'
+        f'"duration":{encode_value(duration)},"message":{encode_value(message)},{test[4]}'
+    )
 
 
 def measurement_body(m: Measurement, dut: str | None, attempt: int | None) -> str:
@@ -169,7 +201,6 @@ def measurement_body(m: Measurement, dut: str | None, attempt: int | None) -> st
     the event encoder (tests/test_events.py compares the two); several times cheaper: what
     repeats (the test's fields, a :class:`LimitsDict`'s bounds and JSON) is encoded once.
     """
-    global _LAST_TEST
     value, low, high, limits = m.value, m.low, m.high, m.limits
     if type(limits) is LimitsDict:
         kept = limits.bounds
@@ -182,15 +213,7 @@ def measurement_body(m: Measurement, dut: str | None, attempt: int | None) -> st
     else:
         bounds = f'"low":{encode_value(low)},"high":{encode_value(high)}'
         limits_json = _limits_json(limits)
-    test, nodeid = _LAST_TEST, m.nodeid
-    if test[0] is not nodeid or test[1] is not dut or test[2] is not attempt:
-        test = _LAST_TEST = (
-            nodeid,
-            dut,
-            attempt,
-            encode_value(nodeid),
-            f'"dut":{encode_value(dut)},"attempt":{encode_value(attempt)}',
-        )
+    test = _test_json(m.nodeid, dut, attempt)
     return (
         f'"name":{encode_value(m.name)},'
         f'"value":{repr(value) if type(value) is float and _isfinite(value) else encode_value(value)},'
@@ -331,10 +354,20 @@ class StationBase:
         """Record ``measurement`` of unit ``dut`` as a ``Measurement`` event (the holder has a faster path)."""
         self.emit(EventType.MEASUREMENT, **measurement.fields(), dut=dut, attempt=attempt)
 
+    def _record_outcome(self, nodeid: str, outcome: str, duration: float, message: str | None) -> None:
+        """Record the ``TestOutcome`` event (the holder has a faster path)."""
+        fields = self._test_fields()
+        self.emit(EventType.TEST_OUTCOME, nodeid=nodeid, outcome=outcome, duration=duration, message=message, **fields)
+
+    def _test_unit(self) -> tuple[str | None, int]:
+        """The unit's serial (None: no unit) and the running test's attempt."""
+        dut = self.dut
+        return None if dut is None else dut.serial, self.attempt
+
     def _test_fields(self) -> dict[str, Any]:
         """``dut`` and ``attempt`` of the running test, for ``TestStarted`` and ``TestOutcome``."""
-        dut = self.dut
-        return {"dut": None if dut is None else dut.serial, "attempt": self.attempt}
+        dut, attempt = self._test_unit()
+        return {"dut": dut, "attempt": attempt}
 
     def attach(self, name: str, data_or_path: Any, mime: str | None = None) -> dict[str, Any]:
         """Store an attachment under the session directory and record its ``Attachment`` event; returns the event.
@@ -354,14 +387,7 @@ class StationBase:
 
     def test_finished(self, nodeid: str, outcome: str, duration: float, message: str | None = None) -> None:
         """Record ``TestOutcome`` and stop attributing calls to the test."""
-        self.emit(
-            EventType.TEST_OUTCOME,
-            nodeid=nodeid,
-            outcome=outcome,
-            duration=duration,
-            message=message,
-            **self._test_fields(),
-        )
+        self._record_outcome(nodeid, outcome, duration, message)
         self._rerun = (nodeid, self.attempt) if outcome == "rerun" else None
         self.nodeid = None
 

@@ -317,6 +317,31 @@ def test_the_measurement_line_builder_writes_what_the_event_encoder_would(dut: s
             assert built.encode() == generic, m.name[:20]
 
 
+@pytest.mark.parametrize("dut", [None, "SN1", 'S"N\\2'])
+def test_the_test_event_line_builders_write_what_the_event_encoder_would(dut: str | None) -> None:
+    """``TestStarted`` and ``TestOutcome`` on the holder's fast path: byte for byte the generic encoder's lines."""
+    from pytest_litmus import station
+
+    def line(body: str) -> bytes:
+        return f'{{"seq":7,"ts":1.5,"session":"s","type":"T",{body}}}\n'.encode()
+
+    def generic(**fields: object) -> bytes:
+        return encode_line({"seq": 7, "ts": 1.5, "session": "s", "type": "T", **fields})
+
+    for nodeid in ("t.py::test_a[1]", 't.py::tëst["q"]', "x" * 5000):
+        for attempt in (None, 1, 2):
+            assert line(station.started_body(nodeid, dut, attempt)) == generic(nodeid=nodeid, dut=dut, attempt=attempt)
+            for outcome, duration, message in (
+                ("passed", 0.00123, None),
+                ("failed", 12.5, 'AssertionError: assert 3.5 <= 3.4 \u00b1 "x"\n'),
+                ("rerun", 0.0, "y" * 5000),
+                ("xfailed", 1e-7, ""),
+            ):
+                fields = dict(nodeid=nodeid, outcome=outcome, duration=duration, message=message)
+                built = line(station.outcome_body(nodeid, outcome, duration, message, dut, attempt))
+                assert built == generic(**fields, dut=dut, attempt=attempt), (outcome, attempt)
+
+
 def test_the_measurement_line_follows_the_tests_unit_and_attempt_from_one_measurement_to_the_next() -> None:
     from pytest_litmus.measurements import judge
     from pytest_litmus.station import measurement_body

@@ -22,6 +22,21 @@ def test_importing_the_plugin_costs_no_visa_import() -> None:
     assert out.strip() == "[]"
 
 
+def test_a_mock_run_imports_no_lock_backend(station_project: pytest.Pytester) -> None:
+    """``--mock`` locks nothing on the host: the lock backends stay unimported (start-up time)."""
+    station_project.makepyfile(
+        """
+        import sys
+        def test_board(dmm, psu, measure):
+            psu.set_voltage(5.0)
+            measure("rail", dmm.measure_voltage(), units="V", low=0.0, high=10.0)
+            assert not [m for m in sys.modules if m.startswith("pytest_litmus.locks")]
+        """
+    )
+    result = station_project.runpytest_subprocess("--station", "cell-7", "--mock")
+    result.assert_outcomes(passed=1)
+
+
 def test_without_a_station_nothing_is_imported_or_written(station_project: pytest.Pytester) -> None:
     station_project.makepyfile(
         """

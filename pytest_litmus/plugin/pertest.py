@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_litmus.holder import StationConnection
 from pytest_litmus.plugin.active import FAILED_LINES, MEASUREMENTS, PROPERTIES, Active
 
 if TYPE_CHECKING:
@@ -61,8 +62,6 @@ def _unrecorded(connection: Station, nodeid: str, *, waiting_too: bool = False) 
     ``waiting_too``: any event still waiting to be written counts (a record made
     now would wait behind it). Tries the waiting events once more first.
     """
-    from pytest_litmus.holder import StationConnection
-
     if not isinstance(connection, StationConnection):  # a joined station (xdist worker): the holder writes
         return None
     connection.flush_events()
@@ -132,6 +131,8 @@ class PerTestPlugin:
         self.attempts: dict[str, int] = {}
         #: The test whose protocol runs (its attempts may come and go).
         self.current: pytest.Item | None = None
+        #: The tests whose running attempt has a ``rerun`` report (pytest-rerunfailures runs it again).
+        self.reran: set[str] = set()
         #: Whether passed tests' report sections are shown (``-rP`` / ``-rA``).
         self.show_passed = show_passed
 
@@ -151,6 +152,7 @@ class PerTestPlugin:
         attempt = self.attempts.get(nodeid, 0) + 1
         self.attempts[nodeid] = attempt
         self.reports[nodeid] = {}
+        self.reran.discard(nodeid)
         item = self.current
         if item is not None and item.nodeid == nodeid:
             self.active.item = item
@@ -164,7 +166,9 @@ class PerTestPlugin:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         reports = self.reports.setdefault(report.nodeid, {})
         reports[report.when] = report
-        if any(str(r.outcome) == "rerun" for r in reports.values()):  # a superseded attempt: its properties go
+        if str(report.outcome) == "rerun":  # pytest-rerunfailures sets it; not in pytest's Literal
+            self.reran.add(report.nodeid)
+        if report.nodeid in self.reran:  # a superseded attempt: its properties go
             item = self.active.item
             ours = item.stash.get(PROPERTIES, ()) if item is not None else ()
             _drop_properties(report.user_properties, ours)  # junitxml writes them at teardown, once per test
@@ -185,6 +189,7 @@ class PerTestPlugin:
             self._finish(nodeid)
         self.active.item = None
         self.reports.pop(nodeid, None)
+        self.reran.discard(nodeid)
 
     def _finish(self, nodeid: str) -> None:
         """Record ``TestOutcome`` (from the reports, before the teardown report is shown); a test whose
