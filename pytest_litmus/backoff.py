@@ -18,27 +18,30 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 __all__ = ["Backoff", "Poll"]
 
 
-@dataclass(frozen=True)
 class Backoff:
     """Pauses ``first``, ``first * factor``, ... capped at ``cap`` (seconds).
 
     ``jitter`` (0..1) scales each pause by a random factor in ``[1 - jitter, 1]``,
-    so waiters that started together do not poll in step.
+    so waiters that started together do not poll in step. Read-only by contract
+    (a plain class: a dataclass costs start-up time).
     """
 
-    first: float = 0.001
-    factor: float = 2.0
-    cap: float = 0.05
-    jitter: float = 0.0
+    __slots__ = ("cap", "factor", "first", "jitter")
 
-    def __post_init__(self) -> None:
-        if not (0 < self.first <= self.cap) or self.factor < 1 or not 0 <= self.jitter <= 1:
+    def __init__(self, first: float = 0.001, factor: float = 2.0, cap: float = 0.05, jitter: float = 0.0) -> None:
+        self.first = first
+        self.factor = factor
+        self.cap = cap
+        self.jitter = jitter
+        if not (0 < first <= cap) or factor < 1 or not 0 <= jitter <= 1:
             raise ValueError(f"need 0 < first <= cap, factor >= 1, 0 <= jitter <= 1: {self!r}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(first={self.first!r}, factor={self.factor!r}, cap={self.cap!r}, jitter={self.jitter!r})"
 
     def intervals(self) -> Iterator[float]:
         """The pauses without end (jittered when ``jitter`` is set)."""

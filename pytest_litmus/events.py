@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from pathlib import Path
 from time import time_ns
@@ -426,16 +425,20 @@ def call_head(role: str, method: str) -> str:
 # --------------------------------------------------------------------------- reading
 
 
-@dataclass
 class SessionLog:
     """What a session's event file holds."""
 
-    path: Path
-    events: list[dict[str, Any]] = field(default_factory=list)
-    #: The last line was cut off (the writer died mid-line); it is not in ``events``.
-    torn: bool = False
-    #: Lines other than the last that were not valid JSON objects (skipped).
-    bad_lines: int = 0
+    __slots__ = ("bad_lines", "events", "path", "torn")
+
+    def __init__(
+        self, path: Path, events: list[dict[str, Any]] | None = None, torn: bool = False, bad_lines: int = 0
+    ) -> None:
+        self.path = path
+        self.events: list[dict[str, Any]] = [] if events is None else events
+        #: The last line was cut off (the writer died mid-line); it is not in ``events``.
+        self.torn = torn
+        #: Lines other than the last that were not valid JSON objects (skipped).
+        self.bad_lines = bad_lines
 
     @property
     def complete(self) -> bool:

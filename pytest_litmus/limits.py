@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pytest_litmus.atomicfile import write_bytes
 from pytest_litmus.errors import LimitConflict, LimitNotListed, LimitTypeError, StationConfigError
@@ -141,14 +141,36 @@ class LimitSpec:
         return bool(value == expected)
 
 
-@dataclass(frozen=True)
 class LimitsTable:
-    """A loaded limits document: ``specs`` by measurement name, from ``path`` (whose bytes hash to ``sha256``)."""
+    """A loaded limits document: ``specs`` by measurement name, from ``path`` (whose bytes hash to ``sha256``).
 
-    path: Path
-    sha256: str
-    specs: Mapping[str, LimitSpec]
-    unlisted: Unlisted = "error"
+    Read-only by contract (a plain class: a dataclass costs start-up time). Equal, and
+    shown, by its fields, as the :class:`~pytest_litmus.config.StationConfig` holding it.
+    """
+
+    __slots__ = ("path", "sha256", "specs", "unlisted")
+
+    def __init__(self, path: Path, sha256: str, specs: Mapping[str, LimitSpec], unlisted: Unlisted = "error") -> None:
+        self.path = path
+        self.sha256 = sha256
+        self.specs = specs
+        self.unlisted = unlisted
+
+    def _key(self) -> tuple[Path, str, Mapping[str, LimitSpec], Unlisted]:
+        return (self.path, self.sha256, self.specs, self.unlisted)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LimitsTable):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"LimitsTable(path={self.path!r}, sha256={self.sha256!r}, specs={self.specs!r}, unlisted={self.unlisted!r})"
+        )
 
     def __len__(self) -> int:
         return len(self.specs)
@@ -213,8 +235,7 @@ def _shown(given: Any, bound: float | None) -> str:
 # --------------------------------------------------------------------------- parsing
 
 
-@dataclass(frozen=True)
-class LimitsRef:
+class LimitsRef(NamedTuple):
     """Where a table is, not yet loaded: a ``limits:`` mapping inside ``path`` (``inline``) or the limits file ``path``."""
 
     path: Path

@@ -77,6 +77,8 @@ class PollSchedule(Backoff):
     (The package's one :class:`~pytest_litmus.backoff.Backoff`, with these defaults.)
     """
 
+    __slots__ = ()
+
 
 def _unsupported(exc: BaseException) -> bool:
     if isinstance(exc, NotImplementedError):

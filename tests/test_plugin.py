@@ -37,6 +37,50 @@ def test_a_mock_run_imports_no_lock_backend(station_project: pytest.Pytester) ->
     result.assert_outcomes(passed=1)
 
 
+#: The dataclasses a ``--mock`` run may define while starting: the records users see. Any other
+#: class on that path is a plain class or a NamedTuple (a dataclass costs 0.3-0.8 ms to define).
+USER_FACING_DATACLASSES = {
+    "pytest_litmus.config.InstrumentConfig",
+    "pytest_litmus.config.ProjectConfig",
+    "pytest_litmus.config.StationConfig",
+    "pytest_litmus.dut.Dut",
+    "pytest_litmus.limits.LimitSpec",
+    "pytest_litmus.measurements.Measurement",
+    "pytest_litmus.settings.Settings",
+}
+DATACLASS_SPY = """
+import dataclasses, json, sys
+seen = set()
+real = dataclasses._process_class
+def spy(cls, *args, **kwargs):
+    if cls.__module__.split(".")[0] == "pytest_litmus":
+        seen.add(f"{cls.__module__}.{cls.__qualname__}")
+    return real(cls, *args, **kwargs)
+dataclasses._process_class = spy
+import pytest
+code = pytest.main(["examples/test_power_board.py::test_instruments_identify", "--station", "cell-7", "--mock",
+                    "-q", "-p", "no:cacheprovider", "--litmus-data-dir", sys.argv[1]])
+import pytest_litmus.backoff, pytest_litmus.events, pytest_litmus.holder, pytest_litmus.limits
+import pytest_litmus.locks._owner, pytest_litmus.plugin.active, pytest_litmus.sim.faults, pytest_litmus.sim.library
+import pytest_litmus.sim.simfile
+print("DATACLASSES", json.dumps(sorted(seen)))
+raise SystemExit(int(code))
+"""
+
+
+def test_a_mock_run_defines_no_internal_dataclass_while_starting(tmp_path: Path) -> None:
+    import dataclasses
+
+    if not hasattr(dataclasses, "_process_class"):  # the private seam the spy wraps
+        pytest.skip("this Python's dataclasses has no _process_class")
+    proc = subprocess.run(
+        [sys.executable, "-c", DATACLASS_SPY, str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("DATACLASSES "))
+    assert set(json.loads(line.split(" ", 1)[1])) == USER_FACING_DATACLASSES
+
+
 def test_without_a_station_nothing_is_imported_or_written(station_project: pytest.Pytester) -> None:
     station_project.makepyfile(
         """

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +139,6 @@ class Lease:
         return f"<Lease {self.resource} {self.mode} {self.kind} depth={self.depth}>"
 
 
-@dataclass(eq=False)
 class LockOwner:
     """Holds one session's locks: re-entrant per resource, released in reverse acquisition order.
 
@@ -150,19 +148,21 @@ class LockOwner:
     network one, or an in-memory one in tests) works the same.
     """
 
-    data_dir: Path
-    session: str = ""
-    station: str = ""
-    backend: LockBackend = field(default=None, repr=False)  # type: ignore[assignment]
-    _leases: dict[str, Lease] = field(default_factory=dict, init=False, repr=False)
-    _mutex: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
+    __slots__ = ("_leases", "_mutex", "backend", "data_dir", "session", "station")
 
-    def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir)
-        if self.backend is None:
+    def __init__(
+        self, data_dir: str | os.PathLike[str], session: str = "", station: str = "", backend: LockBackend | None = None
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.session = session
+        self.station = station
+        if backend is None:
             from pytest_litmus.locks._host import HostBackend
 
-            self.backend = HostBackend(os.fspath(self.data_dir))
+            backend = HostBackend(os.fspath(self.data_dir))
+        self.backend: LockBackend = backend
+        self._leases: dict[str, Lease] = {}
+        self._mutex = threading.RLock()
 
     @property
     def leases(self) -> list[Lease]:

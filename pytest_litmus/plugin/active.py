@@ -8,7 +8,6 @@ keys by which an xdist controller hands its workers the instrument server and th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -23,32 +22,70 @@ if TYPE_CHECKING:
     from pytest_litmus.station import Station
 
 
-@dataclass
 class Active:
-    """What the plugin resolved for this run (kept under :data:`ACTIVE`)."""
+    """What the plugin resolved for this run (kept under :data:`ACTIVE`).
 
-    station: StationConfig
-    data_dir: Path
-    mock: bool
-    lock_timeout: float | None
-    sources: dict[str, str]
-    hooks: LitmusPluginManager
-    connection: Station | None = None
-    #: This process under pytest-xdist: not distributing, the controller, or a worker.
-    xdist: Literal["off", "controller", "worker"] = "off"
-    #: A worker's: the controller's instrument server connection file, and how many workers there are.
-    server_file: Path | None = None
-    #: The controller's: ``host:port`` of the instrument server the workers join.
-    server_address: str | None = None
-    workers: int = 1
-    #: The test running now (set by :class:`PerTestPlugin`), to which ``measure`` attributes measurements.
-    item: pytest.Item | None = None
-    #: Every setting as resolved at configure time (the ``dut`` serials among them).
-    settings: Settings | None = None
-    #: The unit this process tests (a worker's comes from the controller); the ``dut`` fixture.
-    dut: Dut | None = None
-    #: The controller's: the unit of each xdist worker, by worker id.
-    units: dict[str, Dut | None] = field(default_factory=dict)
+    A plain class, not a dataclass: defining one costs start-up time (docs/performance.md).
+    """
+
+    __slots__ = (
+        "connection",
+        "data_dir",
+        "dut",
+        "hooks",
+        "item",
+        "lock_timeout",
+        "mock",
+        "server_address",
+        "server_file",
+        "settings",
+        "sources",
+        "station",
+        "units",
+        "workers",
+        "xdist",
+    )
+
+    def __init__(
+        self,
+        station: StationConfig,
+        data_dir: Path,
+        mock: bool,
+        lock_timeout: float | None,
+        sources: dict[str, str],
+        hooks: LitmusPluginManager,
+        connection: Station | None = None,
+        xdist: Literal["off", "controller", "worker"] = "off",
+        server_file: Path | None = None,
+        server_address: str | None = None,
+        workers: int = 1,
+        item: pytest.Item | None = None,
+        settings: Settings | None = None,
+        dut: Dut | None = None,
+        units: dict[str, Dut | None] | None = None,
+    ) -> None:
+        self.station = station
+        self.data_dir = data_dir
+        self.mock = mock
+        self.lock_timeout = lock_timeout
+        self.sources = sources
+        self.hooks = hooks
+        self.connection = connection
+        #: This process under pytest-xdist: not distributing, the controller, or a worker.
+        self.xdist = xdist
+        #: A worker's: the controller's instrument server connection file, and how many workers there are.
+        self.server_file = server_file
+        #: The controller's: ``host:port`` of the instrument server the workers join.
+        self.server_address = server_address
+        self.workers = workers
+        #: The test running now (set by :class:`PerTestPlugin`), to which ``measure`` attributes measurements.
+        self.item = item
+        #: Every setting as resolved at configure time (the ``dut`` serials among them).
+        self.settings = settings
+        #: The unit this process tests (a worker's comes from the controller); the ``dut`` fixture.
+        self.dut = dut
+        #: The controller's: the unit of each xdist worker, by worker id.
+        self.units: dict[str, Dut | None] = {} if units is None else units
 
 
 ACTIVE = pytest.StashKey[Active]()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pytest_litmus.errors import NotSimulated
@@ -46,19 +45,42 @@ _PARAMS: dict[str, tuple[str, ...]] = {
 _COMMON = ("kind", "on", "after", "count")
 
 
-@dataclass(frozen=True)
 class FaultSpec:
-    """One fault as declared (immutable; :class:`Faults` keeps the counters)."""
+    """One fault as declared (read-only by contract; :class:`Faults` keeps the counters).
 
-    kind: str
-    on: str | None = None
-    after: int = 0
-    count: int | None = None
-    answer: str = "LITMUS,WRONG-INSTRUMENT,0,0"
-    error: str = '-300,"Device-specific error"'
-    offset: float = 0.0
-    per_call: float = 0.0
-    per_second: float = 0.0
+    A plain class: a dataclass costs start-up time, and a ``NamedTuple`` cannot have a ``count`` field.
+    """
+
+    __slots__ = ("after", "answer", "count", "error", "kind", "offset", "on", "per_call", "per_second")
+
+    def __init__(
+        self,
+        kind: str,
+        on: str | None = None,
+        after: int = 0,
+        count: int | None = None,
+        answer: str = "LITMUS,WRONG-INSTRUMENT,0,0",
+        error: str = '-300,"Device-specific error"',
+        offset: float = 0.0,
+        per_call: float = 0.0,
+        per_second: float = 0.0,
+    ) -> None:
+        self.kind = kind
+        self.on = on
+        self.after = after
+        self.count = count
+        self.answer = answer
+        self.error = error
+        self.offset = offset
+        self.per_call = per_call
+        self.per_second = per_second
+
+    def __repr__(self) -> str:  # what ``inject`` returns, shown as it was declared
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS)
+        return f"FaultSpec({shown})"
+
+
+_FIELDS = ("kind", "on", "after", "count", "answer", "error", "offset", "per_call", "per_second")
 
 
 def parse_fault(raw: Any, fail: Callable[[str, str, Any], NoReturn]) -> FaultSpec:
@@ -101,24 +123,30 @@ def parse_fault(raw: Any, fail: Callable[[str, str, Any], NoReturn]) -> FaultSpe
     return FaultSpec(**values)
 
 
-@dataclass
 class _Armed:
-    spec: FaultSpec
-    seen: int = 0
-    fired: int = 0
-    started: float | None = None
+    """A fault armed on a device, with its counters."""
+
+    __slots__ = ("fired", "seen", "spec", "started")
+
+    def __init__(self, spec: FaultSpec) -> None:
+        self.spec = spec
+        self.seen = 0
+        self.fired = 0
+        self.started: float | None = None
 
 
-@dataclass
 class Faults:
     """The faults of one device (guarded by its mutex); ``disconnected`` is what front doors check."""
 
-    active: list[_Armed] = field(default_factory=list)
-    disconnected: bool = False
-    #: injected errors for ``SYST:ERR?`` where the file answers it (the status model keeps no queue there)
-    errors: deque[str] = field(default_factory=deque)
-    #: the clock of ``per_second`` drift (replaceable in tests)
-    clock: Callable[[], float] = time.monotonic
+    __slots__ = ("active", "clock", "disconnected", "errors")
+
+    def __init__(self) -> None:
+        self.active: list[_Armed] = []
+        self.disconnected = False
+        #: injected errors for ``SYST:ERR?`` where the file answers it (the status model keeps no queue there)
+        self.errors: deque[str] = deque()
+        #: the clock of ``per_second`` drift (replaceable in tests)
+        self.clock: Callable[[], float] = time.monotonic
 
     def __bool__(self) -> bool:
         return bool(self.active) or self.disconnected or bool(self.errors)

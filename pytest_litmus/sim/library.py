@@ -25,7 +25,6 @@ import os
 import threading
 from collections import deque
 from collections.abc import Hashable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,20 +53,32 @@ _TERMCHAR_ENABLED = constants.ResourceAttribute.termchar_enabled
 EVENT_QUEUE_LENGTH = 50
 
 
-@dataclass
 class _SessionEvents:
     """Service-request state of one session (guarded by its device's condition)."""
 
-    device: SimDevice
-    resource: str
-    interface: tuple[Any, str]
-    channel: Hashable = SimDevice.BUS
-    #: the resource is serial (ASRL): reads keep pyvisa-sim's byte loop, whose END rules differ there
-    serial: bool = False
-    queue_enabled: bool = False
-    handler_enabled: bool = False
-    queue: deque[EventType] = field(default_factory=lambda: deque(maxlen=EVENT_QUEUE_LENGTH))
-    handlers: list[tuple[Any, Any]] = field(default_factory=list)
+    __slots__ = (
+        "channel",
+        "device",
+        "handler_enabled",
+        "handlers",
+        "interface",
+        "queue",
+        "queue_enabled",
+        "resource",
+        "serial",
+    )
+
+    def __init__(self, device: SimDevice, resource: str, interface: tuple[Any, str], *, serial: bool = False) -> None:
+        self.device = device
+        self.resource = resource
+        self.interface = interface
+        self.channel: Hashable = SimDevice.BUS
+        #: the resource is serial (ASRL): reads keep pyvisa-sim's byte loop, whose END rules differ there
+        self.serial = serial
+        self.queue_enabled = False
+        self.handler_enabled = False
+        self.queue: deque[EventType] = deque(maxlen=EVENT_QUEUE_LENGTH)
+        self.handlers: list[tuple[Any, Any]] = []
 
 
 class EventContext:

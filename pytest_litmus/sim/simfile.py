@@ -32,8 +32,6 @@ import binascii
 import math
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
@@ -58,28 +56,36 @@ class Operation(NamedTuple):
     device_error: str | None = None
 
 
-@dataclass(frozen=True)
 class DeviceExtension:
-    """What the ``litmus:`` keys say about one simulated resource."""
+    """What the ``litmus:`` keys say about one simulated resource (read-only by contract).
 
-    operations: tuple[Operation, ...] = ()
-    service_requests: bool = True
-    serial_poll: bool = True
-    #: block answers: (query header, upper-cased, payload)
-    blocks: tuple[tuple[str, bytes], ...] = ()
-    faults: tuple[FaultSpec, ...] = ()
+    A plain class: a dataclass costs start-up time (docs/performance.md).
+    """
+
+    __slots__ = ("blocks", "faults", "operation_by_header", "operations", "serial_poll", "service_requests")
+
+    def __init__(
+        self,
+        operations: tuple[Operation, ...] = (),
+        service_requests: bool = True,
+        serial_poll: bool = True,
+        blocks: tuple[tuple[str, bytes], ...] = (),
+        faults: tuple[FaultSpec, ...] = (),
+    ) -> None:
+        self.operations = operations
+        self.service_requests = service_requests
+        self.serial_poll = serial_poll
+        #: block answers: (query header, upper-cased, payload)
+        self.blocks = blocks
+        self.faults = faults
+        #: Operations by upper-cased header; the first of a header wins.
+        self.operation_by_header: dict[str, Operation] = {}
+        for operation in operations:
+            self.operation_by_header.setdefault(operation.command.upper(), operation)
 
     def operation_for(self, command: str) -> Operation | None:
         """The operation ``command`` starts (its header, case-insensitive, arguments allowed), if any."""
         return self.operation_by_header.get(command.split(" ", 1)[0].upper())
-
-    @cached_property
-    def operation_by_header(self) -> dict[str, Operation]:
-        """Operations by upper-cased header; the first of a header wins."""
-        found: dict[str, Operation] = {}
-        for operation in self.operations:
-            found.setdefault(operation.command.upper(), operation)
-        return found
 
 
 def load_extensions(path: str | Path) -> dict[str, DeviceExtension]:
@@ -118,19 +124,19 @@ def _parse(raw: Any, file: Path, key: str, base: DeviceExtension) -> DeviceExten
     if not isinstance(raw, Mapping):
         raise StationConfigError(file, key, "a mapping with keys " + ", ".join(_EXTENSION_KEYS), raw)
     _no_unknown_keys(raw, _EXTENSION_KEYS, file, key)
-    changes: dict[str, Any] = {}
+    values: dict[str, Any] = {name: getattr(base, name) for name in _EXTENSION_KEYS}  # the keys are its fields
     for flag in ("service_requests", "serial_poll"):
         if flag in raw:
             if not isinstance(raw[flag], bool):
                 raise StationConfigError(file, f"{key}.{flag}", "true or false", raw[flag])
-            changes[flag] = raw[flag]
+            values[flag] = raw[flag]
     if "operations" in raw:
-        changes["operations"] = _operations(raw["operations"], file, f"{key}.operations")
+        values["operations"] = _operations(raw["operations"], file, f"{key}.operations")
     if "blocks" in raw:
-        changes["blocks"] = _blocks(raw["blocks"], file, f"{key}.blocks")
+        values["blocks"] = _blocks(raw["blocks"], file, f"{key}.blocks")
     if "faults" in raw:
-        changes["faults"] = _faults(raw["faults"], file, f"{key}.faults")
-    return replace(base, **changes)
+        values["faults"] = _faults(raw["faults"], file, f"{key}.faults")
+    return DeviceExtension(**values)
 
 
 def _faults(raw: Any, file: Path, key: str) -> tuple[FaultSpec, ...]:
