@@ -212,6 +212,29 @@ def test_role_fixtures_and_a_missing_role(station_project: pytest.Pytester) -> N
     )
 
 
+def test_a_finished_tests_measurements_are_let_go_but_its_junit_properties_stay(
+    station_project: pytest.Pytester,
+) -> None:
+    """Kept for the whole session, a test's Measurement objects would only feed the garbage collector."""
+    station_project.makepyfile(
+        """
+        from pytest_litmus.plugin.active import FAILED_LINES, MEASUREMENTS, PROPERTIES
+
+        def test_first(measure):
+            measure("rail", 3.3, units="V", low=3.2, high=3.4)
+
+        def test_second(request, measure):
+            measure("rail", 3.3, units="V", low=3.2, high=3.4)
+            first, second = request.session.items
+            assert not [key for key in (MEASUREMENTS, PROPERTIES, FAILED_LINES) if key in first.stash]
+            assert ("measurement.rail", 3.3) in first.user_properties
+            assert len(second.stash[MEASUREMENTS]) == 1
+        """
+    )
+    result = station_project.runpytest("--station", "cell-7", "--mock", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+
+
 def test_out_of_limit_measurements_fail_the_test_after_its_body(station_project: pytest.Pytester) -> None:
     station_project.makepyfile(
         """

@@ -138,7 +138,18 @@ class PerTestPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> None:
-        """Before the test's setup: ``measure`` and the event log attribute to it from here on."""
+        """Before the test's setup: ``measure`` and the event log attribute to it from here on.
+
+        The previous test's measurements go: recorded, reported, and not worth keeping
+        alive (and scanned by the garbage collector) for the rest of the session.
+        """
+        previous = self.current
+        if previous is not None:
+            stash = previous.stash
+            keys: tuple[pytest.StashKey[Any], ...] = (MEASUREMENTS, PROPERTIES, FAILED_LINES)
+            for key in keys:
+                if key in stash:
+                    del stash[key]
         self.active.item = self.current = item
         self.attempts = {item.nodeid: 0}
 
