@@ -131,7 +131,7 @@ class StationConnection(StationBase):
         self._server: InstrumentServer | None = None
         self.counts: Counter[str] = Counter()
         #: Measurement outcomes of each running test attempt, by (nodeid, dut): a rerun takes them back.
-        self._attempt_counts: dict[tuple[Any, Any], Counter[str]] = {}
+        self._attempt_counts: dict[tuple[Any, Any], dict[Any, int]] = {}
         self._argv = list(argv) if argv is not None else list(sys.argv)
         self._recorder: Recorder | None = None
         self._rm: Any = None
@@ -374,17 +374,18 @@ class StationConnection(StationBase):
             if prefix:
                 running = self._attempt_counts.get(key)
                 if running is None:
-                    running = self._attempt_counts[key] = Counter()
-                running[outcome] += 1
+                    self._attempt_counts[key] = {outcome: 1}
+                else:
+                    running[outcome] = running.get(outcome, 0) + 1
                 return
             self.counts[outcome] += 1
             taken = self._attempt_counts.pop(key, None)
             if taken:
                 self._add_measurements(taken, superseded=outcome == "rerun")
 
-    def _add_measurements(self, taken: Counter[Any], *, superseded: bool = False) -> None:
+    def _add_measurements(self, taken: dict[Any, int], *, superseded: bool = False) -> None:
         if superseded:
-            self.counts["measurements_superseded"] += taken.total()
+            self.counts["measurements_superseded"] += sum(taken.values())
         else:
             for outcome, n in taken.items():
                 self.counts[f"measurements_{outcome}"] += n

@@ -77,20 +77,36 @@ def _unrecorded(connection: Station, nodeid: str, *, waiting_too: bool = False) 
     return f"litmus could not record this test: {head} ({state}): cannot write {fault.path}: {fault.reason}"
 
 
+#: ``measurement.NAME`` and its ``.units``, ``.low``, ``.high``, ``.limits``, ``.outcome`` by NAME.
+_PROPERTY_NAMES: dict[str, tuple[str, str, str, str, str, str]] = {}
+
+
 def _user_properties(measured: list[Measurement]) -> Iterator[tuple[str, object]]:
     """``measurement.NAME`` and its ``.units``, ``.low``, ``.high``, ``.limits``, ``.outcome``, for each measurement."""
     from pytest_litmus.limittext import limit_texts
 
     for m in measured:
-        prefix = f"measurement.{m.name}"
+        names = _PROPERTY_NAMES.get(m.name)
+        if names is None:
+            if len(_PROPERTY_NAMES) >= 4096:
+                _PROPERTY_NAMES.clear()
+            prefix = f"measurement.{m.name}"
+            names = _PROPERTY_NAMES[m.name] = (
+                prefix,
+                f"{prefix}.units",
+                f"{prefix}.low",
+                f"{prefix}.high",
+                f"{prefix}.limits",
+                f"{prefix}.outcome",
+            )
         low, high, limits = limit_texts(m.low, m.high, m.limits)  # as the terminal prints them
-        yield prefix, m.value
-        yield f"{prefix}.units", m.units or ""
-        yield f"{prefix}.low", low
-        yield f"{prefix}.high", high
+        yield names[0], m.value
+        yield names[1], m.units or ""
+        yield names[2], low
+        yield names[3], high
         if limits is not None:
-            yield f"{prefix}.limits", limits
-        yield f"{prefix}.outcome", m.outcome
+            yield names[4], limits
+        yield names[5], m.outcome
 
 
 def failure_message(lines: list[str], failed: list[Measurement]) -> str:
