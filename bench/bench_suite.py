@@ -1,6 +1,6 @@
 """A production-shaped suite with and without litmus: what the plugin costs per test and per measurement.
 
-    python bench/bench_suite.py [--runs 7] [--profile]
+    python bench/bench_suite.py [--runs 7] [--tests 100] [--profile]
 
 100 tests, each making 10 instrument calls and 5 limit-checked measurements, run
   L  with litmus: ``pytest --station cell-7 --mock`` (role fixtures, ``measure``)
@@ -170,8 +170,12 @@ def inprocess(root: Path, runs: int, pick: Any = statistics.median) -> None:
 
 
 def main() -> int:
+    global TESTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "--tests", type=int, default=TESTS, help="tests per suite (1000: the per-test costs outweigh start-up)"
+    )
     parser.add_argument(
         "--min", action="store_true", help="in-process: the fastest run of each suite, not the median (a busy machine)"
     )
@@ -185,6 +189,7 @@ def main() -> int:
         help="also run the litmus suites (as B, B-nomeas, B-1) with this interpreter, e.g. a venv of an older commit",
     )
     args = parser.parse_args()
+    TESTS = args.tests
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_suites(root)
