@@ -15,15 +15,13 @@ import argparse
 import fcntl
 import os
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
+
+from lockbench import handoff_ms, samples_us, start_holder
 
 from pytest_litmus.locks import LockOwner
 
@@ -43,14 +41,7 @@ sys.stdin.readline()
 
 
 def median_us(fn: Callable[[], None], n: int) -> float:
-    for _ in range(min(n, 200)):  # warm up
-        fn()
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1e6
+    return statistics.median(samples_us(fn, n, warmup=200))
 
 
 def bench_uncontended(data_dir: Path, n: int) -> None:
@@ -77,49 +68,24 @@ def bench_uncontended(data_dir: Path, n: int) -> None:
     print(f"Lease.check()                 median {check_us:7.2f} us")
 
 
-def start_holder(data_dir: Path) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(data_dir), RESOURCE],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-    return proc
-
-
-def handoff_ms(data_dir: Path, *, kill: bool) -> float:
+def handoff(data_dir: Path, *, kill: bool) -> float:
     """Milliseconds from the holder's release (or SIGKILL) to a waiting acquirer holding the lock."""
-    holder = start_holder(data_dir)
+    holder = start_holder(HOLDER, str(data_dir), RESOURCE)
     owner = LockOwner(data_dir, session="bench-waiter")
-    waiting, acquired = threading.Event(), [0.0]
-
-    def wait() -> None:
-        owner.acquire(RESOURCE, timeout=None, on_contended=lambda holder: waiting.set())
-        acquired[0] = time.monotonic()
-
-    thread = threading.Thread(target=wait)
-    thread.start()
-    waiting.wait()
-    time.sleep(random.uniform(0.0, 0.2))  # let the waiter's back-off reach any point of its ramp
-    assert holder.stdin is not None and holder.stdout is not None
-    if kill:
-        freed = time.monotonic()
-        os.kill(holder.pid, signal.SIGKILL)
-    else:
-        holder.stdin.write("release\n")
-        holder.stdin.flush()
-        freed = float(holder.stdout.readline())
-    thread.join()
-    owner.release_all()
-    holder.kill()
-    holder.wait()
-    return (acquired[0] - freed) * 1000
+    try:  # the settle lets the waiter's back-off reach any point of its ramp
+        return handoff_ms(
+            holder,
+            lambda contended: owner.acquire(RESOURCE, timeout=None, on_contended=contended),
+            kill=kill,
+            settle=lambda: random.uniform(0.0, 0.2),
+        )
+    finally:
+        owner.release_all()
 
 
 def bench_handoff(data_dir: Path, rounds: int) -> None:
     for kill in (False, True):
-        samples = [handoff_ms(data_dir, kill=kill) for _ in range(rounds)]
+        samples = [handoff(data_dir, kill=kill) for _ in range(rounds)]
         what = "SIGKILL" if kill else "release"
         print(
             f"waiter gets the lock after {what:7}  median {statistics.median(samples):5.1f} ms"

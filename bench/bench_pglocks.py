@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
-import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from lockbench import handoff_ms, samples_us, start_holder
 
 from pytest_litmus.locks import LockOwner, PostgresBackend
 
@@ -42,17 +41,6 @@ sys.stdin.readline()
 """
 
 
-def samples_us(fn: Callable[[], None], n: int) -> list[float]:
-    for _ in range(min(n, 100)):  # warm up (and let psycopg prepare its statements)
-        fn()
-    found = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        found.append((time.perf_counter() - start) * 1e6)
-    return found
-
-
 def describe(found: list[float]) -> str:
     ordered = sorted(found)
     p99 = ordered[int(len(ordered) * 0.99) - 1]
@@ -64,7 +52,7 @@ def bench_uncontended(url: str, n: int) -> None:
 
     owner = LockOwner(Path("."), session="bench", backend=PostgresBackend(url))
     lease = owner.acquire("GPIB0::1::INSTR")
-    check = samples_us(lease.check, n * 10)
+    check = samples_us(lease.check, n * 10, warmup=100)
     owner.release_all()
 
     def cycle() -> None:
@@ -77,7 +65,7 @@ def bench_uncontended(url: str, n: int) -> None:
         raw_conn.execute("SELECT pg_try_advisory_lock(42)")
         raw_conn.execute("SELECT pg_advisory_unlock(42)")
 
-    locked, bare = samples_us(cycle, n), samples_us(raw, n)
+    locked, bare = samples_us(cycle, n, warmup=100), samples_us(raw, n, warmup=100)  # psycopg prepares
     print(f"acquire+release (LockOwner)   {describe(locked)}  (target <= 2 ms)")
     print(
         f"  raw try_lock + unlock       {describe(bare)}  (ratio {statistics.median(locked) / statistics.median(bare):.1f}x)"
@@ -87,47 +75,26 @@ def bench_uncontended(url: str, n: int) -> None:
     raw_conn.close()
 
 
-def start_holder(url: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, url, RESOURCE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-    return proc
-
-
-def handoff_ms(url: str, *, kill: bool) -> float:
+def handoff(url: str, *, kill: bool) -> float:
     """Milliseconds from the holder's release (or SIGKILL) to a waiter in this process holding the lock."""
-    holder = start_holder(url)
+    holder = start_holder(HOLDER, url, RESOURCE)
     backend = PostgresBackend(url)
-    waiting, acquired = threading.Event(), [0.0]
+    holds = []
 
-    def wait() -> None:
-        hold = backend.acquire(RESOURCE, timeout=None, on_contended=lambda holder: waiting.set())
-        acquired[0] = time.monotonic()
-        hold.release()
+    def acquire(contended: Callable[[Any], None]) -> None:
+        holds.append(backend.acquire(RESOURCE, timeout=None, on_contended=contended))
 
-    thread = threading.Thread(target=wait)
-    thread.start()
-    waiting.wait()
-    time.sleep(0.05)  # the waiter is now queued in the server, not between its try and its wait
-    assert holder.stdin is not None and holder.stdout is not None
-    if kill:
-        freed = time.monotonic()
-        os.kill(holder.pid, signal.SIGKILL)
-    else:
-        holder.stdin.write("release\n")
-        holder.stdin.flush()
-        freed = float(holder.stdout.readline())
-    thread.join()
-    backend.close()
-    holder.kill()
-    holder.wait()
-    return (acquired[0] - freed) * 1000
+    try:  # the settle puts the waiter in the server's queue, not between its try and its wait
+        return handoff_ms(holder, acquire, kill=kill, settle=lambda: 0.05)
+    finally:
+        for hold in holds:
+            hold.release()
+        backend.close()
 
 
 def bench_handoff(url: str, rounds: int) -> None:
     for kill, target in ((False, "20 ms"), (True, "1 s")):
-        found = [handoff_ms(url, kill=kill) for _ in range(rounds)]
+        found = [handoff(url, kill=kill) for _ in range(rounds)]
         what = "SIGKILL" if kill else "release"
         print(
             f"waiter gets the lock after {what:7}  median {statistics.median(found):5.2f} ms"
