@@ -269,20 +269,20 @@ class Recorder:
                 self._caller(event=event)
             return event
 
-    def emit_encoded(self, type: str, body: str, fields: Callable[[], dict[str, Any]]) -> bool:
+    def emit_encoded(self, type: str, body: str, fields: Callable[..., dict[str, Any]], *args: Any) -> bool:
         """Record an event whose fields the caller has encoded: ``body`` is ``"k":v,...`` (no braces).
 
         The line is written as is while the file writer is the only subscriber
         and no remote call is running (the ``Measurement`` fast path); otherwise
-        the event is built from ``fields()`` and goes through :meth:`emit`.
+        the event is built from ``fields(*args)`` and goes through :meth:`emit`.
         Returns whether the encoded line was used.
         """
         if REMOTE_CALLER.get() is not None:
-            self.emit(type, fields())
+            self.emit(type, fields(*args))
             return False
         with self._lock:
             if not (self._alone if self.hooks.generation == self._seen_generation else self._writer_only()):
-                self.emit(type, fields())
+                self.emit(type, fields(*args))
                 return False
             self._seq = seq = self._seq + 1
             head = _TYPE_HEADS.get(type)

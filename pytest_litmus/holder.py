@@ -90,6 +90,11 @@ def _metadata_version(dist: str) -> str | None:
         return None
 
 
+def _measurement_fields(measurement: Measurement, dut: str | None, attempt: int | None) -> dict[str, Any]:
+    """A ``Measurement`` event's fields (when its line cannot be written as built)."""
+    return {**measurement.fields(), "dut": dut, "attempt": attempt}
+
+
 class StationConnection(StationBase):
     """One session on one station, held by this process: event log, instruments by role, locks.
 
@@ -354,12 +359,10 @@ class StationConnection(StationBase):
 
     def _record_measurement(self, measurement: Measurement, dut: str | None, attempt: int | None) -> None:
         """The ``Measurement`` event's line built directly (no event dict) while the file is its only reader."""
-        recorder = self._require_started()
-
-        def fields() -> dict[str, Any]:
-            return {**measurement.fields(), "dut": dut, "attempt": attempt}
-
-        recorder.emit_encoded(EventType.MEASUREMENT, measurement_body(measurement, dut, attempt), fields)
+        body = measurement_body(measurement, dut, attempt)
+        self._require_started().emit_encoded(
+            EventType.MEASUREMENT, body, _measurement_fields, measurement, dut, attempt
+        )
         self._count("measurements_", measurement.outcome, measurement.nodeid, dut)
 
     def _count(self, prefix: str, outcome: Any, nodeid: Any, dut: Any) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from math import isfinite as _isfinite
 from pathlib import Path
+from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, runtime_checkable
 
 from pytest_litmus.events import encode_value, events_path, filter_events, read_events
@@ -214,26 +215,73 @@ def measurement_body(m: Measurement, dut: str | None, attempt: int | None) -> st
         bounds = f'"low":{encode_value(low)},"high":{encode_value(high)}'
         limits_json = _limits_json(limits)
     test = _test_json(m.nodeid, dut, attempt)
+    texts = _TEXTS_JSON
+    name, units, where = m.name, m.units, m.where
+    name_json = texts.get(name) if type(name) is str else None  # a str subclass may hash as it likes
+    units_json = texts.get(units) if units is None or type(units) is str else None
+    where_json = texts.get(where) if where is None or type(where) is str else None
     return (
-        f'"name":{encode_value(m.name)},'
+        f'"name":{name_json or _text_json(name)},'
         f'"value":{repr(value) if type(value) is float and _isfinite(value) else encode_value(value)},'
-        f'"units":{encode_value(m.units)},{bounds},"outcome":{_OUTCOMES.get(m.outcome) or encode_value(m.outcome)},'
+        f'"units":{units_json or _text_json(units)},{bounds},'
+        f'"outcome":{_OUTCOMES.get(m.outcome) or encode_value(m.outcome)},'
         f'"nodeid":{test[3]},"limits":{limits_json},"marginal":{"true" if m.marginal else "false"},'
-        f'"where":{encode_value(m.where)},{test[4]}'
+        f'"where":{where_json or _text_json(where)},{test[4]}'
     )
 
 
-def caller_line() -> str | None:
-    """``path/to/file.py:42`` of the first frame outside this package (the test's ``measure`` call).
+#: The JSON of the names, units and call sites that measurements repeat.
+_TEXTS_JSON: dict[str | None, str] = {None: "null"}
+_TEXTS_SIZE = 4096
 
-    The path is relative to the working directory when it lies below it (cached per file).
-    """
+
+def _text_json(text: Any) -> str:
+    """``text`` as JSON, kept when it is a ``str`` (a measurement's name, units or call site)."""
+    encoded = encode_value(text)
+    if type(text) is str:
+        if len(_TEXTS_JSON) >= _TEXTS_SIZE:
+            _TEXTS_JSON.clear()
+            _TEXTS_JSON[None] = "null"
+        _TEXTS_JSON[text] = encoded
+    return encoded
+
+
+def caller_line() -> str | None:
+    """``path/to/file.py:42`` of the first frame outside this package (the test's ``measure`` call)."""
     frame = sys._getframe(1)
     while frame is not None and frame.f_globals.get("__name__", "").startswith("pytest_litmus"):
         frame = frame.f_back  # type: ignore[assignment]
-    if frame is None:
-        return None
-    filename = frame.f_code.co_filename
+    return None if frame is None else frame_line(frame)
+
+
+#: ``path:line`` by code object id and instruction offset; the code object is kept with them,
+#: so that its id cannot be taken by another while the entry lives.
+_CALL_SITES: dict[int, tuple[CodeType, dict[int, str]]] = {}
+_CALL_SITES_SIZE = 4096
+
+
+def frame_line(frame: FrameType) -> str:
+    """``path/to/file.py:42``: where ``frame`` is now, its path relative to the working directory
+    when it lies below it.
+
+    Kept per call site: a frame's line number is found by scanning its code's line table,
+    and a test measures from the same few lines again and again.
+    """
+    code = frame.f_code
+    site = _CALL_SITES.get(id(code))
+    if site is None or site[0] is not code:
+        if len(_CALL_SITES) >= _CALL_SITES_SIZE:
+            _CALL_SITES.clear()
+        site = _CALL_SITES[id(code)] = (code, {})
+    lines = site[1]
+    where = lines.get(frame.f_lasti)
+    if where is None:
+        where = lines[frame.f_lasti] = f"{_shown_file(code.co_filename)}:{frame.f_lineno}"
+    return where
+
+
+def _shown_file(filename: str) -> str:
+    """``filename`` relative to the working directory when it lies below it (cached per file)."""
     shown = _SHOWN_FILES.get(filename)
     if shown is None:
         try:
@@ -242,7 +290,7 @@ def caller_line() -> str | None:
         except ValueError:  # another drive (Windows)
             shown = filename
         _SHOWN_FILES[filename] = shown
-    return f"{shown}:{frame.f_lineno}"
+    return shown
 
 
 class StationBase:
@@ -341,11 +389,16 @@ class StationBase:
         file's raise ``LimitConflict`` (docs/limits.md).
         """
         __tracebackhide__ = True  # pytest shows the test's line for a LimitError, not litmus's
+        return self.measure_at(name, value, units, low, high, caller_line())
+
+    def measure_at(
+        self, name: str, value: Any, units: str | None, low: Any, high: Any, where: str | None
+    ) -> Measurement:
+        """:meth:`measure`, its call site (``where``, ``path:line``) already known: the ``measure`` fixture's way."""
+        __tracebackhide__ = True
         table = self.config.limits
         spec = None if table is None else table.spec_for(name, units, low, high)
-        measurement = judge(
-            name, value, units=units, low=low, high=high, nodeid=self.nodeid, spec=spec, where=caller_line()
-        )
+        measurement = judge(name, value, units=units, low=low, high=high, nodeid=self.nodeid, spec=spec, where=where)
         dut = self.dut
         self._record_measurement(measurement, None if dut is None else dut.serial, self.attempt)
         return measurement

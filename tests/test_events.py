@@ -261,6 +261,12 @@ class _Name(str):
     """A str subclass as a measurement name (an enum member, say)."""
 
 
+class _NoHash(str):
+    """A str subclass that cannot be a dict key."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 def _measurements() -> list[Any]:
     from fractions import Fraction
 
@@ -301,6 +307,13 @@ def _measurements() -> list[Any]:
         judge("zero", -0.0, low=-0.0, high=1.0),
         judge("zero", 0.0, low=0.0, high=1.0),
         judge("zero", 0.0, low=-0.0, high=1.0),
+        # names, units and call sites whose JSON is kept: not str, str subclasses, unhashable, seen before
+        judge("rail_3", 3.3, units=_Name("V"), low=3.2, high=3.4, where=_Name("t.py:9")),
+        judge("rail_3", 3.3, units=5, low=3.2, high=3.4, where="t.py:3"),  # type: ignore[arg-type]
+        judge("rail_3", 3.3, units=["V"], low=3.2, high=3.4),  # type: ignore[arg-type]
+        judge(_NoHash("rail_3"), 3.3, units=_NoHash("V"), low=3.2, high=3.4, where=_NoHash("t.py:3")),
+        judge("rail_3", 3.3, units=None, low=3.2, high=3.4, where=None),
+        judge("rail_3", 3.3, units="", low=3.2, high=3.4, where='t"ü\\.py:3'),
     ]
 
 
@@ -360,7 +373,7 @@ def test_measurements_on_the_fast_path_equal_what_subscribers_see(
     def record() -> None:
         for m in _measurements():
             fields = {**m.fields(), "dut": "SN1", "attempt": 1}
-            recorder.emit_encoded("Measurement", measurement_body(m, "SN1", 1), lambda f=fields: f)  # type: ignore[misc]
+            recorder.emit_encoded("Measurement", measurement_body(m, "SN1", 1), lambda f=fields: f)
 
     record()  # writer alone: written as built
     collector = Collector()
@@ -395,3 +408,25 @@ def test_a_limits_dict_is_written_as_it_is_after_an_equal_one_of_another_type_or
     ):
         assert _limits_json(limits) == encode_value(limits), limits
         assert _limits_json(limits) == encode_value(limits), limits  # the cached answer too
+
+
+def test_junit_properties_are_each_measurements_own_however_often_its_kind_was_seen() -> None:
+    """A measurement's JUnit properties, made once per name, units and limits: equal to making them anew."""
+    from pytest_litmus.limittext import limit_texts
+    from pytest_litmus.measurements import judge
+    from pytest_litmus.plugin.pertest import _user_properties
+
+    def made_anew(m: Any) -> list[tuple[str, object]]:
+        low, high, limits = limit_texts(m.low, m.high, m.limits)
+        prefix = f"measurement.{m.name}"
+        made = [(prefix, m.value), (f"{prefix}.units", m.units or ""), (f"{prefix}.low", low), (f"{prefix}.high", high)]
+        return (
+            made + ([(f"{prefix}.limits", limits)] if limits is not None else []) + [(f"{prefix}.outcome", m.outcome)]
+        )
+
+    measured = _measurements()
+    measured += [judge("rail_3", 3.3, units="mV", low=3.2, high=3.4), judge("rail_3", 3.1, units="V", low=3.2)]
+    for _ in range(2):  # the second time round every kind has been seen
+        assert _user_properties(measured) == [p for m in measured for p in made_anew(m)]
+    for m in measured:  # one at a time, after the others
+        assert _user_properties([m]) == made_anew(m), m.name[:20]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,3 +97,39 @@ def test_a_host_lock_where_there_is_no_flock_is_a_clear_error(tmp_path: Path) ->
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "refused: host instrument locks need a POSIX system with flock" in proc.stdout
+
+
+def test_a_call_site_is_its_own_line_however_many_code_objects_came_and_went(tmp_path: Path) -> None:
+    """``frame_line`` keeps lines by code object and instruction: a new code object never gets an old one's line."""
+    from pytest_litmus import station as station_module
+
+    source = tmp_path / "sites.py"
+    for n in range(station_module._CALL_SITES_SIZE + 50):  # past the bound: the cache starts again
+        padding = "\n" * (n % 7)
+        namespace: dict[str, Any] = {}
+        code = f"import sys\n{padding}def site(f):\n    return (f(sys._getframe()),\n            f(sys._getframe()))\n"
+        exec(compile(code, str(source), "exec"), namespace)
+        first, second = namespace["site"](station_module.frame_line)
+        line = 3 + n % 7
+        assert (first, second) == (f"{source}:{line}", f"{source}:{line + 1}")
+        del namespace  # the function, and its code object, may go
+    assert len(station_module._CALL_SITES) <= station_module._CALL_SITES_SIZE
+
+
+def test_measure_on_a_station_of_another_kind_records_through_its_own_measure() -> None:
+    """The ``measure`` fixture's value takes any implementation of the protocol, not only litmus's two."""
+    from pytest_litmus.plugin.fixtures import Measure
+
+    calls: list[tuple[Any, ...]] = []
+
+    class Other:
+        def measure(self, name: str, value: Any, *, units: Any = None, low: Any = None, high: Any = None) -> Any:
+            calls.append((name, value, units, low, high))
+            return "recorded"
+
+    class NoTest:
+        measured = None
+
+    measure: Any = Measure(Other(), NoTest())  # type: ignore[arg-type]
+    assert measure("rail", 3.3, units="V", low=3.2) == "recorded"
+    assert calls == [("rail", 3.3, "V", 3.2, None)]

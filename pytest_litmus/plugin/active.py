@@ -35,6 +35,7 @@ class Active:
         "hooks",
         "item",
         "lock_timeout",
+        "measured",
         "mock",
         "server_address",
         "server_file",
@@ -80,6 +81,8 @@ class Active:
         self.workers = workers
         #: The test running now (set by :class:`PerTestPlugin`), to which ``measure`` attributes measurements.
         self.item = item
+        #: The running attempt's measurements (also ``item.stash[MEASUREMENTS]``); None between tests.
+        self.measured: list[Measurement] | None = None
         #: Every setting as resolved at configure time (the ``dut`` serials among them).
         self.settings = settings
         #: The unit this process tests (a worker's comes from the controller); the ``dut`` fixture.

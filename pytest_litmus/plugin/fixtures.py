@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Generator
+from sys import _getframe
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -121,19 +122,27 @@ class Measure:
     """The ``measure`` fixture's value: call it to record a measurement for the running test."""
 
     def __init__(self, connection: Station, active: Active) -> None:
+        from pytest_litmus.station import StationBase, frame_line  # not for a run without a station
+
         self._connection = connection
         self._active = active
+        self._frame_line = frame_line
+        if isinstance(connection, StationBase):
+            self._measure_at = connection.measure_at
+        else:  # another implementation of the protocol: its own ``measure`` finds the call site
+            self._measure_at = lambda name, value, units, low, high, where: connection.measure(
+                name, value, units=units, low=low, high=high
+            )
 
     def __call__(
         self, name: str, value: Any, *, units: str | None = None, low: Any = None, high: Any = None
     ) -> Measurement:
         """Record ``value`` as ``name``; outside ``low``..``high`` the test fails after its body."""
         __tracebackhide__ = True  # a LimitError points at the test's line, not into litmus
-        m = self._connection.measure(name, value, units=units, low=low, high=high)
-        item = self._active.item
-        if item is None:  # between tests (a session fixture's teardown): recorded, judged by no test
-            return m
-        item.stash.setdefault(MEASUREMENTS, []).append(m)  # user_properties at the end of the body
+        m = self._measure_at(name, value, units, low, high, self._frame_line(_getframe(1)))
+        measured = self._active.measured
+        if measured is not None:  # None between tests (a session fixture's teardown): judged by no test
+            measured.append(m)  # user_properties at the end of the body
         return m
 
     @property

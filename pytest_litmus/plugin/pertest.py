@@ -11,7 +11,7 @@ selected.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -77,36 +77,49 @@ def _unrecorded(connection: Station, nodeid: str, *, waiting_too: bool = False) 
     return f"litmus could not record this test: {head} ({state}): cannot write {fault.path}: {fault.reason}"
 
 
-#: ``measurement.NAME`` and its ``.units``, ``.low``, ``.high``, ``.limits``, ``.outcome`` by NAME.
-_PROPERTY_NAMES: dict[str, tuple[str, str, str, str, str, str]] = {}
+Property = tuple[str, object]
+#: By ``(name, units, limit texts)``: a measurement's ``measurement.NAME`` property name, its
+#: ``.units``, ``.low``, ``.high`` and ``.limits`` properties, and its ``.outcome`` property by outcome.
+_PROPERTY_SETS: dict[tuple[Any, ...], tuple[str, tuple[Property, ...], dict[str, Property]]] = {}
+_PROPERTY_SETS_SIZE = 4096
 
 
-def _user_properties(measured: list[Measurement]) -> Iterator[tuple[str, object]]:
-    """``measurement.NAME`` and its ``.units``, ``.low``, ``.high``, ``.limits``, ``.outcome``, for each measurement."""
+def _user_properties(measured: list[Measurement]) -> list[Property]:
+    """``measurement.NAME`` and its ``.units``, ``.low``, ``.high``, ``.limits``, ``.outcome``, for each measurement.
+
+    Only the value changes from one test to the next: the rest is made once per name, units and limits.
+    """
     from pytest_litmus.limittext import limit_texts
 
+    properties: list[Property] = []
     for m in measured:
-        names = _PROPERTY_NAMES.get(m.name)
-        if names is None:
-            if len(_PROPERTY_NAMES) >= 4096:
-                _PROPERTY_NAMES.clear()
-            prefix = f"measurement.{m.name}"
-            names = _PROPERTY_NAMES[m.name] = (
-                prefix,
-                f"{prefix}.units",
-                f"{prefix}.low",
-                f"{prefix}.high",
-                f"{prefix}.limits",
-                f"{prefix}.outcome",
-            )
-        low, high, limits = limit_texts(m.low, m.high, m.limits)  # as the terminal prints them
-        yield names[0], m.value
-        yield names[1], m.units or ""
-        yield names[2], low
-        yield names[3], high
-        if limits is not None:
-            yield names[4], limits
-        yield names[5], m.outcome
+        name, units = m.name, m.units
+        texts = limit_texts(m.low, m.high, m.limits)  # as the terminal prints them
+        key = (name, units, texts) if type(name) is str and (units is None or type(units) is str) else None
+        kept = None if key is None else _PROPERTY_SETS.get(key)
+        if kept is None:
+            kept = _property_set(name, units, texts)
+            if key is not None:
+                if len(_PROPERTY_SETS) >= _PROPERTY_SETS_SIZE:
+                    _PROPERTY_SETS.clear()
+                _PROPERTY_SETS[key] = kept
+        properties.append((kept[0], m.value))
+        properties += kept[1]
+        outcome = m.outcome
+        properties.append(kept[2].get(outcome) or (f"{kept[0]}.outcome", outcome))
+    return properties
+
+
+def _property_set(
+    name: str, units: str | None, texts: tuple[str, str, str | None]
+) -> tuple[str, tuple[Property, ...], dict[str, Property]]:
+    prefix = f"measurement.{name}"
+    low, high, limits = texts
+    fixed: list[Property] = [(f"{prefix}.units", units or ""), (f"{prefix}.low", low), (f"{prefix}.high", high)]
+    if limits is not None:
+        fixed.append((f"{prefix}.limits", limits))
+    outcomes: dict[str, Property] = {o: (f"{prefix}.outcome", o) for o in ("passed", "failed")}
+    return prefix, tuple(fixed), outcomes
 
 
 def failure_message(lines: list[str], failed: list[Measurement]) -> str:
@@ -183,8 +196,8 @@ class PerTestPlugin:
         item = self.current
         if item is not None and item.nodeid == nodeid:
             self.active.item = item
+            item.stash[MEASUREMENTS] = self.active.measured = []
             if attempt > 1:
-                item.stash[MEASUREMENTS] = []
                 _drop_properties(item.user_properties, item.stash.get(PROPERTIES, ()))
         if self.active.connection is not None:
             self.active.connection.test_started(nodeid, attempt)
@@ -214,7 +227,7 @@ class PerTestPlugin:
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         if self.reports.get(nodeid):  # an attempt without a teardown report (pytest-rerunfailures < 16 after a rerun)
             self._finish(nodeid)
-        self.active.item = None
+        self.active.item = self.active.measured = None
         self.reports.pop(nodeid, None)
         self.reran.discard(nodeid)
 
@@ -242,7 +255,7 @@ class PerTestPlugin:
             result = yield
         finally:  # JUnit's <property> elements: the measurements so far, set before the call's report is made
             measured = item.stash.get(MEASUREMENTS, [])
-            properties = list(_user_properties(measured))
+            properties = _user_properties(measured)
             item.stash[PROPERTIES] = properties
             item.user_properties.extend(properties)
             failed = [m for m in measured if not m.passed]
