@@ -146,6 +146,7 @@ def test_two_shippers_of_one_session_at_once_store_it_once(store: Any, postgres_
         t.start()
     wait_for_waiters(postgres_url, 2)
     blocker.execute("ROLLBACK")
+    blocker.close()
     for t in threads:
         t.join()
     assert [r.error for r in reports] == [None, None] and all(not r.failed for r in reports)
@@ -202,8 +203,9 @@ def test_a_shipper_killed_mid_ship_leaves_nothing_half_stored(store: Any, postgr
         wait_for_waiters(postgres_url, 1)  # its session row and events are written, not committed
         proc.kill()
     finally:
-        proc.wait(timeout=60)
+        proc.communicate(timeout=60)  # reaps it and closes its pipes
     blocker.execute("ROLLBACK")
+    blocker.close()
     assert counts(store)["sessions"] == 0 and counts(store)["events"] == 0
     assert [p.session for p in pending(tmp_path)] == ["s-1"]
     report = ship(postgres_url, tmp_path)
