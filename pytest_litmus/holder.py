@@ -42,7 +42,9 @@ from pytest_litmus.station import (
     SessionOutcome,
     StationBase,
     measurement_body,
+    measurement_fields,
     outcome_body,
+    outcome_fields,
     started_body,
 )
 from pytest_litmus.units import next_attempt, unit_index
@@ -88,11 +90,6 @@ def _metadata_version(dist: str) -> str | None:
         return version(dist)
     except PackageNotFoundError:
         return None
-
-
-def _measurement_fields(measurement: Measurement, dut: str | None, attempt: int | None) -> dict[str, Any]:
-    """A ``Measurement`` event's fields (when its line cannot be written as built)."""
-    return {**measurement.fields(), "dut": dut, "attempt": attempt}
 
 
 class StationConnection(StationBase):
@@ -360,9 +357,7 @@ class StationConnection(StationBase):
     def _record_measurement(self, measurement: Measurement, dut: str | None, attempt: int | None) -> None:
         """The ``Measurement`` event's line built directly (no event dict) while the file is its only reader."""
         body = measurement_body(measurement, dut, attempt)
-        self._require_started().emit_encoded(
-            EventType.MEASUREMENT, body, _measurement_fields, measurement, dut, attempt
-        )
+        self._require_started().emit_encoded(EventType.MEASUREMENT, body, measurement_fields, measurement, dut, attempt)
         self._count("measurements_", measurement.outcome, measurement.nodeid, dut)
 
     def _count(self, prefix: str, outcome: Any, nodeid: Any, dut: Any) -> None:
@@ -411,19 +406,10 @@ class StationConnection(StationBase):
     def _record_outcome(self, nodeid: str, outcome: str, duration: float, message: str | None) -> None:
         """The ``TestOutcome`` line built directly while the file is its only reader, and counted."""
         dut, attempt = self._test_unit()
-
-        def fields() -> dict[str, Any]:
-            return {
-                "nodeid": nodeid,
-                "outcome": outcome,
-                "duration": duration,
-                "message": message,
-                "dut": dut,
-                "attempt": attempt,
-            }
-
         body = outcome_body(nodeid, outcome, duration, message, dut, attempt)
-        self._require_started().emit_encoded(EventType.TEST_OUTCOME, body, fields)
+        self._require_started().emit_encoded(
+            EventType.TEST_OUTCOME, body, outcome_fields, nodeid, outcome, duration, message, dut, attempt
+        )
         self._count("", outcome, nodeid, dut)
 
     # ------------------------------------------------------------------ instruments

@@ -195,6 +195,25 @@ def outcome_body(
     )
 
 
+def measurement_fields(m: Measurement, dut: str | None, attempt: int | None) -> dict[str, Any]:
+    """A ``Measurement`` event's fields: what :func:`measurement_body` writes, as a dict."""
+    return {**m.fields(), "dut": dut, "attempt": attempt}
+
+
+def outcome_fields(
+    nodeid: str, outcome: str, duration: float, message: str | None, dut: str | None, attempt: int | None
+) -> dict[str, Any]:
+    """A ``TestOutcome`` event's fields: what :func:`outcome_body` writes, as a dict."""
+    return {
+        "nodeid": nodeid,
+        "outcome": outcome,
+        "duration": duration,
+        "message": message,
+        "dut": dut,
+        "attempt": attempt,
+    }
+
+
 def measurement_body(m: Measurement, dut: str | None, attempt: int | None) -> str:
     """A ``Measurement`` event's fields as JSON (``"name":...,"attempt":1``, no braces), as ``json`` would write them.
 
@@ -405,12 +424,12 @@ class StationBase:
 
     def _record_measurement(self, measurement: Measurement, dut: str | None, attempt: int | None) -> None:
         """Record ``measurement`` of unit ``dut`` as a ``Measurement`` event (the holder has a faster path)."""
-        self.emit(EventType.MEASUREMENT, **measurement.fields(), dut=dut, attempt=attempt)
+        self.emit(EventType.MEASUREMENT, **measurement_fields(measurement, dut, attempt))
 
     def _record_outcome(self, nodeid: str, outcome: str, duration: float, message: str | None) -> None:
         """Record the ``TestOutcome`` event (the holder has a faster path)."""
-        fields = self._test_fields()
-        self.emit(EventType.TEST_OUTCOME, nodeid=nodeid, outcome=outcome, duration=duration, message=message, **fields)
+        dut, attempt = self._test_unit()
+        self.emit(EventType.TEST_OUTCOME, **outcome_fields(nodeid, outcome, duration, message, dut, attempt))
 
     def _test_unit(self) -> tuple[str | None, int]:
         """The unit's serial (None: no unit) and the running test's attempt."""
