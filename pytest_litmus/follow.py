@@ -22,6 +22,7 @@ import io
 import os
 import threading
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -78,6 +79,11 @@ class Follower:
     gone without ending it; :attr:`stop_reason` says which. Lines that are not
     JSON objects, or whose event ``check`` faults, are skipped and counted
     (:attr:`bad_lines`, the first in :attr:`first_bad`).
+
+    The file is open only while it is needed: an iteration closes it when it ends
+    (a ``break`` too; the next iteration reopens it and reads on from the same
+    offset), and :meth:`close`, or leaving a ``with`` block, closes it for good.
+    Call one of those after :meth:`drain`.
     """
 
     def __init__(
@@ -107,25 +113,47 @@ class Follower:
         self._lineno = 0
         self._match = _matcher(event_type, role, since)
         self._file: io.FileIO | None = None
+        #: Where reading goes on when the file is opened again (after an iteration ended).
+        self._offset = 0
+        #: Held while the file is opened, read or closed: :meth:`close` may come from another thread.
+        self._io = threading.Lock()
+        self._closed = False
         self._partial = b""
+        #: Events an iteration read but had not handed out when it was left: the next read starts with them.
+        self._undelivered: deque[Event] = deque()
         self._writer: tuple[int, str] | None = None
 
     def _read_lines(self) -> list[bytes]:
-        if self._file is None:
-            try:
-                self._file = io.FileIO(self.path, "r")
-            except FileNotFoundError:
+        with self._io:
+            if self._closed:
                 return []
-        data = self._file.readall()
+            if self._file is None:
+                try:
+                    self._file = io.FileIO(self.path, "r")
+                except FileNotFoundError:
+                    return []
+                if self._offset:
+                    self._file.seek(self._offset)
+            data = self._file.readall()
+            self._offset += len(data)
         if not data:
             return []
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()  # a torn line in progress, completed by a later read
         return lines
 
+    def _close_file(self, *, for_good: bool = False) -> None:
+        with self._io:
+            self._closed = self._closed or for_good
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
     def drain(self) -> list[Event]:
-        """Matching events appended since the last read (all of them, the first time)."""
-        found: list[Event] = []
+        """Matching events appended since the last read (all of them, the first time), after those
+        an iteration read but did not get to deliver (it was left by ``break``)."""
+        found = list(self._undelivered)
+        self._undelivered.clear()
         if self.stop_reason is not None:
             return found
         for raw in self._read_lines():
@@ -159,33 +187,46 @@ class Follower:
 
     def _finish(self, reason: StopReason) -> None:
         self.stop_reason = reason
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._close_file(for_good=True)
 
     def __iter__(self) -> Iterator[Event]:
         poll = Backoff(first=MIN_POLL, cap=self.poll).start(self.timeout)
         gone = False
-        while self.stop_reason is None:
-            batch = self.drain()
-            yield from batch
-            if batch or self.stop_reason is not None:
-                poll.reset()
-                continue
-            if gone:  # the writer died and one more read found nothing new
-                self._finish("writer-gone")
-            elif self.stop.is_set():
-                self._finish("stopped")
-            elif poll.expired:
-                self._finish("timeout")
-            elif self.stop_at_end and poll.at_cap and self._writer_gone():
-                gone = True
-            else:
-                poll.sleep(self.stop)
+        try:
+            while True:
+                batch = self.drain()
+                if batch:
+                    waiting = self._undelivered
+                    waiting.extend(batch)
+                    while waiting:  # each taken before it is handed out: a ``break`` keeps the rest
+                        yield waiting.popleft()
+                    poll.reset()
+                    continue
+                if self.stop_reason is not None:
+                    return
+                if gone:  # the writer died and one more read found nothing new
+                    self._finish("writer-gone")
+                elif self.stop.is_set():
+                    self._finish("stopped")
+                elif poll.expired:
+                    self._finish("timeout")
+                elif self.stop_at_end and poll.at_cap and self._writer_gone():
+                    gone = True
+                else:
+                    poll.sleep(self.stop)
+        finally:  # ended, or left by ``break`` or an exception: the descriptor goes now, not at collection
+            self._close_file()
 
     def close(self) -> None:
-        """Stop following (an iteration in progress ends at its next poll)."""
+        """Stop following and close the file; an iteration in progress (another thread's) ends at its next poll."""
         self.stop.set()
+        self._close_file(for_good=True)
+
+    def __enter__(self) -> Follower:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 #: Iterate the matching events of an event file, replay then live: ``for e in iter_follow(path): ...``.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -129,3 +130,72 @@ def test_stops_when_the_writer_died_without_ending(tmp_path: Path) -> None:
     follower = iter_follow(path, timeout=60)
     assert [e["seq"] for e in follower] == [1]
     assert follower.stop_reason == "writer-gone"
+
+
+# --------------------------------------------------------------------------- the descriptor
+
+
+def _open_on(path: Path) -> int:
+    """How many of this process's descriptors are open on ``path`` (Linux: /proc/self/fd)."""
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("needs /proc/self/fd to count open descriptors")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            count += Path(os.readlink(fd)) == path.resolve()
+        except OSError:  # the descriptor listing /proc/self/fd itself, closed since
+            pass
+    return count
+
+
+def test_leaving_an_iteration_closes_the_file_and_the_next_reads_on(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(_line(i) for i in range(1, 6)))
+    follower = iter_follow(path, timeout=0)
+    for event in follower:
+        if event["seq"] == 2:
+            assert _open_on(path) == 1
+            break
+    assert _open_on(path) == 0  # closed by the break, not left to the garbage collector
+    with path.open("ab") as fh:
+        fh.write(_line(6)[:9])  # a torn line: held back
+    assert [e["seq"] for e in follower.drain()] == [3, 4, 5]  # reopened where the last read ended
+    with path.open("ab") as fh:
+        fh.write(_line(6)[9:] + _line(7, "SessionEnded"))
+    assert [e["seq"] for e in follower] == [6, 7]
+    assert follower.stop_reason == "ended" and _open_on(path) == 0
+
+
+def test_close_and_with_close_for_good(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(_line(1))
+    with Follower(path) as follower:
+        assert [e["seq"] for e in follower.drain()] == [1]
+        assert _open_on(path) == 1  # kept open between drains
+    assert _open_on(path) == 0
+    with path.open("ab") as fh:
+        fh.write(_line(2))
+    assert follower.drain() == [] and _open_on(path) == 0  # closed: not reopened
+    assert list(follower) == [] and follower.stop_reason == "stopped"
+
+
+def test_close_from_another_thread_ends_a_waiting_iteration(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(_line(1))
+    follower = iter_follow(path, stop_at_end=True, timeout=None, poll=0.05)
+    seen: list[int] = []
+    first = threading.Event()
+
+    def run() -> None:
+        for event in follower:
+            seen.append(event["seq"])
+            first.set()
+
+    reader = threading.Thread(target=run)
+    reader.start()
+    assert first.wait(30)
+    follower.close()
+    reader.join(30)
+    assert not reader.is_alive() and follower.stop_reason == "stopped"
+    assert seen == [1] and _open_on(path) == 0

@@ -94,8 +94,8 @@ def read_log(path: Path) -> tuple[SessionLog, CorruptFile | None]:
     A torn last line (a writer that died mid-line, or one being written) is not
     damage. An empty file is: a session's file starts with ``SessionStarted``.
     """
-    follower = Follower(path, stop_at_end=False, check=event_problem)
-    events = follower.drain()
+    with Follower(path, stop_at_end=False, check=event_problem) as follower:
+        events = follower.drain()
     log = SessionLog(path, events, torn=follower.torn, bad_lines=follower.bad_lines)
     return log, damage(follower)
 

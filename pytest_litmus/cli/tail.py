@@ -50,11 +50,11 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     directory = find_session(resolve_data_dir(args.data_dir), args.session)
     timeout = 0.0 if args.no_follow else args.timeout
-    follower = Follower(directory / EVENTS_FILE, since=args.since, timeout=timeout, check=event_problem)
-    for event in follower:
-        line = json.dumps(event, separators=(",", ":")) if args.json else describe(event, calls=args.calls)
-        if line is not None:
-            print(line, flush=True)
+    with Follower(directory / EVENTS_FILE, since=args.since, timeout=timeout, check=event_problem) as follower:
+        for event in follower:
+            line = json.dumps(event, separators=(",", ":")) if args.json else describe(event, calls=args.calls)
+            if line is not None:
+                print(line, flush=True)
     damaged = damage(follower)
     if damaged is not None:
         raise damaged

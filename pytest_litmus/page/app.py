@@ -159,11 +159,11 @@ async def _refresh_loop(hub: PageHub) -> None:
 async def _events(hub: PageHub) -> AsyncIterator[bytes]:
     """One page's stream: the state when it changes, the station's newest session replayed then live."""
     hub.attach()
+    follower: Follower | None = None
     try:
         yield b"retry: 1000\n\n"
         version = -1
         current: str | None = None
-        follower: Follower | None = None
         pause = POLL_FIRST
         while True:
             if hub.version != version:
@@ -172,6 +172,8 @@ async def _events(hub: PageHub) -> AsyncIterator[bytes]:
             newest = hub.current
             if newest is not None and newest.id != current:
                 current = newest.id
+                if follower is not None:
+                    follower.close()
                 follower = Follower(newest.path, event_type=SHOWN, stop_at_end=False)
                 yield _sse("session", {"id": current})
             batch = follower.drain() if follower is not None else []
@@ -180,4 +182,6 @@ async def _events(hub: PageHub) -> AsyncIterator[bytes]:
             pause = POLL_FIRST if batch else min(pause * 2, POLL_CAP)
             await asyncio.sleep(pause)
     finally:
+        if follower is not None:
+            follower.close()
         hub.detach()
