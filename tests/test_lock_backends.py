@@ -246,3 +246,16 @@ def test_visa_backend_raises_lock_unsupported_where_the_library_takes_no_locks()
     with pytest.raises(LockUnsupported) as info:
         VisaBackend(NoLocks()).acquire(DMM, "exclusive", 0)
     assert isinstance(info.value, NotImplementedError) and isinstance(info.value, LitmusError)
+
+
+def test_a_backend_closes_at_the_end_of_a_with_block() -> None:
+    closed: list[bool] = []
+
+    class Counting(MemoryBackend):
+        def close(self) -> None:
+            closed.append(True)
+
+    with Counting() as backend:
+        backend.acquire("GPIB0::1::INSTR").release()
+        assert closed == []
+    assert closed == [True]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple, Self
 
 from pytest_litmus.backoff import Backoff
 from pytest_litmus.config import LOCK_MODES, LockMode
@@ -238,6 +238,12 @@ class LockBackend(abc.ABC):
 
     def close(self) -> None:
         """Let go of what the backend keeps open between acquires (a server connection); default: nothing."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def release(self, hold: Hold) -> None:
         """Release ``hold``; no-op if it already was."""
