@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,15 @@ from pgserver import Cluster, missing_reason
 
 REPO = Path(__file__).resolve().parent.parent
 _DATABASES = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _end_spawned() -> Iterator[None]:
+    """After each test, the helper processes it spawned (tests/serverhelpers) are ended and their pipes closed."""
+    yield
+    helpers = sys.modules.get("serverhelpers")
+    if helpers is not None:
+        helpers.end_spawned()
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from children import end
+
 REPO = Path(__file__).resolve().parent.parent
 LITMUS = Path(sys.executable).parent / "litmus"
 #: Runs the project's tests on the simulated example station for the serial typed on the page.
@@ -66,6 +68,5 @@ def page_server(project: Path, *args: str) -> Iterator[tuple[str, subprocess.Pop
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        finally:
+            end(process)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from children import end
 
 from pytest_litmus.events import read_session
 
@@ -56,7 +57,7 @@ def test_sigkill_mid_session_keeps_every_complete_event(project: Path) -> None:
             pytest.fail("the run ended before reaching the blocking test")
         os.kill(proc.pid, signal.SIGKILL)
     finally:
-        proc.wait(timeout=60)
+        end(proc)
     assert proc.returncode == -signal.SIGKILL
     (path,) = (project / "home" / "sessions").glob("*/events.jsonl")
     log = read_session(path)

@@ -39,6 +39,7 @@ from typing import Any
 
 import pytest
 import yaml
+from children import end
 from docblocks import (
     DOCS,
     PYTHON,
@@ -207,9 +208,7 @@ def run_background(command: str, sample: list[str], project: Path) -> None:
         assert proc.wait() == 0, f"$ {command}: SIGTERM did not stop it with exit 0"
     finally:
         guard.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        end(proc)
 
 
 @contextmanager
@@ -234,9 +233,7 @@ def holding_dmm(project: Path) -> Iterator[None]:
         assert holder.wait() == 0
     finally:
         guard.cancel()
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait()
+        end(holder)
 
 
 def check_output(block: Block, project: Path) -> None:

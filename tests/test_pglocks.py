@@ -335,8 +335,8 @@ def test_hostile_rows_do_not_break_listing(backends: list[PostgresBackend], post
 
 def test_another_programs_table_of_that_name_is_named(postgres_url: str) -> None:
     admin(postgres_url, "CREATE TABLE litmus_lock_holders (something text)")
-    with pytest.raises(LockServerUnavailable) as info:
-        PostgresBackend(postgres_url).acquire(DMM)
+    with PostgresBackend(postgres_url) as backend, pytest.raises(LockServerUnavailable) as info:
+        backend.acquire(DMM)
     assert "litmus_lock_holders" in str(info.value)
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from children import end
 from lockhelpers.procs import Child, hold, unpickle
 from lockstress import run_stress
 
@@ -37,7 +38,8 @@ def test_a_sigkilled_holder_frees_the_lock(tmp_path: Path, postgres_url: str) ->
     finally:
         waiter.close()
         holder.close()
-    assert PostgresBackend(postgres_url).list() == []  # the waiter took the killed holder's row away with it
+    with PostgresBackend(postgres_url) as server:
+        assert server.list() == []  # the waiter took the killed holder's row away with it
 
 
 def test_a_frozen_holder_is_broken_by_force_and_learns_it_when_it_wakes(tmp_path: Path, postgres_url: str) -> None:
@@ -47,7 +49,8 @@ def test_a_frozen_holder_is_broken_by_force_and_learns_it_when_it_wakes(tmp_path
         out = litmus("locks", "release", DMM, "--force", "--locks", postgres_url)
         assert out.returncode == 0, out.stderr
         assert "broke the lock" in out.stdout and "lock server session" in out.stdout
-        PostgresBackend(postgres_url).acquire(DMM, timeout=0).release()  # free for others at once
+        with PostgresBackend(postgres_url) as server:
+            server.acquire(DMM, timeout=0).release()  # free for others at once
         os.kill(holder.pid, signal.SIGCONT)
         holder.send("check")
         lost = unpickle(holder.expect("lost")["error"])
@@ -59,7 +62,8 @@ def test_a_frozen_holder_is_broken_by_force_and_learns_it_when_it_wakes(tmp_path
 
 def test_eight_processes_on_two_data_dirs_never_hold_at_once(tmp_path: Path, postgres_url: str) -> None:
     run_stress(tmp_path, DMM, workers=8, cycles=200, data_dirs=2, server=postgres_url)
-    assert PostgresBackend(postgres_url).list() == []
+    with PostgresBackend(postgres_url) as server:
+        assert server.list() == []
 
 
 # --------------------------------------------------------------------------- stations and the plugin
@@ -89,12 +93,11 @@ def test_litmus_yaml_locks_puts_station_locks_on_the_server(
             [acquired] = station.events("LockAcquired")
             assert acquired["role"] == "psu"
         assert not (project / "home" / "locks").exists()  # nothing went to host lock files
-        proc.kill()
-        proc.wait(PATIENCE)
+        end(proc)
         with connect(sim_station) as station:
             station.instrument("dmm", timeout=PATIENCE)  # the killed holder's lock went with its connection
     finally:
-        proc.kill()
+        end(proc)
 
 
 def test_a_station_session_notices_a_forced_release_before_its_next_call(
@@ -116,7 +119,8 @@ def test_plugin_takes_locks_on_the_server(station_project: pytest.Pytester, post
         from pytest_litmus.locks import PostgresBackend
 
         def test_dmm_is_locked_on_the_server(dmm):
-            [state] = PostgresBackend({postgres_url!r}).list()
+            with PostgresBackend({postgres_url!r}) as server:
+                [state] = server.list()
             assert state.state == "held" and state.holders[0]["role"] == "dmm"
             assert state.holders[0]["nodeid"].endswith("test_dmm_is_locked_on_the_server")
         """
@@ -127,7 +131,8 @@ def test_plugin_takes_locks_on_the_server(station_project: pytest.Pytester, post
     )
     result = station_project.runpytest_subprocess("--station", "cell-7", "--litmus-locks", postgres_url)
     result.assert_outcomes(passed=1)
-    assert PostgresBackend(postgres_url).list() == []  # released at the end of the session
+    with PostgresBackend(postgres_url) as server:
+        assert server.list() == []  # released at the end of the session
 
 
 # --------------------------------------------------------------------------- the CLI

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from children import end
 
 from pytest_litmus import LockLost, ResourceInUse, StationConnection, connect
 from pytest_litmus.locks import list_locks, release_lock
@@ -47,13 +48,11 @@ def test_holder_in_another_process(sim_station: str, project: Path) -> None:
             with pytest.raises(ResourceInUse) as info:
                 station.instrument("psu", timeout=0)
             assert info.value.holder["pid"] == proc.pid
-        proc.kill()
-        proc.wait(timeout=30)
+        end(proc)
         with connect(sim_station) as station:
             station.instrument("psu", timeout=5)  # the kernel freed it when the holder died
     finally:
-        proc.kill()
-        proc.wait(timeout=30)
+        end(proc)
 
 
 def test_forced_release_is_noticed_on_the_next_call(sim_station: str) -> None:
@@ -143,5 +142,4 @@ def test_a_held_role_fails_its_tests_with_one_line_and_a_wait_is_announced(stati
         )
         assert "pass --litmus-lock-timeout" not in waiting.stdout.str()
     finally:
-        holder.kill()
-        holder.wait(timeout=30)
+        end(holder)

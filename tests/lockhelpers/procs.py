@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from children import end
+
 HERE = Path(__file__).parent
 #: Hang guard only: a child that says nothing for this long has failed the test.
 PATIENCE = 60.0
@@ -36,7 +38,8 @@ class Child:
         )
         self.pid = self.proc.pid
         self._lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
@@ -64,7 +67,8 @@ class Child:
                 self.proc.wait(timeout=PATIENCE)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait()
+        self._pump_thread.join(PATIENCE)  # it reads stdout to the end, which comes with the process's
+        end(self.proc)
 
 
 def unpickle(text: str) -> Any:

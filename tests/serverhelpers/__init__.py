@@ -22,9 +22,14 @@ def start_session(data_dir: Path, station_file: Path = STATION_FILE) -> Any:
     return StationConnection(load_station_file(station_file), data_dir=data_dir, mock=True).start()
 
 
+#: The processes :func:`spawn` started in the running test; ended after it (tests/conftest.py).
+SPAWNED: list[subprocess.Popen[str]] = []
+
+
 def spawn(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """Run ``tests/serverhelpers/<script>.py`` with line-buffered text pipes."""
-    return subprocess.Popen(
+    """Run ``tests/serverhelpers/<script>.py`` with line-buffered text pipes; killed, if still
+    running, and its pipes closed after the test."""
+    proc = subprocess.Popen(
         [sys.executable, "-u", str(HERE / f"{script}.py"), *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -32,6 +37,16 @@ def spawn(script: str, *args: str, env: dict[str, str] | None = None) -> subproc
         text=True,
         env={**os.environ, **(env or {})},
     )
+    SPAWNED.append(proc)
+    return proc
+
+
+def end_spawned() -> None:
+    """End what :func:`spawn` started (kill, reap, close the pipes)."""
+    from children import end
+
+    while SPAWNED:
+        end(SPAWNED.pop())
 
 
 def read_json_line(proc: subprocess.Popen[str]) -> dict[str, Any]:

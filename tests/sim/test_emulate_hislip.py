@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from children import end
 from pyvisa.errors import VisaIOError
 
 from pytest_litmus.sim import hislip
@@ -154,7 +155,7 @@ def test_a_lock_held_by_another_process(emulator: Emulator, rm: Any) -> None:
         assert mine.async_lock_request(0, "") == "success"
     finally:
         proc.stdin.close()
-        assert proc.wait(60) == 0
+        assert end(proc, kill=False) == 0
 
 
 def test_four_concurrent_clients_get_no_misrouted_answer(emulator: Emulator, rm: Any) -> None:

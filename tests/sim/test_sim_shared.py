@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from children import end
 from pyvisa import constants
 from pyvisa.errors import VisaIOError
 
@@ -226,9 +227,7 @@ class Agent:
         return self.read()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=30)
+        end(self.proc)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import pyvisa
+from children import end
 
 from pytest_litmus import srq
 from pytest_litmus.errors import SrqTimeout, StationConfigError
@@ -225,4 +226,4 @@ def test_litmus_emulate_subprocess_serves_a_free_port() -> None:
         rm.close()
     finally:
         proc.terminate()
-        assert proc.wait(timeout=10) == 0
+        assert end(proc, kill=False) == 0
